@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages mlkd's recipes need: eSpeak NG (speech synthesis) and the
+# fortunes collections (sentences of the embedded corpus). Installs with apt-get when run
+# as root; otherwise says what to install and fails.
+set -euo pipefail
+
+packages=(espeak-ng fortunes fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl fortunes-cs)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  echo "$0: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "Error: missing system packages: ${missing[*]}; install them with: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi

@@ -1,0 +1,3 @@
+from mlkd_cli.cli import cli
+
+cli()

@@ -1,0 +1,1 @@
+"""One thin click module per subcommand: parse options, build the config, call the library."""

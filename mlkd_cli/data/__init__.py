@@ -1,0 +1,1 @@
+"""Data preparation: Kaldi dir validation, lhotse manifests, features, tokenizer."""

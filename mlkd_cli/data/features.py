@@ -1,0 +1,88 @@
+"""Kaldi-compatible 80-dim fbank, computed by lhotse into a lilcom feature cache.
+
+lhotse's ``CutSet.compute_and_store_features`` reports progress with tqdm only and, with
+several jobs, pays a large worker start-up cost; this module drives lhotse's per-cut
+extraction itself so that it can show a rich progress bar, name the audio file behind a
+failure, and share one worker pool across chunks.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
+
+from mlkd_cli.errors import DataError
+from mlkd_cli.log import progress_bar
+
+SAMPLING_RATE = 16000
+NUM_MEL_BINS = 80
+CUTS_PER_CHUNK = 200
+
+
+def fbank_extractor() -> Fbank:
+    """lhotse's default Kaldi-compatible fbank (80 bins, 25/10 ms, povey window, no dither).
+
+    sherpa-onnx computes exactly these features, so exported models see the same input.
+    """
+    return Fbank(FbankConfig(num_filters=NUM_MEL_BINS))
+
+
+def resample_to(cuts: CutSet, sampling_rate: int = SAMPLING_RATE) -> CutSet:
+    """Resample (lazily, at load time) every cut whose audio is not at ``sampling_rate``."""
+    return CutSet.from_cuts(
+        cut if cut.sampling_rate == sampling_rate else cut.resample(sampling_rate) for cut in cuts
+    )
+
+
+def _audio_source(cut) -> str:
+    return " ".join(source.source for source in cut.recording.sources)
+
+
+def _extract_chunk(cuts: list, storage_path: Path) -> list:
+    """Compute and store fbank for ``cuts`` into one lilcom archive; return the updated cuts."""
+    extractor = fbank_extractor()
+    done = []
+    with LilcomChunkyWriter(storage_path) as writer:
+        for cut in cuts:
+            try:
+                done.append(cut.compute_and_store_features(extractor, writer))
+            except Exception as e:  # soundfile/ffmpeg raise many types for a bad file
+                raise DataError(
+                    f"{_audio_source(cut)}: cannot read audio of utterance {cut.id} ({type(e).__name__}: {e}); "
+                    "replace the file or remove the utterance from the data dir"
+                ) from None
+    return done
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def compute_fbank(cuts: CutSet, storage_dir: Path, num_jobs: int = 1, description: str = "fbank") -> CutSet:
+    """Attach fbank features to every cut, stored as lilcom archives in ``storage_dir``.
+
+    Cuts are processed in chunks of ``CUTS_PER_CHUNK``; with ``num_jobs > 1`` chunks run in
+    a process pool. The returned cuts keep the input order.
+    """
+    storage_dir.mkdir(parents=True, exist_ok=True)
+    cut_list = list(cuts)
+    chunks = [cut_list[i : i + CUTS_PER_CHUNK] for i in range(0, len(cut_list), CUTS_PER_CHUNK)]
+    paths = [storage_dir / f"feats-{i}" for i in range(len(chunks))]
+    results: list[list] = []
+    with progress_bar() as progress:
+        task = progress.add_task(description, total=len(cut_list))
+        if num_jobs <= 1 or len(chunks) <= 1:
+            for chunk, path in zip(chunks, paths):
+                results.append(_extract_chunk(chunk, path))
+                progress.advance(task, len(chunk))
+        else:
+            with ProcessPoolExecutor(num_jobs, initializer=_init_worker) as pool:
+                futures = [pool.submit(_extract_chunk, chunk, path) for chunk, path in zip(chunks, paths)]
+                for future in futures:
+                    results.append(future.result())
+                    progress.advance(task, len(results[-1]))
+    return CutSet.from_cuts(cut for chunk in results for cut in chunk)

@@ -1,0 +1,151 @@
+"""Sources of `mlkd prepare` (Kaldi data dirs, lhotse manifests) → validated lhotse cuts.
+
+Kaldi dirs are validated by :mod:`mlkd_cli.data.kaldi_dir` and then imported with
+lhotse's own importer; lhotse manifests (e.g. from ``lhotse prepare commonvoice``) are
+read as they are. Either way every cut ends up with one supervision whose ``language``
+is an ISO 639 code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from pathlib import Path
+
+from lhotse import CutSet, RecordingSet, SupervisionSet
+from lhotse.kaldi import load_kaldi_data_dir
+
+from mlkd_cli.data.kaldi_dir import validate_kaldi_dir
+from mlkd_cli.data.language import normalize_language
+from mlkd_cli.errors import DataError
+
+logger = logging.getLogger("mlkd")
+
+MANIFEST_SUFFIX = ".jsonl.gz"
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One input of `mlkd prepare`: ``[NAME=]PATH``; sources with the same name form one set."""
+
+    name: str
+    path: Path
+
+    @classmethod
+    def parse(cls, arg: str) -> "Source":
+        name, sep, path = arg.partition("=")
+        if not sep:
+            path, name = arg, _default_name(Path(arg))
+        if not re.fullmatch(r"[A-Za-z0-9][\w.-]*", name):
+            raise DataError(f"{arg}: set name {name!r} must be letters, digits, '_', '-' or '.'; write NAME=PATH")
+        return cls(name, Path(path))
+
+    @property
+    def kind(self) -> str:
+        if self.path.is_dir():
+            return "kaldi"
+        if self.path.name.endswith((".jsonl.gz", ".jsonl", ".json")) and "cuts" in self.path.name:
+            return "cuts"
+        if self.path.name.endswith((".jsonl.gz", ".jsonl", ".json")) and "recordings" in self.path.name:
+            return "recordings"
+        if not self.path.exists():
+            raise DataError(f"{self.path}: no such file or directory")
+        raise DataError(
+            f"{self.path}: not a Kaldi data dir nor an lhotse cuts/recordings manifest "
+            "(expected a directory with wav.scp, or a file named *cuts*.jsonl.gz or *recordings*.jsonl.gz)"
+        )
+
+
+def _default_name(path: Path) -> str:
+    """Kaldi dir → its base name; lhotse manifest → file name without type word and suffix."""
+    name = path.name
+    for suffix in (".jsonl.gz", ".jsonl", ".json"):
+        name = name.removesuffix(suffix)
+    name = re.sub(r"(^|_)(cuts|recordings)(_|$)", r"\1", name).strip("_")
+    return name or path.parent.name
+
+
+def load_source(source: Source, allow_mixed_rates: bool = False) -> CutSet:
+    """Validate ``source`` and return one cut per utterance with a normalised language."""
+    if source.kind == "kaldi":
+        cuts = _load_kaldi_dir(source.path, allow_mixed_rates)
+    else:
+        cuts = _load_lhotse_manifest(source)
+    return _normalise_languages(cuts, source.path)
+
+
+def _load_kaldi_dir(path: Path, allow_mixed_rates: bool) -> CutSet:
+    info = validate_kaldi_dir(path, require_lang=True, allow_mixed_rates=allow_mixed_rates)
+    recordings, supervisions, _ = load_kaldi_data_dir(path, sampling_rate=info.sampling_rates[0])
+    recordings = RecordingSet.from_recordings(
+        _absolute_and_true_rate(rec, info) for rec in recordings
+    )
+    cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
+    if info.has_segments:
+        cuts = cuts.trim_to_supervisions(keep_overlapping=False)
+    # One supervision per cut, and the cut named after it (the Kaldi utterance id).
+    return CutSet.from_cuts(cut.with_id(cut.supervisions[0].id) for cut in cuts)
+
+
+def _absolute_and_true_rate(recording, info):
+    """Resolve wav.scp paths against the current dir (as Kaldi does) and use each file's own rate."""
+    entry = info.recordings[recording.id]
+    source = recording.sources[0]
+    if source.type == "file":
+        source = dataclasses.replace(source, source=str(Path(source.source).resolve()))
+    rate = entry.sampling_rate or recording.sampling_rate
+    return dataclasses.replace(
+        recording, sources=[source], sampling_rate=rate, num_samples=round(recording.duration * rate)
+    )
+
+
+def _load_lhotse_manifest(source: Source) -> CutSet:
+    from lhotse.qa import validate_recordings_and_supervisions
+
+    try:
+        if source.kind == "cuts":
+            cuts = CutSet.from_file(source.path).to_eager()
+        else:
+            sup_path = source.path.with_name(source.path.name.replace("recordings", "supervisions"))
+            if not sup_path.is_file():
+                raise DataError(f"{sup_path}: supervisions manifest not found next to {source.path.name}")
+            recordings = RecordingSet.from_file(source.path)
+            supervisions = SupervisionSet.from_file(sup_path)
+            validate_recordings_and_supervisions(recordings, supervisions)
+            cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
+            cuts = CutSet.from_cuts(
+                c.with_id(c.supervisions[0].id) for c in cuts.trim_to_supervisions(keep_overlapping=False)
+            )
+    except (AssertionError, ValueError, KeyError, OSError) as e:
+        raise DataError(f"{source.path}: invalid lhotse manifest ({e})") from None
+    for cut in cuts:
+        if len(cut.supervisions) != 1:
+            raise DataError(
+                f"{source.path}: cut {cut.id} has {len(cut.supervisions)} supervisions; "
+                "mlkd needs one utterance per cut (use `lhotse cut trim-to-supervisions`)"
+            )
+        for s in cut.recording.sources:
+            if s.type == "file" and not Path(s.source).is_file():
+                raise DataError(f"{source.path}: audio file {s.source} of cut {cut.id} not found")
+        if not (cut.supervisions[0].text or "").strip():
+            raise DataError(f"{source.path}: cut {cut.id} has an empty transcript; drop it or fix its text")
+    return cuts
+
+
+def _normalise_languages(cuts: CutSet, where: Path) -> CutSet:
+    def fix(cut):
+        sup = cut.supervisions[0]
+        code = normalize_language(sup.language or "")
+        if code is None:
+            raise DataError(
+                f"{where}: utterance {cut.id} has language {sup.language!r}, not an ISO 639 code or "
+                "English language name; set it (Kaldi: utt2lang; lhotse: the supervision's language field)"
+            )
+        return cut if code == sup.language else cut.map_supervisions(lambda s: dataclasses.replace(s, language=code))
+
+    return CutSet.from_cuts(fix(cut) for cut in cuts)
+
+
+def audio_paths(cuts: CutSet) -> list[str]:
+    return sorted({s.source for cut in cuts for s in cut.recording.sources if s.type == "file"})

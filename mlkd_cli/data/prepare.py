@@ -1,0 +1,192 @@
+"""`mlkd prepare`: sources → validated manifests, fbank cache and tokenizer in one data dir.
+
+Layout of a prepared data dir::
+
+  config.yaml  stage.json  log/prepare.log
+  manifests/<set>_{recordings,supervisions,cuts}.jsonl.gz   (cuts carry the features)
+  fbank/<set>.<run>/feats-*.lca                           (lilcom feature archives)
+  lang_<type><size>/                                       (see mlkd_cli.data.tokenizer)
+
+Feature dirs carry a run id, so the manifests of a finished run keep pointing at their own
+features until the new manifests are renamed into place; stale feature dirs go last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+from lhotse import CutSet
+
+from mlkd_cli.config import dump_yaml, load_yaml, to_dict
+from mlkd_cli.data.features import compute_fbank, resample_to
+from mlkd_cli.data.manifests import Source, audio_paths, load_source
+from mlkd_cli.data.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
+from mlkd_cli.errors import DataError
+from mlkd_cli.fsutil import atomic_path, atomic_write_text, path_digest, staging_dir, stat_digest
+from mlkd_cli.log import log_to_file
+from mlkd_cli.stage import StageRecord, is_up_to_date, now, software_versions, write_stage
+
+logger = logging.getLogger("mlkd")
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareConfig:
+    train_set: str = "train"
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    allow_mixed_rates: bool = False
+
+
+def group_sources(args: list[str]) -> dict[str, list[Source]]:
+    sets: dict[str, list[Source]] = defaultdict(list)
+    for arg in args:
+        source = Source.parse(arg)
+        sets[source.name].append(source)
+    return dict(sets)
+
+
+def load_sets(sets: dict[str, list[Source]], allow_mixed_rates: bool) -> dict[str, CutSet]:
+    """Validate and load every source; sources of one set are combined (ids must not clash)."""
+    loaded = {}
+    for name, sources in sets.items():
+        cuts: dict[str, object] = {}
+        for source in sources:
+            for cut in load_source(source, allow_mixed_rates):
+                if cut.id in cuts:
+                    raise DataError(f"{source.path}: utterance id {cut.id} also appears in another source of set {name!r}")
+                cuts[cut.id] = cut
+        loaded[name] = CutSet.from_cuts(cuts[k] for k in sorted(cuts))
+        logger.info("set %s: %d utterances, %.2f h, languages %s", name, len(loaded[name]),
+                    sum(c.duration for c in loaded[name]) / 3600, ", ".join(languages(loaded[name])))
+    return loaded
+
+
+def languages(cuts: CutSet) -> list[str]:
+    return sorted({cut.supervisions[0].language for cut in cuts})
+
+
+def texts_by_language(cuts: CutSet) -> dict[str, list[str]]:
+    texts: dict[str, list[str]] = defaultdict(list)
+    for cut in cuts:
+        texts[cut.supervisions[0].language].append(cut.supervisions[0].text)
+    return dict(texts)
+
+
+def stage_record(sets: dict[str, list[Source]], cuts: dict[str, CutSet], config: PrepareConfig, argv: list[str]) -> StageRecord:
+    inputs = {
+        f"{name}:{source.path}": {"path": str(source.path.resolve()), "digest": path_digest(source.path)}
+        for name, sources in sets.items()
+        for source in sources
+    }
+    all_audio = [p for c in cuts.values() for p in audio_paths(c)]
+    inputs["audio"] = {"path": f"{len(all_audio)} files", "digest": stat_digest(all_audio)}
+    return StageRecord(command="prepare", argv=argv, inputs=inputs, config=to_dict(config), versions=software_versions())
+
+
+def prepare(source_args: list[str], out_dir: Path, config: PrepareConfig, num_jobs: int = 1,
+            force: bool = False, argv: list[str] | None = None) -> bool:
+    """Run the whole preparation; return False when ``out_dir`` was already up to date."""
+    sets = group_sources(source_args)
+    if config.train_set not in sets:
+        raise DataError(
+            f"no source for the training set {config.train_set!r} (sets given: {', '.join(sets)}); "
+            f"name one with {config.train_set}=PATH or pass --train-set"
+        )
+    cuts = load_sets(sets, config.allow_mixed_rates)
+    _check_languages(cuts, config.train_set)
+    record = stage_record(sets, cuts, config, argv or [])
+    if is_up_to_date(out_dir, record, force):
+        logger.info("%s is up to date (inputs and config unchanged); nothing to do", out_dir)
+        return False
+
+    record.started = now()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with log_to_file(out_dir / "log" / "prepare.log"):
+        # Heavy work first, into new names only: a failure here leaves earlier outputs intact.
+        run_id = uuid.uuid4().hex[:8]
+        feats_dirs = {name: (out_dir / "fbank" / f"{name}.{run_id}").resolve() for name in cuts}
+        lang_dir = out_dir / config.tokenizer.dir_name
+        try:
+            with_feats = {
+                name: compute_fbank(resample_to(set_cuts), feats_dirs[name], num_jobs, description=f"fbank {name}")
+                for name, set_cuts in cuts.items()
+            }
+            with staging_dir(lang_dir) as tmp:
+                train_tokenizer(texts_by_language(cuts[config.train_set]), tmp, config.tokenizer)
+        except BaseException:
+            for d in feats_dirs.values():
+                shutil.rmtree(d, ignore_errors=True)
+            raise
+        _report_unknown_tokens(Tokenizer(lang_dir), cuts)
+        for name, set_cuts in with_feats.items():
+            write_manifests(set_cuts, out_dir / "manifests", name)
+        atomic_write_text(out_dir / "config.yaml", dump_yaml(config))
+        record.status, record.finished = "done", now()
+        write_stage(out_dir, record)
+        _remove_stale_features(out_dir / "fbank", {d.name for d in feats_dirs.values()})
+        logger.info("prepared %s: sets %s, tokenizer %s", out_dir, ", ".join(cuts), lang_dir.name)
+    return True
+
+
+def _check_languages(cuts: dict[str, CutSet], train_set: str) -> None:
+    train_langs = set(languages(cuts[train_set]))
+    for name, set_cuts in cuts.items():
+        unknown = sorted(set(languages(set_cuts)) - train_langs)
+        if unknown:
+            raise DataError(
+                f"set {name!r} has language(s) {', '.join(unknown)} that the training set {train_set!r} lacks; "
+                "add training data for them or leave them out"
+            )
+
+
+def write_manifests(cuts: CutSet, manifest_dir: Path, name: str) -> None:
+    recordings, supervisions, _ = cuts.decompose()
+    for kind, manifest in (("recordings", recordings), ("supervisions", supervisions), ("cuts", cuts)):
+        with atomic_path(manifest_dir / f"{name}_{kind}.jsonl.gz") as tmp:
+            manifest.to_file(tmp)
+
+
+def _report_unknown_tokens(tokenizer: Tokenizer, cuts: dict[str, CutSet]) -> None:
+    for name, set_cuts in cuts.items():
+        ids = [i for cut in set_cuts for i in tokenizer.encode(cut.supervisions[0].text)]
+        ratio = Tokenizer.unk_ratio(ids)
+        if ratio > 0:
+            logger.warning("set %s: %.2f%% of tokens are <unk> (characters unseen in training text)", name, 100 * ratio)
+
+
+def _remove_stale_features(fbank_dir: Path, keep: set[str]) -> None:
+    for child in fbank_dir.iterdir():
+        if child.is_dir() and child.name not in keep:
+            shutil.rmtree(child)
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """Read access to a data dir made by `mlkd prepare`; errors say which command creates it."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        if not (self.root / "config.yaml").is_file():
+            raise DataError(f"{self.root}: not a prepared data dir (no config.yaml); create it with `mlkd prepare SRC... {self.root}`")
+        self.config = load_yaml(PrepareConfig, self.root / "config.yaml")
+
+    def cuts(self, name: str) -> CutSet:
+        path = self.root / "manifests" / f"{name}_cuts.jsonl.gz"
+        if not path.is_file():
+            known = sorted(p.name.removesuffix("_cuts.jsonl.gz") for p in (self.root / "manifests").glob("*_cuts.jsonl.gz"))
+            raise DataError(f"{path}: no set {name!r} in {self.root} (sets: {', '.join(known)}); add it with `mlkd prepare`")
+        return CutSet.from_file(path)
+
+    @property
+    def lang_dir(self) -> Path:
+        return self.root / self.config.tokenizer.dir_name
+
+    def tokenizer(self) -> Tokenizer:
+        return Tokenizer(self.lang_dir)
+

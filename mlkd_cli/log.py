@@ -1,0 +1,70 @@
+"""Console and per-experiment logging, and the rich progress bar every long job uses."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+logger = logging.getLogger("mlkd")
+console = Console(stderr=True)
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
+
+
+def setup_console_logging(level: int = logging.INFO) -> None:
+    logger.setLevel(logging.DEBUG)
+    for handler in list(logger.handlers):
+        if getattr(handler, "mlkd_console", False):
+            logger.removeHandler(handler)
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setLevel(level)
+    handler.mlkd_console = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+
+
+@contextlib.contextmanager
+def log_to_file(path: str | Path) -> Iterator[None]:
+    """Also write every mlkd log record to ``path`` (appending) while the block runs."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        logger.info("command: %s", " ".join(sys.argv))
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def progress_bar(transient: bool = False) -> Progress:
+    """A rich progress bar with count, rate-free ETA and elapsed time."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=transient,
+        disable=not console.is_terminal,
+    )

@@ -1,0 +1,34 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec(Path("mlkd_cli/version.py").read_text(), version)
+
+setup(
+    name="mlkd",
+    version=version["__version__"],
+    description="Multilingual speech recognition by knowledge distillation, as Kaldi-style command-line stages",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["mlkd_cli", "mlkd_cli.*"]),
+    install_requires=[
+        "torch>=2.1",
+        "lhotse>=1.24",
+        # lhotse needs these at run time for our use (feature cache, resampling) but does
+        # not declare them all.
+        "lilcom>=1.7",
+        "scipy>=1.10",
+        "urllib3",
+        "soundfile>=0.12",
+        "sentencepiece>=0.1.99",
+        "pycountry>=22.3",
+        "click>=8.1",
+        "rich>=13",
+        "pyyaml>=6",
+        "numpy",
+    ],
+    extras_require={"dev": ["pytest>=7", "pytest-timeout"]},
+    entry_points={"console_scripts": ["mlkd=mlkd_cli.cli:cli"]},
+)
