@@ -16,6 +16,7 @@ from pathlib import Path
 from lhotse import CutSet, RecordingSet, SupervisionSet
 from lhotse.kaldi import load_kaldi_data_dir
 
+from mlkd_cli.data.features import SAMPLING_RATE
 from mlkd_cli.data.kaldi_dir import validate_kaldi_dir
 from mlkd_cli.data.language import normalize_language
 from mlkd_cli.errors import DataError
@@ -77,7 +78,9 @@ def load_source(source: Source, allow_mixed_rates: bool = False) -> CutSet:
 
 def _load_kaldi_dir(path: Path, allow_mixed_rates: bool) -> CutSet:
     info = validate_kaldi_dir(path, require_lang=True, allow_mixed_rates=allow_mixed_rates)
-    recordings, supervisions, _ = load_kaldi_data_dir(path, sampling_rate=info.sampling_rates[0])
+    # Commands in wav.scp are not probed; lhotse learns their duration by running them.
+    nominal_rate = info.sampling_rates[0] if info.sampling_rates else SAMPLING_RATE
+    recordings, supervisions, _ = load_kaldi_data_dir(path, sampling_rate=nominal_rate)
     recordings = RecordingSet.from_recordings(
         _absolute_and_true_rate(rec, info) for rec in recordings
     )
@@ -89,11 +92,11 @@ def _load_kaldi_dir(path: Path, allow_mixed_rates: bool) -> CutSet:
 
 
 def _absolute_and_true_rate(recording, info):
-    """Resolve wav.scp paths against the current dir (as Kaldi does) and use each file's own rate."""
+    """Use the absolute path (resolved as Kaldi does, from the current dir) and each file's own rate."""
     entry = info.recordings[recording.id]
     source = recording.sources[0]
     if source.type == "file":
-        source = dataclasses.replace(source, source=str(Path(source.source).resolve()))
+        source = dataclasses.replace(source, source=entry.path)
     rate = entry.sampling_rate or recording.sampling_rate
     return dataclasses.replace(
         recording, sources=[source], sampling_rate=rate, num_samples=round(recording.duration * rate)

@@ -60,8 +60,8 @@ def load_sets(sets: dict[str, list[Source]], allow_mixed_rates: bool) -> dict[st
                     raise DataError(f"{source.path}: utterance id {cut.id} also appears in another source of set {name!r}")
                 cuts[cut.id] = cut
         loaded[name] = CutSet.from_cuts(cuts[k] for k in sorted(cuts))
-        logger.info("set %s: %d utterances, %.2f h, languages %s", name, len(loaded[name]),
-                    sum(c.duration for c in loaded[name]) / 3600, ", ".join(languages(loaded[name])))
+        logger.info("set %s: %d utterances, %.1f min, languages %s", name, len(loaded[name]),
+                    sum(c.duration for c in loaded[name]) / 60, ", ".join(languages(loaded[name])))
     return loaded
 
 

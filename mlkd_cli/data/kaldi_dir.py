@@ -1,0 +1,451 @@
+"""Validation of Kaldi data directories before anything is imported.
+
+lhotse's Kaldi importer is lenient (CRLF, unsorted files, extra columns, unreadable audio
+silently dropped), so every file is checked here first. All problems are collected and
+logged, one line each naming ``file:line``, what is wrong and the fix; then one DataError
+carries the first of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+
+from mlkd_cli.data.language import require_language
+from mlkd_cli.errors import DataError
+
+logger = logging.getLogger("mlkd")
+
+REQUIRED_FILES = ("wav.scp", "text", "utt2spk")
+OPTIONAL_FILES = ("spk2utt", "segments", "utt2lang")
+SEGMENT_END_TOLERANCE_S = 0.01
+_LOGGED_PER_KIND = 10  # further problems of one kind are counted, not logged one by one
+_SHOWN_IDS = 5
+
+
+@dataclass(frozen=True)
+class RecordingInfo:
+    """One wav.scp entry: an absolute audio path, or a command ending in ``|`` (not probed)."""
+
+    path: str
+    sampling_rate: int | None  # None for commands
+    duration: float | None  # seconds; None for commands
+
+    @property
+    def is_command(self) -> bool:
+        return self.path.endswith("|")
+
+
+@dataclass(frozen=True)
+class Segment:
+    recording_id: str
+    start: float
+    end: float
+
+
+@dataclass
+class KaldiDirInfo:
+    """What a valid Kaldi data dir holds, keyed by utterance or recording id."""
+
+    path: Path
+    files: list[Path]  # the Kaldi files present, for content digests
+    utterances: list[str]  # in utt2spk order (LC_ALL=C sorted)
+    recordings: dict[str, RecordingInfo]
+    text: dict[str, str]
+    utt2spk: dict[str, str]
+    utt2lang: dict[str, str]  # canonical codes; empty when there is no utt2lang
+    segments: dict[str, Segment] | None  # None when there is no segments file
+
+    @property
+    def has_segments(self) -> bool:
+        return self.segments is not None
+
+    @property
+    def sampling_rates(self) -> list[int]:
+        """Distinct rates of the probed audio files, most common first."""
+        counts = Counter(r.sampling_rate for r in self.recordings.values() if r.sampling_rate)
+        return [rate for rate, _ in counts.most_common()]
+
+
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    value: str  # everything after the key, stripped
+
+
+@dataclass
+class _Table:
+    path: Path
+    rows: dict[str, _Row]  # key → first row with that key, in file order
+
+    def at(self, key: str) -> str:
+        return f"{self.path}:{self.rows[key].line}"
+
+
+class _Problems:
+    """Collects problems in order, logging each as it is found (the first few of a kind)."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self._kinds: Counter[str] = Counter()
+
+    def add(self, message: str, kind: str | None = None) -> None:
+        self.messages.append(message)
+        kind = kind or message
+        self._kinds[kind] += 1
+        if self._kinds[kind] <= _LOGGED_PER_KIND:
+            logger.error(message)
+
+    def raise_if_any(self) -> None:
+        for kind, count in self._kinds.items():
+            if count > _LOGGED_PER_KIND:
+                logger.error("%s: %d more like the above, not shown", kind, count - _LOGGED_PER_KIND)
+        if not self.messages:
+            return
+        more = len(self.messages) - 1
+        suffix = f" (and {more} more problem{'s' * (more > 1)}, logged above)" if more else ""
+        raise DataError(self.messages[0] + suffix)
+
+
+def validate_kaldi_dir(
+    path: str | Path, *, require_lang: bool = True, allow_mixed_rates: bool = False
+) -> KaldiDirInfo:
+    """Check a Kaldi data dir (§5 of DESIGN.md) and return its contents; DataError if invalid."""
+    directory = Path(path)
+    if not directory.is_dir():
+        raise DataError(f"{directory}: data directory not found; fix: check the path")
+    problems = _Problems()
+    _check_files_present(directory, require_lang, problems)
+    tables = {
+        name: _read_table(directory / name, problems)
+        for name in REQUIRED_FILES + OPTIONAL_FILES
+        if (directory / name).is_file()
+    }
+    utt2spk = _check_utt2spk(tables["utt2spk"], problems)
+    if "spk2utt" in tables:
+        _check_spk2utt(tables["spk2utt"], tables["utt2spk"], utt2spk, problems)
+    text = _check_text(tables["text"], problems)
+    _compare_keys(tables["utt2spk"], tables["text"], problems, _fix_data_dir(directory))
+    recordings = _check_wav_scp(tables["wav.scp"], allow_mixed_rates, problems)
+    segments = None
+    if "segments" in tables:
+        segments = _check_segments(tables["segments"], tables["wav.scp"], recordings, problems)
+        _compare_keys(tables["utt2spk"], tables["segments"], problems, _fix_data_dir(directory))
+    else:
+        _compare_keys(
+            tables["utt2spk"], tables["wav.scp"], problems,
+            "without a segments file each utterance is the whole recording of the same id; write a "
+            f"segments file, or make the ids match (utils/fix_data_dir.sh {directory} keeps the common ones)",
+        )
+    utt2lang: dict[str, str] = {}
+    if "utt2lang" in tables:
+        utt2lang = _check_utt2lang(tables["utt2lang"], problems)
+        _compare_keys(
+            tables["utt2spk"], tables["utt2lang"], problems,
+            f"give every utterance of utt2spk exactly one line 'UTT LANG' in {tables['utt2lang'].path}",
+        )
+    problems.raise_if_any()
+    return KaldiDirInfo(
+        path=directory,
+        files=[directory / name for name in tables],
+        utterances=list(tables["utt2spk"].rows),
+        recordings=recordings,
+        text=text,
+        utt2spk=utt2spk,
+        utt2lang=utt2lang,
+        segments=segments,
+    )
+
+
+def _fix_data_dir(directory: Path) -> str:
+    return (
+        "add the missing lines or remove the extra ones "
+        f"(Kaldi's utils/fix_data_dir.sh {directory} keeps the utterances common to all files)"
+    )
+
+
+def _check_files_present(directory: Path, require_lang: bool, problems: _Problems) -> None:
+    """Missing wav.scp/text/utt2spk ends validation at once; a missing utt2lang does not."""
+    missing = [name for name in REQUIRED_FILES if not (directory / name).is_file()]
+    if missing:
+        problems.add(
+            f"{directory}: not a Kaldi data dir: {', '.join(missing)} missing; fix: point to a "
+            "directory with wav.scp, text and utt2spk (made by the corpus's data preparation script)"
+        )
+    utt2lang = directory / "utt2lang"
+    if require_lang and not utt2lang.is_file():
+        problems.add(
+            f"{utt2lang}: missing; every utterance needs a language. fix: create it, e.g. for an "
+            f"all-English dir: awk '{{print $1, \"en\"}}' {directory / 'text'} > {utt2lang}"
+        )
+    if missing:
+        problems.raise_if_any()
+
+
+def _read_table(path: Path, problems: _Problems) -> _Table:
+    """Parse ``KEY VALUE...`` lines, reporting encoding, CRLF, blank, unsorted and duplicate lines."""
+    data = path.read_bytes()
+    try:
+        content = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        problems.add(
+            f"{path}:{line}: not valid UTF-8 ({e.reason}); fix: convert "
+            f"it, e.g. iconv -f LATIN1 -t UTF-8 {path} > {path}.utf8 && mv {path}.utf8 {path}"
+        )
+        content = data.decode("utf-8", errors="replace")
+    if "\r" in content:
+        line = content.count("\n", 0, content.index("\r")) + 1
+        problems.add(
+            f"{path}:{line}: Windows line endings (CRLF); "
+            f"fix: sed -i 's/\\r$//' {path}"
+        )
+    lines = content.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    if not lines:
+        problems.add(f"{path}: empty file; fix: re-run the data preparation that writes it")
+    rows: dict[str, _Row] = {}
+    previous = ""
+    unsorted_reported = False
+    for number, line in enumerate(lines, start=1):
+        parts = line.rstrip("\r").split(maxsplit=1)
+        if not parts:
+            problems.add(f"{path}:{number}: blank line; fix: sed -i '/^\\s*$/d' {path}", f"{path} blank lines")
+            continue
+        key = parts[0]
+        if key in rows:
+            problems.add(
+                f"{path}:{number}: duplicate key {key} (also on line {rows[key].line}); fix: keep one "
+                f"of the two lines (LC_ALL=C sort -u -o {path} {path} drops exact duplicates)",
+                f"{path} duplicate keys",
+            )
+            continue
+        if key < previous and not unsorted_reported:  # str order = UTF-8 byte order = LC_ALL=C
+            problems.add(
+                f"{path}:{number}: not sorted: {key} follows {previous} (LC_ALL=C order); "
+                f"fix: LC_ALL=C sort -o {path} {path}"
+            )
+            unsorted_reported = True
+        previous = key
+        rows[key] = _Row(number, parts[1].strip() if len(parts) > 1 else "")
+    return _Table(path, rows)
+
+
+def _check_utt2spk(table: _Table, problems: _Problems) -> dict[str, str]:
+    """utt → speaker; exactly two columns, utterance ids prefixed by their speaker id."""
+    utt2spk: dict[str, str] = {}
+    for utt, row in table.rows.items():
+        fields = row.value.split()
+        where = table.at(utt)
+        if len(fields) != 1:
+            problems.add(
+                f"{where}: {len(fields) + 1} columns, expected 2 ('UTT SPK'); "
+                f"fix: awk '{{print $1, $2}}' {table.path} > {table.path}.new && mv {table.path}.new {table.path}",
+                f"{table.path} column count",
+            )
+        if not fields:
+            continue
+        speaker = utt2spk[utt] = fields[0]
+        if not utt.startswith(speaker):
+            problems.add(
+                f"{where}: utterance id {utt} does not start with its speaker id {speaker}; fix: prefix "
+                f"utterance ids with the speaker id (e.g. {speaker}-{utt}) in every file (Kaldi "
+                "convention, so that sorted utterances stay grouped by speaker)",
+                f"{table.path} speaker prefix",
+            )
+    return utt2spk
+
+
+def _check_spk2utt(
+    table: _Table, utt2spk_table: _Table, utt2spk: dict[str, str], problems: _Problems
+) -> None:
+    """spk2utt must hold exactly the (utterance, speaker) pairs of utt2spk."""
+    listed: dict[tuple[str, str], int] = {}
+    for speaker, row in table.rows.items():
+        for utt in row.value.split():
+            listed.setdefault((utt, speaker), row.line)
+    extra = [(pair, line) for pair, line in listed.items() if utt2spk.get(pair[0]) != pair[1]]
+    missing = [utt for utt, speaker in utt2spk.items() if (utt, speaker) not in listed]
+    if not extra and not missing:
+        return
+    if extra:
+        (utt, speaker), line = extra[0]
+        example = f"line {line} lists {utt} under {speaker}, utt2spk says {utt2spk.get(utt, 'nothing')}"
+    else:
+        example = f"{utt2spk_table.at(missing[0])} has {missing[0]} → {utt2spk[missing[0]]}, spk2utt does not"
+    problems.add(
+        f"{table.path}: does not match utt2spk ({len(extra)} pair(s) only in spk2utt, {len(missing)} only "
+        f"in utt2spk; {example}); fix: regenerate it (Kaldi: utils/utt2spk_to_spk2utt.pl "
+        f"{utt2spk_table.path} > {table.path}) or delete it (mlkd needs only utt2spk)"
+    )
+
+
+def _check_text(table: _Table, problems: _Problems) -> dict[str, str]:
+    """utt → transcript; none empty."""
+    for utt, row in table.rows.items():
+        if not row.value:
+            problems.add(
+                f"{table.at(utt)}: utterance {utt} has an empty transcript; fix: add its transcript, "
+                f"or delete the line and run utils/fix_data_dir.sh {table.path.parent}",
+                f"{table.path} empty transcripts",
+            )
+    return {utt: row.value for utt, row in table.rows.items()}
+
+
+def _compare_keys(reference: _Table, other: _Table, problems: _Problems, fix: str) -> None:
+    """The keys of ``other`` must be the utterance ids of ``reference`` (utt2spk)."""
+    missing = [key for key in reference.rows if key not in other.rows]
+    extra = [key for key in other.rows if key not in reference.rows]
+    if missing:
+        problems.add(
+            f"{other.path}: {len(missing)} utterance(s) of {reference.path} missing: "
+            f"{_first_ids(missing)} (first at {reference.at(missing[0])}); fix: {fix}"
+        )
+    if extra:
+        problems.add(
+            f"{other.at(extra[0])}: {len(extra)} id(s) not in {reference.path}: {_first_ids(extra)}; fix: {fix}"
+        )
+
+
+def _first_ids(ids: list[str]) -> str:
+    shown = ", ".join(ids[:_SHOWN_IDS])
+    return shown + (", ..." if len(ids) > _SHOWN_IDS else "")
+
+
+def _check_wav_scp(table: _Table, allow_mixed_rates: bool, problems: _Problems) -> dict[str, RecordingInfo]:
+    """recording → probed audio; every file readable and non-empty, one sampling rate."""
+    recordings: dict[str, RecordingInfo] = {}
+    for rec, row in table.rows.items():
+        if not row.value:
+            problems.add(
+                f"{table.at(rec)}: recording {rec} has no audio path; fix: write 'REC PATH' or 'REC COMMAND |'",
+                f"{table.path} missing paths",
+            )
+        elif row.value.endswith("|"):
+            # A pipe is run only when the audio is loaded: probing it here would execute every
+            # user command and decode the whole corpus, so it is accepted as it is.
+            recordings[rec] = RecordingInfo(row.value, None, None)
+        elif (info := _probe_audio(row.value, table.at(rec), problems)) is not None:
+            recordings[rec] = info
+    if not allow_mixed_rates:
+        _check_single_rate(table, recordings, problems)
+    return recordings
+
+
+def _probe_audio(value: str, where: str, problems: _Problems) -> RecordingInfo | None:
+    path = Path(value)  # relative paths resolve against the current dir, as in Kaldi
+    try:
+        info = sf.info(str(path))
+    except (sf.SoundFileError, OSError) as e:
+        if not path.is_file():
+            problems.add(
+                f"{where}: audio file {value} does not exist (relative paths are resolved against the "
+                f"current directory, {Path.cwd()}); fix: correct the path or run from the directory "
+                "it is relative to",
+                "wav.scp missing audio",
+            )
+        else:
+            problems.add(
+                f"{where}: {value} is corrupt or not an audio format libsndfile reads "
+                f"({getattr(e, 'error_string', e)}); fix: re-create or convert it, "
+                "e.g. sox IN -r 16000 OUT.wav, or remove the recording and its utterances",
+                "wav.scp unreadable audio",
+            )
+        return None
+    if info.frames <= 0:
+        problems.add(
+            f"{where}: {value} has no audio samples; fix: replace it or remove the recording and its utterances",
+            "wav.scp empty audio",
+        )
+        return None
+    return RecordingInfo(os.path.abspath(path), info.samplerate, info.frames / info.samplerate)
+
+
+def _check_single_rate(table: _Table, recordings: dict[str, RecordingInfo], problems: _Problems) -> None:
+    counts: Counter[int] = Counter()
+    examples: dict[int, str] = {}
+    for info in recordings.values():
+        if info.sampling_rate:
+            counts[info.sampling_rate] += 1
+            examples.setdefault(info.sampling_rate, info.path)
+    if len(counts) > 1:
+        rates = ", ".join(f"{rate} Hz ({n} file(s), e.g. {examples[rate]})" for rate, n in counts.most_common())
+        target = counts.most_common(1)[0][0]
+        problems.add(
+            f"{table.path}: mixed sampling rates: {rates}; fix: convert them to one rate "
+            f"(sox IN -r {target} OUT.wav) or pass --allow-mixed-rates to resample while loading"
+        )
+
+
+def _check_segments(
+    table: _Table, wav_scp: _Table, recordings: dict[str, RecordingInfo], problems: _Problems
+) -> dict[str, Segment]:
+    """utt → segment; known recording, 0 <= start < end <= recording duration."""
+    segments: dict[str, Segment] = {}
+    for utt, row in table.rows.items():
+        where = table.at(utt)
+        parsed = _parse_segment(row.value)
+        if parsed is None:
+            problems.add(
+                f"{where}: expected 'UTT REC START END' with times in seconds; fix: correct the line",
+                f"{table.path} malformed lines",
+            )
+            continue
+        rec, start, end = parsed
+        if rec not in wav_scp.rows:
+            problems.add(
+                f"{where}: recording {rec} of utterance {utt} is not in {wav_scp.path}; fix: add it "
+                f"there or delete the line and run utils/fix_data_dir.sh {table.path.parent}",
+                f"{table.path} unknown recordings",
+            )
+            continue
+        if not 0 <= start < end:
+            problems.add(
+                f"{where}: segment {utt} has start {start} and end {end}, need 0 <= start < end; "
+                "fix: correct the times or delete the segment",
+                f"{table.path} bad times",
+            )
+            continue
+        duration = recordings[rec].duration if rec in recordings else None
+        if duration is not None and end > duration + SEGMENT_END_TOLERANCE_S:
+            problems.add(
+                f"{where}: segment {utt} ends at {end:.3f} s, past the end of the audio of {rec} "
+                f"({duration:.3f} s); fix: clip the end time to the duration or delete the segment",
+                f"{table.path} past end",
+            )
+        segments[utt] = Segment(rec, start, end)
+    return segments
+
+
+def _parse_segment(value: str) -> tuple[str, float, float] | None:
+    fields = value.split()
+    if len(fields) != 3:
+        return None
+    try:
+        return fields[0], float(fields[1]), float(fields[2])
+    except ValueError:
+        return None
+
+
+def _check_utt2lang(table: _Table, problems: _Problems) -> dict[str, str]:
+    """utt → canonical language code; two columns, known languages."""
+    utt2lang: dict[str, str] = {}
+    for utt, row in table.rows.items():
+        fields = row.value.split()
+        if len(fields) != 1:
+            problems.add(
+                f"{table.at(utt)}: expected 'UTT LANG' (2 columns), got {len(fields) + 1}; fix: correct the line",
+                f"{table.path} column count",
+            )
+            continue
+        try:
+            utt2lang[utt] = require_language(fields[0], table.at(utt))
+        except DataError as e:
+            problems.add(str(e), f"{table.path} unknown languages")
+    return utt2lang
