@@ -35,17 +35,15 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
         kind = hints[name]
         if dataclasses.is_dataclass(kind) and isinstance(value, dict):
             value = from_dict(kind, value, f"{where}.{name}")
-        elif _origin_is(kind, tuple) and isinstance(value, list):
+        elif (kind is tuple or typing.get_origin(kind) is tuple) and isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value
     try:
         return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from None
-
-
-def _origin_is(kind: Any, origin: type) -> bool:
-    return typing.get_origin(kind) is origin
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

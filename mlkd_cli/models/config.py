@@ -1,0 +1,61 @@
+"""Architecture of a Conformer-CTC model, read from ``conf/model/*.yaml``.
+
+``vocab_size`` is 0 in the presets: the trainer fills it in from the tokenizer with
+:meth:`ModelConfig.with_vocab`, and the resolved value is what ``config.yaml`` and
+checkpoints record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mlkd_cli.errors import ConfigError
+
+SUBSAMPLING_FACTORS = (4,)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    feature_dim: int = 80
+    d_model: int = 144
+    num_layers: int = 6
+    num_heads: int = 4
+    ff_mult: int = 4  # feed-forward inner width = ff_mult * d_model
+    conv_kernel: int = 15  # depthwise convolution kernel (odd)
+    dropout: float = 0.1
+    subsampling: int = 4  # frame-rate reduction of the conv2d front end
+    subsampling_channels: int = 64  # channels of the second subsampling conv (the first has a quarter)
+    vocab_size: int = 0  # 0: not yet known, set from the tokenizer
+
+    def __post_init__(self) -> None:
+        positive = ("feature_dim", "d_model", "num_layers", "num_heads", "ff_mult", "conv_kernel", "subsampling_channels")
+        for name in (*positive, "subsampling", "vocab_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"model {name} must be an integer, got {value!r}")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model {name} must be at least 1, got {getattr(self, name)}")
+        if self.feature_dim < 7:
+            raise ConfigError(f"model feature_dim {self.feature_dim} is too small for conv2d subsampling; use at least 7")
+        if self.subsampling_channels % 4:
+            raise ConfigError(f"model subsampling_channels {self.subsampling_channels} must be a multiple of 4")
+        if self.d_model % self.num_heads:
+            raise ConfigError(f"model d_model {self.d_model} must be divisible by num_heads {self.num_heads}")
+        if (self.d_model // self.num_heads) % 2:
+            raise ConfigError(
+                f"model head size d_model/num_heads = {self.d_model // self.num_heads} must be even "
+                "(rotary position embedding rotates pairs of dimensions)"
+            )
+        if self.conv_kernel % 2 == 0:
+            raise ConfigError(f"model conv_kernel {self.conv_kernel} must be odd (so the convolution is centred)")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ConfigError(f"model dropout must be a number in [0, 1), got {self.dropout!r}")
+        if self.subsampling not in SUBSAMPLING_FACTORS:
+            raise ConfigError(f"model subsampling {self.subsampling} is not supported; use one of {SUBSAMPLING_FACTORS}")
+        if self.vocab_size < 0 or self.vocab_size == 1:
+            raise ConfigError(f"model vocab_size {self.vocab_size} is invalid; use 0 (set from the tokenizer) or at least 2")
+
+    def with_vocab(self, vocab_size: int) -> ModelConfig:
+        """This config with the tokenizer's vocabulary size (blank included)."""
+        return dataclasses.replace(self, vocab_size=vocab_size)

@@ -1,0 +1,185 @@
+"""Conformer encoder: conv2d subsampling, then pre-norm Conformer blocks.
+
+Block: x + FF/2, x + rotary multi-head self-attention, x + convolution module, x + FF/2,
+LayerNorm. Padding never changes a valid frame's output: the front end sees real frames
+only (see ``subsampling``), attention masks padded keys, and padded frames are zeroed
+before every depthwise convolution, which is then what a lone utterance sees as the
+convolution's own zero padding. Values at padded frames are unspecified.
+
+Dropout applies to the subsampled input and to every residual branch's output, not inside
+the feed-forward layers or to attention weights: random masks are slow to draw on a CPU
+(those two sites cost a quarter of a training step at the demo size).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mlkd_cli.models.config import ModelConfig
+from mlkd_cli.models.subsampling import Conv2dSubsampling
+
+ROPE_BASE = 10000.0
+
+
+class EncoderOutput(NamedTuple):
+    output: torch.Tensor  # (N, T', D), the last layer's output
+    lengths: torch.Tensor  # (N,) valid frames of each utterance
+    hidden: list[torch.Tensor]  # every layer's output, (N, T', D) each
+    attention: Optional[list[torch.Tensor]]  # every layer's (N, H, T', T') map, or None
+
+
+def valid_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(N, max_len) bool, True on valid frames."""
+    return torch.arange(max_len, device=lengths.device) < lengths[:, None]
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding tables for one head size."""
+
+    def __init__(self, head_dim: int) -> None:
+        super().__init__()
+        inv_freq = ROPE_BASE ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin, (length, head_dim) each, for positions 0 .. length-1."""
+        angles = torch.arange(length, device=self.inv_freq.device, dtype=torch.float32)[:, None] * self.inv_freq
+        angles = torch.cat([angles, angles], dim=-1)
+        return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (..., T, head_dim) ``x`` by position (rotate-half convention)."""
+    half = x.size(-1) // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d_model: int, mult: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.linear1 = nn.Linear(d_model, mult * d_model)
+        self.linear2 = nn.Linear(mult * d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.linear2(F.silu(self.linear1(self.norm(x)))))
+
+
+class RotarySelfAttention(nn.Module):
+    """Multi-head self-attention with rotary positions on q and k and a key-padding mask."""
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.norm = nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self, x: torch.Tensor, key_mask: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], return_attention: bool
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``key_mask`` (N, 1, 1, T) is True on keys that may be attended to."""
+        n, t, d = x.shape
+        q, k, v = self.qkv(self.norm(x)).view(n, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        weights = None
+        if return_attention:
+            scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.size(-1))
+            weights = scores.float().masked_fill(~key_mask, float("-inf")).softmax(dim=-1)
+            y = weights.to(v.dtype) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+        y = y.transpose(1, 2).reshape(n, t, d)
+        return self.dropout(self.out(y)), weights
+
+
+class ConvModule(nn.Module):
+    """Pointwise conv + GLU, depthwise conv over valid frames, LayerNorm, swish, pointwise conv."""
+
+    def __init__(self, d_model: int, kernel: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.pointwise1 = nn.Linear(d_model, 2 * d_model)
+        self.depthwise = nn.Conv1d(d_model, d_model, kernel, padding=kernel // 2, groups=d_model)
+        self.depthwise_norm = nn.LayerNorm(d_model)
+        self.pointwise2 = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``mask`` (N, T, 1) is True on valid frames."""
+        y = F.glu(self.pointwise1(self.norm(x)), dim=-1).masked_fill(~mask, 0.0)
+        y = self.depthwise(y.transpose(1, 2)).transpose(1, 2)
+        return self.dropout(self.pointwise2(F.silu(self.depthwise_norm(y))))
+
+
+class ConformerBlock(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        self.ff1 = FeedForward(d, config.ff_mult, config.dropout)
+        self.attn = RotarySelfAttention(d, config.num_heads, config.dropout)
+        self.conv = ConvModule(d, config.conv_kernel, config.dropout)
+        self.ff2 = FeedForward(d, config.ff_mult, config.dropout)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        key_mask: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        return_attention: bool,
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        x = x + 0.5 * self.ff1(x)
+        y, weights = self.attn(x, key_mask, rope, return_attention)
+        x = x + y
+        x = x + self.conv(x, mask)
+        x = x + 0.5 * self.ff2(x)
+        return self.norm(x), weights
+
+
+class ConformerEncoder(nn.Module):
+    """(N, T, feature_dim) features -> (N, T', d_model) frames, T' about T / 4."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.subsampling = Conv2dSubsampling(config.feature_dim, config.d_model, config.subsampling_channels)
+        self.dropout = nn.Dropout(config.dropout)
+        self.rotary = Rotary(config.d_model // config.num_heads)
+        self.layers = nn.ModuleList(ConformerBlock(config) for _ in range(config.num_layers))
+
+    def forward(
+        self,
+        features: torch.Tensor,
+        feature_lens: torch.Tensor,
+        condition: Optional[torch.Tensor] = None,
+        return_attention: bool = False,
+    ) -> EncoderOutput:
+        """Encode a padded batch; ``condition`` (N, d_model) is added to every subsampled frame.
+
+        With ``return_attention`` the attention maps are computed explicitly (slower) and
+        returned: rows sum to 1 over valid keys and are 0 on padded keys.
+        """
+        x, lengths = self.subsampling(features, feature_lens)
+        if condition is not None:
+            x = x + condition[:, None, :]
+        x = self.dropout(x)
+        t = x.size(1)
+        mask = valid_mask(lengths, t)[:, :, None]
+        # An utterance with no valid frame attends to frame 0 rather than to nothing (NaN).
+        key_mask = valid_mask(lengths.clamp(min=1), t)[:, None, None, :]
+        rope = self.rotary(t)
+        hidden, attention = [], []
+        for layer in self.layers:
+            x, weights = layer(x, mask, key_mask, rope, return_attention)
+            hidden.append(x)
+            attention.append(weights)
+        return EncoderOutput(x, lengths, hidden, attention if return_attention else None)
