@@ -40,9 +40,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
         kwargs[name] = value
     try:
         return cls(**kwargs)
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from None
-    except (TypeError, ValueError) as e:
+    except (ConfigError, TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from None
 
 

@@ -1,5 +1,41 @@
 """Shared fixtures: a tiny synthesized multilingual corpus and its prepared data dir."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mlkd_cli.cli import cli
+
+TINY_LANGS = ("en", "de", "ru")
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long tests, run with `make test-slow`")
+
+
+def run_cli(*args: str | Path):
+    """Invoke `mlkd ARGS...` in-process; return click's Result (exit_code, output)."""
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """Kaldi dirs train/dev/test for three languages, synthesized with eSpeak NG."""
+    from mlkd_cli.corpus.build import build_corpus
+
+    out = tmp_path_factory.mktemp("corpus")
+    build_corpus(out, langs=list(TINY_LANGS), size="tiny", seed=0, num_jobs=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def prepared(tiny_corpus, tmp_path_factory) -> Path:
+    """`mlkd prepare` of the tiny corpus with a character tokenizer."""
+    out = tmp_path_factory.mktemp("prepared") / "data"
+    c = tiny_corpus
+    result = run_cli("prepare", "--tokenizer", "char", c / "train", c / "dev", c / "test", out)
+    assert result.exit_code == 0, result.output
+    return out

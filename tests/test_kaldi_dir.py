@@ -84,7 +84,9 @@ def test_segments_and_commands_accepted(kaldi_dir: Path) -> None:
     wav = read_lines(kaldi_dir / "wav.scp")
     wav[0] = "en_a-001 sox /nonexistent.flac -t wav - |"  # commands are not probed
     write_lines(kaldi_dir / "wav.scp", wav)
-    write_lines(kaldi_dir / "segments", [f"{u} {u} 0.00 {UTTERANCES[u][3]:.2f}" for u in sorted(UTTERANCES)])
+    segments = [f"{u} {u} 0.00 {UTTERANCES[u][3]:.2f}" for u in sorted(UTTERANCES)]
+    segments[2] = "en_b-001 en_b-001 0.10 -1"  # Kaldi: -1 = to the end of the recording
+    write_lines(kaldi_dir / "segments", segments)
     info = validate_kaldi_dir(kaldi_dir)
     assert info.has_segments and info.segments["en_b-001"].end == 0.75
     assert info.recordings["en_a-001"].is_command and info.recordings["en_a-001"].duration is None
@@ -183,7 +185,7 @@ BAD_CASES = {
     "corrupt wav": (corrupt_wav, "wav.scp:3", "is corrupt or not an audio format"),
     "empty transcript": (edit("text", replace_line(4, "ru_d-001")), "text:5", "empty transcript"),
     "segment past end of audio": (write_segments("0.40"), "segments:2", "past the end of the audio"),
-    "segment start after end": (write_segments("-1"), "segments:2", "need 0 <= start < end"),
+    "segment start after end": (write_segments("-0.5"), "segments:2", "need 0 <= start < end"),
     "segment unknown recording": (write_segments("0.25", rec_of_second="rec9"), "segments:2", "not in"),
     "mixed sampling rates": (resample_one, "wav.scp", "mixed sampling rates: 16000 Hz (5 file(s)"),
     "CRLF": (write_crlf_text, "text:1", "CRLF"),

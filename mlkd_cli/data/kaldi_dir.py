@@ -398,6 +398,9 @@ def _check_segments(
             )
             continue
         rec, start, end = parsed
+        duration = recordings[rec].duration if rec in recordings else None
+        if end == -1 and duration is not None:  # Kaldi: -1 means "to the end of the recording"
+            end = duration
         if rec not in wav_scp.rows:
             problems.add(
                 f"{where}: recording {rec} of utterance {utt} is not in {wav_scp.path}; fix: add it "
@@ -412,7 +415,6 @@ def _check_segments(
                 f"{table.path} bad times",
             )
             continue
-        duration = recordings[rec].duration if rec in recordings else None
         if duration is not None and end > duration + SEGMENT_END_TOLERANCE_S:
             problems.add(
                 f"{where}: segment {utt} ends at {end:.3f} s, past the end of the audio of {rec} "

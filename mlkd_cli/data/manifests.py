@@ -81,6 +81,12 @@ def _load_kaldi_dir(path: Path, allow_mixed_rates: bool) -> CutSet:
     # Commands in wav.scp are not probed; lhotse learns their duration by running them.
     nominal_rate = info.sampling_rates[0] if info.sampling_rates else SAMPLING_RATE
     recordings, supervisions, _ = load_kaldi_data_dir(path, sampling_rate=nominal_rate)
+    dropped = sorted(set(info.recordings) - set(recordings.ids))
+    if dropped:  # lhotse drops unreadable recordings with only a warning
+        raise DataError(
+            f"{path / 'wav.scp'}: cannot read audio of recording {dropped[0]} ({info.recordings[dropped[0]].path})"
+            f"{f' and {len(dropped) - 1} more' if len(dropped) > 1 else ''}; fix the entry or remove the recording"
+        )
     recordings = RecordingSet.from_recordings(
         _absolute_and_true_rate(rec, info) for rec in recordings
     )
