@@ -15,6 +15,7 @@ from mlkd_cli.version import __version__
 # only when their command runs; `mlkd --help` stays instant.
 COMMANDS = {
     "prepare": "mlkd_cli.commands.prepare:prepare",
+    "train-teacher": "mlkd_cli.commands.train_teacher:train_teacher",
 }
 
 

@@ -73,18 +73,27 @@ def write_stage(out_dir: str | Path, record: StageRecord) -> None:
     atomic_write_text(Path(out_dir) / STAGE_FILE, json.dumps(dataclasses.asdict(record), indent=2) + "\n")
 
 
-def is_up_to_date(out_dir: str | Path, new: StageRecord, force: bool) -> bool:
-    """True when ``out_dir`` already holds a finished run of ``new``; raise if it holds another."""
+def plan_stage(out_dir: str | Path, new: StageRecord, force: bool) -> str:
+    """What to do in ``out_dir``: "skip" (up to date), "resume" (an interrupted run of the same
+    inputs and config) or "fresh"; raise if it holds a run of other inputs and not ``force``."""
     old = read_stage(out_dir)
-    if old is None or old.status != "done":
-        return False
+    if old is None:
+        return "fresh"
     changed = new.changes_from(old)
-    if not changed:
-        return not force
     if force:
-        return False
+        return "fresh"
+    if not changed:
+        return "skip" if old.status == "done" else "resume"
     raise StageError(
         f"{Path(out_dir) / STAGE_FILE}: this directory was made by `{' '.join(old.argv)}` "
         f"from different inputs (changed: {', '.join(changed)}); "
         "rerun with --force to overwrite it, or choose another output directory"
     )
+
+
+def is_up_to_date(out_dir: str | Path, new: StageRecord, force: bool) -> bool:
+    """True when ``out_dir`` already holds a finished run of ``new``; raise if it holds another."""
+    old = read_stage(out_dir)
+    if old is not None and old.status != "done":
+        return False  # an interrupted run: its outputs are redone whatever its inputs were
+    return plan_stage(out_dir, new, force) == "skip"

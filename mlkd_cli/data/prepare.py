@@ -190,3 +190,8 @@ class PreparedData:
     def tokenizer(self) -> Tokenizer:
         return Tokenizer(self.lang_dir)
 
+    def num_features(self) -> int:
+        """Feature dimension of the prepared sets (from the first cut of the training set)."""
+        first = next(iter(self.cuts(self.config.train_set)))
+        return first.num_features
+

@@ -29,13 +29,16 @@ def save_model(path: str | Path, model: nn.Module, config: ModelConfig) -> None:
         torch.save({"config": to_dict(config), "model": model.state_dict()}, tmp)
 
 
-def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written with ``torch.save``; a missing or unreadable file is a DataError."""
+def load_checkpoint_file(path: str | Path, weights_only: bool = True) -> dict[str, Any]:
+    """Read a checkpoint written with ``torch.save``; a missing or unreadable file is a DataError.
+
+    ``weights_only=False`` is for mlkd's own training checkpoints, which hold RNG states.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(path, map_location="cpu", weights_only=weights_only)
     except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, ValueError, zipfile.BadZipFile) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None

@@ -1,0 +1,50 @@
+"""`mlkd train-teacher --data DIR --lang L EXP_DIR`."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Data dir made by `mlkd prepare`.")
+@click.option("--lang", required=True, help="Language of the teacher (ISO 639 code as in the data).")
+@click.option("--model-config", type=click.Path(dir_okay=False, path_type=Path),
+              help="Model preset YAML, e.g. conf/model/demo.yaml (default: the demo-sized defaults).")
+@click.option("--train-config", type=click.Path(dir_okay=False, path_type=Path),
+              help="Training YAML, e.g. conf/train/teacher_demo.yaml (default: built-in defaults).")
+@click.option("--max-steps", type=int, help="Override the number of updates.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Override the precision.")
+@click.option("--train-set", default="train")
+@click.option("--dev-set", default="dev")
+@click.option("-f", "--force", is_flag=True, help="Start afresh over a run of other inputs or config.")
+@click.argument("exp_dir", type=click.Path(file_okay=False, path_type=Path))
+def train_teacher(data_dir: Path, lang: str, model_config: Path | None, train_config: Path | None,
+                  max_steps: int | None, precision: str | None, train_set: str, dev_set: str, force: bool,
+                  exp_dir: Path) -> None:
+    """Train a Conformer-CTC teacher for one language into EXP_DIR.
+
+    An interrupted run in EXP_DIR resumes from its last checkpoint; a finished one with the
+    same inputs and config is left alone ("up to date"). Runs under torchrun/srun with
+    several processes train data-parallel.
+
+    \b
+    Example:
+      mlkd train-teacher --data data --lang en --model-config conf/model/demo.yaml exp/teacher_en
+    """
+    from mlkd_cli.config import load_yaml
+    from mlkd_cli.models import ModelConfig
+    from mlkd_cli.train.config import TrainConfig
+    from mlkd_cli.train.teacher import TeacherConfig
+    from mlkd_cli.train.teacher import train_teacher as run
+
+    model = load_yaml(ModelConfig, model_config) if model_config else ModelConfig()
+    train = load_yaml(TrainConfig, train_config) if train_config else TrainConfig()
+    overrides = {k: v for k, v in {"max_steps": max_steps, "precision": precision}.items() if v is not None}
+    train = dataclasses.replace(train, **overrides)
+    config = TeacherConfig(data=str(data_dir), lang=lang, model=model, train=train, train_set=train_set, dev_set=dev_set)
+    run(config, exp_dir, force=force, argv=["mlkd", *sys.argv[1:]])

@@ -1,0 +1,85 @@
+"""Batches of cuts → padded features, token ids and languages, via lhotse samplers."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import torch
+from lhotse import CutSet
+from lhotse.dataset import DynamicBucketingSampler, SpecAugment
+from lhotse.dataset.collation import collate_features
+from lhotse.dataset.input_strategies import OnTheFlyFeatures
+from torch.utils.data import DataLoader, Dataset
+
+from mlkd_cli.data.features import fbank_extractor
+from mlkd_cli.data.tokenizer import Tokenizer
+
+
+@dataclasses.dataclass
+class Batch:
+    features: torch.Tensor  # (N, T, F)
+    feature_lens: torch.Tensor  # (N,)
+    targets: list[list[int]]
+    texts: list[str]
+    langs: list[str]
+    cut_ids: list[str]
+    duration: float  # seconds of audio in the batch
+
+    def to(self, device: torch.device) -> "Batch":
+        return dataclasses.replace(self, features=self.features.to(device), feature_lens=self.feature_lens.to(device))
+
+
+class AsrDataset(Dataset):
+    """Map-style lhotse dataset: the sampler yields a CutSet, this turns it into a Batch."""
+
+    def __init__(self, tokenizer: Tokenizer, spec_augment: bool = False, on_the_fly_features: bool = False):
+        self.tokenizer = tokenizer
+        self.spec_augment = SpecAugment() if spec_augment else None
+        self.on_the_fly = OnTheFlyFeatures(fbank_extractor()) if on_the_fly_features else None
+
+    def __getitem__(self, cuts: CutSet) -> Batch:
+        cuts = cuts.sort_by_duration(ascending=False)
+        if self.on_the_fly is not None:
+            features, lens = self.on_the_fly(cuts)
+        else:
+            features, lens = collate_features(cuts)
+        if self.spec_augment is not None:
+            segments = torch.stack([torch.arange(len(lens)), torch.zeros_like(lens), lens], dim=1)
+            features = self.spec_augment(features, supervision_segments=segments)
+        sups = [cut.supervisions[0] for cut in cuts]
+        return Batch(
+            features=features,
+            feature_lens=lens,
+            targets=[self.tokenizer.encode(s.text) for s in sups],
+            texts=[s.text for s in sups],
+            langs=[s.language for s in sups],
+            cut_ids=[cut.id for cut in cuts],
+            duration=sum(cut.duration for cut in cuts),
+        )
+
+
+def make_sampler(cuts: CutSet, max_duration: float, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1):
+    """Duration-bucketed batches of about ``max_duration`` seconds; this rank's shard only."""
+    with warnings.catch_warnings():  # eager cut sets are fine at the sizes mlkd trains on per language
+        warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
+        return DynamicBucketingSampler(
+        cuts,
+            max_duration=max_duration,
+            shuffle=shuffle,
+            num_buckets=max(1, min(10, len(cuts))),
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            drop_last=False,
+        )
+
+
+def make_loader(dataset: AsrDataset, sampler, num_workers: int = 0) -> DataLoader:
+    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
+                      persistent_workers=num_workers > 0)
+
+
+def speed_perturbed(cuts: CutSet) -> CutSet:
+    """The cuts plus 0.9x and 1.1x speed copies (their features are computed on the fly)."""
+    return cuts + cuts.perturb_speed(0.9) + cuts.perturb_speed(1.1)

@@ -1,0 +1,223 @@
+"""The training loop: AdamW with warm-up, clipping, mixed precision, validation, checkpoints, resume."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+from lhotse import CutSet
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch.nn.parallel import DistributedDataParallel
+
+from mlkd_cli.data.tokenizer import Tokenizer
+from mlkd_cli.fsutil import atomic_write_text
+from mlkd_cli.log import console
+from mlkd_cli.models.checkpoint import load_model_state, save_model
+from mlkd_cli.train.batches import AsrDataset, make_loader, make_sampler, speed_perturbed
+from mlkd_cli.train.checkpoint import (
+    average_state_dicts,
+    checkpoint_path,
+    list_checkpoints,
+    load_training_state,
+    prune_checkpoints,
+    rng_state,
+    save_training_state,
+    select_for_average,
+    set_rng_state,
+)
+from mlkd_cli.train.config import TrainConfig
+from mlkd_cli.train.curves import append_metrics, plot_curves, read_metrics, truncate_metrics
+from mlkd_cli.train.distributed import DistInfo, barrier
+from mlkd_cli.train.task import Metrics, Task
+
+logger = logging.getLogger("mlkd")
+
+
+def lr_lambda(config: TrainConfig):
+    """Linear warm-up to the peak, then cosine decay to ``final_lr_ratio`` at ``max_steps``."""
+
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
+        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return config.final_lr_ratio + (1 - config.final_lr_ratio) * cosine
+
+    return factor
+
+
+def autocast(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def summarize(totals: Metrics) -> dict[str, float]:
+    return {name: num / max(den, 1e-9) for name, (num, den) in totals.items()}
+
+
+class Trainer:
+    """Trains ``task`` for ``config.max_steps`` updates in ``exp_dir``, resuming where a run stopped."""
+
+    def __init__(self, task: Task, exp_dir: Path, config: TrainConfig, train_cuts: CutSet, dev_cuts: CutSet,
+                 tokenizer: Tokenizer, dist: DistInfo = DistInfo()):
+        self.task, self.exp_dir, self.config, self.dist = task, exp_dir, config, dist
+        self.device = dist.device
+        self.task.to(self.device)
+        self.ckpt_dir = exp_dir / "ckpt"
+        self.metrics_path = exp_dir / "metrics.jsonl"
+        on_the_fly = config.speed_perturb
+        if config.speed_perturb:
+            train_cuts = speed_perturbed(train_cuts)
+        self.sampler = make_sampler(train_cuts, config.max_duration, shuffle=True, seed=config.seed,
+                                    rank=dist.rank, world_size=dist.world_size)
+        self.train_loader = make_loader(AsrDataset(tokenizer, config.spec_augment, on_the_fly), self.sampler,
+                                        config.num_workers)
+        self.dev_loader = make_loader(AsrDataset(tokenizer),
+                                      make_sampler(dev_cuts, config.max_duration * 2, shuffle=False, seed=0))
+        trainable = [p for p in task.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
+        self.scaler = torch.amp.GradScaler(enabled=config.precision == "fp16" and self.device.type == "cuda")
+        self.model = DistributedDataParallel(task) if dist.world_size > 1 else task
+        self.step = 0
+        self.epoch = 0
+
+    # -- state ------------------------------------------------------------------------------
+    def state_dict(self, valid: dict[str, float]) -> dict:
+        return {
+            "task": self.task.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": rng_state(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "valid": valid,
+        }
+
+    def resume(self) -> bool:
+        """Continue from the newest checkpoint in ``ckpt/``; False when there is none."""
+        ckpts = list_checkpoints(self.ckpt_dir)
+        if not ckpts:
+            return False
+        step, path = ckpts[-1]
+        state = load_training_state(path)
+        load_model_state(self.task, state["task"], str(path))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        set_rng_state(state["rng"])
+        self.step, self.epoch = state["step"], state["epoch"]
+        if self.dist.is_main:
+            truncate_metrics(self.metrics_path, self.step)
+        logger.info("resumed from %s (step %d, epoch %d)", path, self.step, self.epoch)
+        return True
+
+    # -- loop ---------------------------------------------------------------------------------
+    def train(self) -> None:
+        cfg = self.config
+        self.task.train()
+        window: dict[str, float] = {}
+        window_audio, window_start, window_steps = 0.0, time.perf_counter(), 0
+        with self._progress() as progress:
+            bar = progress.add_task("train", total=cfg.max_steps, completed=self.step, info="")
+            while self.step < cfg.max_steps:
+                self.sampler.set_epoch(self.epoch)
+                for batch in self.train_loader:
+                    loss, terms = self._update(batch.to(self.device))
+                    self.step += 1
+                    for name, value in {"loss": loss, **terms}.items():
+                        window[name] = window.get(name, 0.0) + value
+                    window_audio += batch.duration
+                    window_steps += 1
+                    if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
+                        elapsed = time.perf_counter() - window_start
+                        record = {"kind": "train", "step": self.step, "epoch": self.epoch,
+                                  **{name: total / window_steps for name, total in window.items()},
+                                  "lr": self.scheduler.get_last_lr()[0],
+                                  "audio_per_s": window_audio * self.dist.world_size / elapsed}
+                        self._log(record)
+                        progress.update(bar, info=f"loss {record['loss']:.3f}  {record['audio_per_s']:.0f} s audio/s")
+                        window, window_audio, window_start, window_steps = {}, 0.0, time.perf_counter(), 0
+                    progress.update(bar, completed=self.step)
+                    if self.step % cfg.valid_interval == 0 or self.step == cfg.max_steps:
+                        self._validate_and_checkpoint()
+                        window_start = time.perf_counter()
+                    if self.step >= cfg.max_steps:
+                        break
+                else:
+                    self.epoch += 1
+
+    def _update(self, batch) -> tuple[float, dict[str, float]]:
+        with autocast(self.config.precision, self.device):
+            loss, terms = self.model(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            logger.warning("step %d: non-finite loss %s, update skipped", self.step + 1, loss.item())
+            self.scheduler.step()
+            return float("nan"), terms
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.task.parameters(), self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.item(), terms
+
+    def evaluate(self) -> dict[str, float]:
+        """Metrics of the task on the whole dev set (summed, then divided)."""
+        self.task.eval()
+        totals: Metrics = {}
+        with torch.inference_mode(), autocast(self.config.precision, self.device):
+            for batch in self.dev_loader:
+                for name, (num, den) in self.task.evaluate(batch.to(self.device)).items():
+                    n0, d0 = totals.get(name, (0.0, 0.0))
+                    totals[name] = (n0 + num, d0 + den)
+        self.task.train()
+        return summarize(totals)
+
+    def _validate_and_checkpoint(self) -> None:
+        if self.dist.is_main:
+            valid = self.evaluate()
+            self._log({"kind": "valid", "step": self.step, **valid})
+            logger.info("step %d: %s", self.step, "  ".join(f"dev {k} {v:.4f}" for k, v in valid.items()))
+            save_training_state(checkpoint_path(self.ckpt_dir, self.step), self.state_dict(valid))
+            prune_checkpoints(list_checkpoints(self.ckpt_dir), self._valid_losses(), self.config.keep_checkpoints,
+                              self.config.average_by)
+            plot_curves(self.metrics_path, self.exp_dir / "train_curves.png", self.exp_dir.name)
+        barrier(self.dist)
+
+    def _valid_losses(self) -> dict[int, float]:
+        return {r["step"]: r["loss"] for r in read_metrics(self.metrics_path) if r.get("kind") == "valid"}
+
+    def _log(self, record: dict) -> None:
+        if self.dist.is_main:
+            append_metrics(self.metrics_path, record)
+
+    def _progress(self) -> Progress:
+        return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                        console=console, disable=not (console.is_terminal and self.dist.is_main))
+
+    # -- result ---------------------------------------------------------------------------------
+    def finalize(self) -> dict[str, float]:
+        """Average the chosen checkpoints into ``final.pt``; return its dev metrics."""
+        cfg = self.config
+        paths = select_for_average(list_checkpoints(self.ckpt_dir), self._valid_losses(), cfg.average, cfg.average_by)
+        states = [load_training_state(p)["task"] for p in paths]
+        load_model_state(self.task, average_state_dicts(states), f"average of {len(paths)} checkpoints")
+        valid = self.evaluate()
+        model = self.task.asr_model
+        save_model(self.exp_dir / "final.pt", model, model.config)
+        atomic_write_text(self.exp_dir / "final_metrics.json",
+                          json.dumps({"averaged": [p.name for p in paths], **valid}, indent=2) + "\n")
+        logger.info("final.pt = average of %s: %s", ", ".join(p.name for p in paths),
+                    "  ".join(f"dev {k} {v:.4f}" for k, v in valid.items()))
+        return valid

@@ -1,0 +1,60 @@
+"""What the trainer optimises: a module whose forward(batch) returns the loss.
+
+Teachers, distillation and fine-tuning differ only in their task; the loop, checkpoints,
+resume, averaging and distributed training are shared. A task exposes the model that
+later stages use (``asr_model``) and its metrics on a validation batch as
+(numerator, denominator) pairs, summed over the dev set before dividing.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from kaldialign import edit_distance
+from torch import nn
+
+from mlkd_cli.data.tokenizer import Tokenizer
+from mlkd_cli.models import CtcModel, ctc_loss, greedy_decode
+from mlkd_cli.train.batches import Batch
+
+Metrics = dict[str, tuple[float, float]]
+
+
+class Task(Protocol):
+    asr_model: CtcModel
+
+    def __call__(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+    def evaluate(self, batch: Batch) -> Metrics: ...
+
+
+def char_errors(tokenizer: Tokenizer, hyps: list[list[int]], refs: list[str]) -> tuple[int, int]:
+    """Character edit errors and reference length (spaces excluded) over a batch."""
+    errors = length = 0
+    for hyp, ref in zip(hyps, refs):
+        ref_chars = list(ref.replace(" ", ""))
+        errors += edit_distance(ref_chars, list(tokenizer.decode(hyp).replace(" ", "")))["total"]
+        length += len(ref_chars)
+    return errors, length
+
+
+class CtcTask(nn.Module):
+    """Plain CTC training of a CtcModel (teachers, and the no-KD baseline)."""
+
+    def __init__(self, model: CtcModel, tokenizer: Tokenizer):
+        super().__init__()
+        self.asr_model = model
+        self.tokenizer = tokenizer
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        out = self.asr_model(batch.features, batch.feature_lens)
+        loss = ctc_loss(out.log_probs, out.lengths, batch.targets)
+        return loss, {"ctc": loss.item()}
+
+    @torch.no_grad()
+    def evaluate(self, batch: Batch) -> Metrics:
+        out = self.asr_model(batch.features, batch.feature_lens)
+        n = len(batch.targets)
+        loss = ctc_loss(out.log_probs, out.lengths, batch.targets, reduction="sum").item()
+        return {"loss": (loss, n), "cer": char_errors(self.tokenizer, greedy_decode(out.log_probs, out.lengths), batch.texts)}
