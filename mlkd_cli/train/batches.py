@@ -64,7 +64,7 @@ def make_sampler(cuts: CutSet, max_duration: float, shuffle: bool, seed: int, ra
     with warnings.catch_warnings():  # eager cut sets are fine at the sizes mlkd trains on per language
         warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
         return DynamicBucketingSampler(
-        cuts,
+            cuts,
             max_duration=max_duration,
             shuffle=shuffle,
             num_buckets=max(1, min(10, len(cuts))),

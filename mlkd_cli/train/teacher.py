@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from lhotse import CutSet
+from lhotse.utils import fix_random_seed
 
 from mlkd_cli.config import dump_yaml
 from mlkd_cli.data.prepare import PreparedData, languages
@@ -75,6 +76,7 @@ def train_teacher(config: TeacherConfig, exp_dir: Path, force: bool = False, arg
         write_stage(exp_dir, record)
     barrier(dist)
     with log_to_file(exp_dir / "log" / f"train.{dist.rank}.log"):
+        fix_random_seed(config.train.seed)
         model = build_model(config.model)
         logger.info("teacher %s: %d parameters, %d train / %d dev utterances (%.2f h train)", config.lang,
                     num_parameters(model), len(train_cuts), len(dev_cuts), sum(c.duration for c in train_cuts) / 3600)
