@@ -76,8 +76,10 @@ def make_sampler(cuts: CutSet, max_duration: float, shuffle: bool, seed: int, ra
 
 
 def make_loader(dataset: AsrDataset, sampler, num_workers: int = 0) -> DataLoader:
+    # A private generator: each new iterator draws a seed from it, not from the global RNG,
+    # so a resumed run's dropout and SpecAugment draws match an uninterrupted run's.
     return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
-                      persistent_workers=num_workers > 0)
+                      persistent_workers=num_workers > 0, generator=torch.Generator())
 
 
 def speed_perturbed(cuts: CutSet) -> CutSet:
