@@ -22,6 +22,9 @@ setup(
         "scipy>=1.10",
         "urllib3",
         "soundfile>=0.12",
+        "kaldi-native-io>=1.22",  # lhotse reads wav.scp pipe entries ("cmd |") with it
+        "kaldialign>=0.9",
+        "matplotlib>=3.5",
         "sentencepiece>=0.1.99",
         "pycountry>=22.3",
         "click>=8.1",

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from lhotse import CutSet, RecordingSet, SupervisionSet
-from lhotse.kaldi import load_kaldi_data_dir
+from lhotse.kaldi import get_duration, load_kaldi_data_dir
 
 from mlkd_cli.data.features import SAMPLING_RATE
 from mlkd_cli.data.kaldi_dir import validate_kaldi_dir
@@ -80,9 +80,15 @@ def _load_kaldi_dir(path: Path, allow_mixed_rates: bool) -> CutSet:
     info = validate_kaldi_dir(path, require_lang=True, allow_mixed_rates=allow_mixed_rates)
     # Commands in wav.scp are not probed; lhotse learns their duration by running them.
     nominal_rate = info.sampling_rates[0] if info.sampling_rates else SAMPLING_RATE
-    recordings, supervisions, _ = load_kaldi_data_dir(path, sampling_rate=nominal_rate)
-    dropped = sorted(set(info.recordings) - set(recordings.ids))
-    if dropped:  # lhotse drops unreadable recordings with only a warning
+    try:
+        recordings, supervisions, _ = load_kaldi_data_dir(path, sampling_rate=nominal_rate)
+        dropped = sorted(set(info.recordings) - set(recordings.ids))
+    except (AssertionError, RuntimeError):
+        # lhotse drops a recording it cannot read (only a warning), then fails a bare assert.
+        dropped = [rec for rec, entry in info.recordings.items() if entry.is_command and get_duration(entry.path) is None]
+        if not dropped:
+            raise
+    if dropped:
         raise DataError(
             f"{path / 'wav.scp'}: cannot read audio of recording {dropped[0]} ({info.recordings[dropped[0]].path})"
             f"{f' and {len(dropped) - 1} more' if len(dropped) > 1 else ''}; fix the entry or remove the recording"

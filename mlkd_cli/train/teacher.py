@@ -16,7 +16,7 @@ from mlkd_cli.errors import ConfigError, DataError
 from mlkd_cli.fsutil import atomic_write_text
 from mlkd_cli.log import log_to_file
 from mlkd_cli.models import ModelConfig, build_model, num_parameters
-from mlkd_cli.stage import now, plan_stage, write_stage
+from mlkd_cli.stage import now, plan_stage, read_stage, write_stage
 from mlkd_cli.train.config import TrainConfig
 from mlkd_cli.train.distributed import barrier, init_distributed, shutdown
 from mlkd_cli.train.experiment import check_fits_data, data_inputs, training_record
@@ -65,11 +65,10 @@ def train_teacher(config: TeacherConfig, exp_dir: Path, force: bool = False, arg
         return False
 
     dist = init_distributed()
-    if dist.is_main:
-        if plan == "fresh":
-            for stale in ("ckpt", "metrics.jsonl", "final.pt", "final_metrics.json", "train_curves.png"):
-                path = exp_dir / stale
-                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    if dist.is_main and plan == "fresh":
+        for stale in ("ckpt", "metrics.jsonl", "final.pt", "final_metrics.json", "train_curves.png"):
+            path = exp_dir / stale
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         exp_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(exp_dir / "config.yaml", dump_yaml(config))
         record.started = now()
@@ -78,10 +77,12 @@ def train_teacher(config: TeacherConfig, exp_dir: Path, force: bool = False, arg
     with log_to_file(exp_dir / "log" / f"train.{dist.rank}.log"):
         fix_random_seed(config.train.seed)
         model = build_model(config.model)
-        logger.info("teacher %s: %d parameters, %d train / %d dev utterances (%.2f h train)", config.lang,
-                    num_parameters(model), len(train_cuts), len(dev_cuts), sum(c.duration for c in train_cuts) / 3600)
+        logger.info("teacher %s: %d parameters, %d train / %d dev utterances (%.2f h train); world size %d on %s",
+                    config.lang, num_parameters(model), len(train_cuts), len(dev_cuts),
+                    sum(c.duration for c in train_cuts) / 3600, dist.world_size, dist.device)
         trainer = Trainer(CtcTask(model, tokenizer), exp_dir, config.train, train_cuts, dev_cuts, tokenizer, dist)
         if plan == "resume":
+            record.started = read_stage(exp_dir).started
             trainer.resume()
         trainer.train()
         if dist.is_main:

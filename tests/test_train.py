@@ -1,0 +1,186 @@
+"""The trainer and `mlkd train-teacher`: maths, learning, exact resume, 2 processes, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import run_cli
+from mlkd_cli.errors import ConfigError
+from mlkd_cli.train.checkpoint import average_state_dicts, prune_checkpoints, select_for_average
+from mlkd_cli.train.config import TrainConfig
+from mlkd_cli.train.experiment import load_asr_experiment
+from mlkd_cli.train.loop import lr_lambda
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_MODEL = ROOT / "conf" / "model" / "tiny.yaml"
+
+
+def test_average_state_dicts_hand_computed():
+    a = {"w": torch.tensor([1.0, 2.0]), "h": torch.tensor([0.5], dtype=torch.float16), "n": torch.tensor(3)}
+    b = {"w": torch.tensor([3.0, 6.0]), "h": torch.tensor([1.5], dtype=torch.float16), "n": torch.tensor(5)}
+    c = {"w": torch.tensor([2.0, 1.0]), "h": torch.tensor([1.0], dtype=torch.float16), "n": torch.tensor(7)}
+    avg = average_state_dicts([a, b, c])
+    assert torch.equal(avg["w"], torch.tensor([2.0, 3.0]))
+    assert avg["h"].dtype == torch.float16 and avg["h"].item() == 1.0
+    assert avg["n"].item() == 7  # counters come from the newest checkpoint
+
+
+def test_lr_schedule():
+    f = lr_lambda(TrainConfig(max_steps=110, warmup_steps=10, final_lr_ratio=0.05))
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0) and f(10) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.05 + 0.95 * 0.5)
+    assert f(110) == pytest.approx(0.05) and f(500) == pytest.approx(0.05)
+
+
+def test_select_and_prune_checkpoints(tmp_path):
+    ckpts = []
+    for step in (10, 20, 30, 40, 50):
+        (tmp_path / f"step-{step}.pt").write_text("x")
+        ckpts.append((step, tmp_path / f"step-{step}.pt"))
+    losses = {10: 1.0, 20: 3.0, 30: 0.5, 40: 4.0, 50: 5.0}
+    assert [p.name for p in select_for_average(ckpts, losses, 2, "last")] == ["step-40.pt", "step-50.pt"]
+    assert [p.name for p in select_for_average(ckpts, losses, 2, "best")] == ["step-30.pt", "step-10.pt"]
+    prune_checkpoints(ckpts, losses, keep=2, by="best")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-10.pt", "step-30.pt", "step-40.pt", "step-50.pt"]
+    prune_checkpoints(ckpts, losses, keep=2, by="last")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-40.pt", "step-50.pt"]
+
+
+def write_train_config(path: Path, **values) -> Path:
+    base = dict(max_steps=60, max_duration=12.0, lr=0.003, warmup_steps=10, valid_interval=20, log_interval=5,
+                keep_checkpoints=2, average=2, spec_augment=True)
+    path.write_text(yaml.safe_dump({**base, **values}))
+    return path
+
+
+def teacher_args(data: Path, train_config: Path, exp: Path, lang: str = "en", *extra: str) -> list[str]:
+    return ["train-teacher", "--data", str(data), "--lang", lang, "--model-config", str(TINY_MODEL),
+            "--train-config", str(train_config), *extra, str(exp)]
+
+
+def losses(exp: Path, kind: str = "train") -> list[float]:
+    return [r["loss"] for r in map(json.loads, (exp / "metrics.jsonl").read_text().splitlines()) if r["kind"] == kind]
+
+
+def test_teacher_learns_its_own_tiny_data(prepared: Path, tmp_path: Path):
+    """Loss falls and greedy CER on its own (training) utterances ends below 20%."""
+    cfg = write_train_config(tmp_path / "t.yaml", max_steps=400, max_duration=15.0, lr=0.005, warmup_steps=40,
+                             valid_interval=100, log_interval=25, spec_augment=False)
+    exp = tmp_path / "teacher_de"
+    result = run_cli(*teacher_args(prepared, cfg, exp, "de", "--dev-set", "train"))
+    assert result.exit_code == 0, result.output
+    train_losses = losses(exp)
+    assert train_losses[-1] < 0.3 * train_losses[0]
+    final = json.loads((exp / "final_metrics.json").read_text())
+    assert final["cer"] < 0.20, final
+    assert (exp / "train_curves.png").read_bytes()[:4] == b"\x89PNG"
+    stage = json.loads((exp / "stage.json").read_text())
+    assert stage["status"] == "done" and set(stage["inputs"]) == {"data:train", "tokenizer"}
+    model, raw = load_asr_experiment(exp)
+    assert raw["lang"] == "de" and model.config.vocab_size > 2
+    # unchanged inputs and config: up to date, nothing rewritten
+    before = (exp / "final.pt").stat().st_mtime_ns
+    assert run_cli(*teacher_args(prepared, cfg, exp, "de", "--dev-set", "train")).exit_code == 0
+    assert (exp / "final.pt").stat().st_mtime_ns == before
+
+
+def mlkd_subprocess(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mlkd_cli", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_sigkill_and_resume_reproduce_an_uninterrupted_run(prepared: Path, tmp_path: Path):
+    cfg = write_train_config(tmp_path / "t.yaml")
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert run_cli(*teacher_args(prepared, cfg, full)).exit_code == 0
+    proc = mlkd_subprocess(teacher_args(prepared, cfg, killed), tmp_path)
+    deadline = time.time() + 120
+    while not (killed / "ckpt" / "step-20.pt").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0]
+        time.sleep(0.05)
+    time.sleep(0.3)  # let it run on past the checkpoint before the kill
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads((killed / "stage.json").read_text())["status"] == "running"
+    result = run_cli(*teacher_args(prepared, cfg, killed))
+    assert result.exit_code == 0
+    assert losses(killed) == pytest.approx(losses(full), rel=1e-5)
+    steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and max(steps) == 60
+    assert json.loads((killed / "stage.json").read_text())["status"] == "done"
+
+
+def test_two_process_data_parallel_run(prepared: Path, tmp_path: Path):
+    cfg = write_train_config(tmp_path / "t.yaml", max_steps=20, valid_interval=10)
+    exp = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": str(29000 + os.getpid() % 1000)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", env["MASTER_PORT"],
+           "-m", "mlkd_cli", *teacher_args(prepared, cfg, exp)]
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (exp / "final.pt").is_file() and (exp / "log" / "train.1.log").is_file()
+    assert "world size 2" in (exp / "log" / "train.0.log").read_text()
+    assert json.loads((exp / "stage.json").read_text())["status"] == "done"
+
+
+def test_bad_inputs_are_clear_errors(prepared: Path, tmp_path: Path):
+    cfg = write_train_config(tmp_path / "t.yaml", max_steps=5, valid_interval=5)
+    result = run_cli(*teacher_args(prepared, cfg, tmp_path / "x", "fr"))
+    assert result.exit_code == 1 and "no utterances in language 'fr'" in result.output and "en, de, ru" in result.output.replace("de, en", "en, de")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("max_stpes: 3\n")
+    result = run_cli(*teacher_args(prepared, bad, tmp_path / "x"))
+    assert result.exit_code == 1 and "bad.yaml: unknown key(s) max_stpes" in result.output
+    model40 = tmp_path / "m40.yaml"
+    model40.write_text(TINY_MODEL.read_text().replace("feature_dim: 80", "feature_dim: 40"))
+    result = run_cli("train-teacher", "--data", prepared, "--lang", "en", "--model-config", model40,
+                     "--train-config", cfg, tmp_path / "x")
+    assert result.exit_code == 1 and "reads 40-dim features" in result.output and "80-dim" in result.output
+    result = run_cli(*teacher_args(tmp_path / "nodata", cfg, tmp_path / "x"))
+    assert result.exit_code == 1 and "not a prepared data dir" in result.output and "mlkd prepare" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_finished_and_interrupted_runs_are_protected(prepared: Path, tmp_path: Path):
+    cfg = write_train_config(tmp_path / "t.yaml", max_steps=10, valid_interval=5)
+    exp = tmp_path / "teacher"
+    assert run_cli(*teacher_args(prepared, cfg, exp)).exit_code == 0
+    snapshot = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file() and "log" not in p.parts}
+    other = write_train_config(tmp_path / "t2.yaml", max_steps=12, valid_interval=5)
+    result = run_cli(*teacher_args(prepared, other, exp))
+    assert result.exit_code == 1 and "changed: config" in result.output and "--force" in result.output
+    assert {p: p.read_bytes() for p in snapshot} == snapshot
+    # an interrupted run whose newest checkpoint is corrupt: a clear error, nothing touched
+    stage = json.loads((exp / "stage.json").read_text())
+    (exp / "stage.json").write_text(json.dumps({**stage, "status": "running"}))
+    newest = exp / "ckpt" / "step-10.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    before = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file() and "log" not in p.parts}
+    result = run_cli(*teacher_args(prepared, cfg, exp))
+    assert result.exit_code == 1 and "step-10.pt: not a readable checkpoint" in result.output
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_dropped_in_teacher_is_validated(prepared: Path, tmp_path: Path):
+    cfg = write_train_config(tmp_path / "t.yaml", max_steps=5, valid_interval=5)
+    exp = tmp_path / "teacher"
+    assert run_cli(*teacher_args(prepared, cfg, exp)).exit_code == 0
+    raw = yaml.safe_load((exp / "config.yaml").read_text())
+    raw["model"]["d_model"] = 48
+    (exp / "config.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="differs from config.yaml in d_model"):
+        load_asr_experiment(exp)
+    raw["model"]["d_model"], raw["model"]["vocab_size"] = 32, 7
+    (exp / "config.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="vocab_size"):
+        load_asr_experiment(exp)
