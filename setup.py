@@ -11,7 +11,7 @@ setup(
     description="Multilingual speech recognition by knowledge distillation, as Kaldi-style command-line stages",
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9",
+    python_requires=">=3.11",
     packages=find_packages(include=["mlkd_cli", "mlkd_cli.*"]),
     install_requires=[
         "torch>=2.1",

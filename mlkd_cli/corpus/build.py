@@ -1,0 +1,323 @@
+"""Build the embedded demo corpus: Kaldi data dirs of eSpeak NG speech reading fortune sentences.
+
+Each language's sentences are shuffled with the seed and consumed in order by dev, then
+test, then train, so the splits share no sentence and dev/test do not change when only the
+training size does. A speaker is one eSpeak voice variant with one pitch, pitch range,
+speed and amplitude; dev and test speakers use variants never heard in training. Every
+speaker is synthesized in a fresh worker process, which makes the audio independent of
+``num_jobs`` (see ``espeak``). The corpus is built in a hidden sibling directory and moved
+into place when complete.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import multiprocessing
+import os
+import random
+import shutil
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import soundfile as sf
+
+from mlkd_cli.corpus import espeak, text
+from mlkd_cli.errors import ConfigError, DataError
+from mlkd_cli.fsutil import atomic_write_text, replace_dir
+from mlkd_cli.log import progress_bar
+
+logger = logging.getLogger("mlkd")
+
+DEFAULT_LANGS = ("en", "de", "es", "it", "ru")
+SPLITS = ("train", "dev", "test")
+DRAW_ORDER = ("dev", "test", "train")  # the order in which splits take sentences
+# Voice variants (file names in espeak-ng-data/voices/!v) per split; dev and test are held out.
+SPLIT_VARIANTS = {
+    "train": (
+        "m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "klatt", "klatt2", "klatt3", "klatt6",
+        "Alex", "Alicia", "Andy", "Annie", "Diogo", "Gene2", "Michael", "Nguyen", "Storm", "adam",
+        "aunty", "belinda", "benjamin", "david", "edward", "grandpa", "linda", "marcelo", "max",
+        "michel", "norbert", "pablo", "quincy", "rob", "shelby", "steph", "travis",
+    ),
+    "dev": ("m7", "f4", "klatt4", "Gene"),
+    "test": ("m8", "f5", "klatt5", "Mario"),
+}
+# eSpeak parameter ranges a speaker is drawn from (pitch and range 0-100, words per minute,
+# amplitude 0-200; above 90 some variants clip).
+PITCH, PITCH_RANGE, RATE, AMPLITUDE = (25, 75), (20, 80), (140, 200), (50, 90)
+UTTS_PER_SPEAKER = {"train": 6, "dev": 3, "test": 3}
+MEAN_UTT_SECONDS = 3.5  # only sizes the batches sent to the workers
+LICENCE = (
+    "Sentences come from the Debian fortune collections (packages named in text_source; terms in "
+    "/usr/share/doc/<package>/copyright, mostly BSD-style or GPL-2+); audio is synthesized with "
+    "eSpeak NG (GPL-3+). For demos and tests; check those terms before redistributing."
+)
+
+
+@dataclass(frozen=True)
+class CorpusSize:
+    """Audio per language in each split."""
+
+    train_hours: float
+    dev_minutes: float
+    test_minutes: float
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        for name in ("train_hours", "dev_minutes", "test_minutes"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+
+    def seconds(self, split: str) -> float:
+        return {"train": self.train_hours * 3600, "dev": self.dev_minutes * 60, "test": self.test_minutes * 60}[split]
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds(split) for split in SPLITS)
+
+
+SIZES = {
+    "tiny": CorpusSize(train_hours=45 / 3600, dev_minutes=0.25, test_minutes=0.25, name="tiny"),  # ~12/4/4 utts
+    "demo": CorpusSize(train_hours=1.0, dev_minutes=8.0, test_minutes=8.0, name="demo"),
+}
+
+
+def corpus_size(name: str, train_hours: float | None = None, dev_minutes: float | None = None,
+                test_minutes: float | None = None) -> CorpusSize:
+    """A named size, with any of its three amounts replaced."""
+    if name not in SIZES:
+        raise ConfigError(f"unknown corpus size {name!r}; choose from: {' '.join(SIZES)}")
+    overrides = {"train_hours": train_hours, "dev_minutes": dev_minutes, "test_minutes": test_minutes}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return replace(SIZES[name], name="custom", **overrides) if overrides else SIZES[name]
+
+
+@dataclass(frozen=True)
+class Utterance:
+    id: str
+    speaker: str
+    lang: str
+    transcript: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SpeakerJob:
+    """One speaker's utterances, synthesized in order by one fresh worker process."""
+
+    speaker: str
+    voice: espeak.Voice
+    utt_ids: tuple[str, ...]
+    sentences: tuple[text.Sentence, ...]
+    wav_dir: Path
+
+    def wav(self, utt_id: str) -> Path:
+        return self.wav_dir / f"{utt_id}.wav"
+
+
+def build_corpus(out_dir: str | Path, langs: Sequence[str] = DEFAULT_LANGS, size: str | CorpusSize = "demo",
+                 seed: int = 0, num_jobs: int = 2) -> dict:
+    """Synthesize ``out_dir/{train,dev,test}`` (all languages in each) and ``out_dir/corpus.json``.
+
+    Returns the summary written to ``corpus.json``.
+    """
+    out_dir = Path(out_dir).absolute()
+    langs = list(dict.fromkeys(langs))
+    if not langs:
+        raise ConfigError(f"no language given; choose from: {' '.join(text.LANGUAGES)}")
+    for lang in langs:
+        text.language(lang)
+    if num_jobs < 1:
+        raise ConfigError(f"--num-jobs must be at least 1, got {num_jobs}")
+    size = corpus_size(size) if isinstance(size, str) else size
+    _check_out_dir(out_dir)
+    sentences = {lang: _shuffled_sentences(lang, seed) for lang in langs}
+
+    tmp = out_dir.parent / f".tmp{os.getpid()}-{out_dir.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        utts, version = _synthesize(sentences, size, seed, num_jobs, tmp)
+        summary = _summary(langs, seed, size, utts, {lang: len(s) for lang, s in sentences.items()}, version)
+        for split in SPLITS:
+            _write_data_dir(tmp / split, utts[split], out_dir)
+        atomic_write_text(tmp / "corpus.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        replace_dir(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("wrote %s", out_dir)
+    return summary
+
+
+def _synthesize(sentences: dict[str, list[text.Sentence]], size: CorpusSize, seed: int, num_jobs: int,
+                tmp: Path) -> tuple[dict[str, list[Utterance]], str]:
+    """Every split of every language, wavs under ``tmp/wav``; the utterances and the eSpeak version."""
+    utts: dict[str, list[Utterance]] = {split: [] for split in SPLITS}
+    with _worker_pool(num_jobs) as pool, progress_bar() as progress:
+        version = pool.submit(_check_voices, list(sentences)).result()
+        for lang, lang_sentences in sentences.items():
+            task = progress.add_task(f"{lang} (s of audio)", total=round(size.total_seconds))
+            position = 0
+            for split in DRAW_ORDER:
+                done = _synthesize_split(pool, 4 * num_jobs, lang, split, lang_sentences[position:],
+                                         size.seconds(split), seed, tmp, lambda s: progress.advance(task, s))
+                position += len(done)
+                utts[split] += done
+                logger.info("%s %s: %d utterances, %.1f min", lang, split, len(done), _seconds(done) / 60)
+    return utts, version
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if any(c.isspace() for c in str(out_dir)):
+        raise ConfigError(f"output path {out_dir} contains whitespace, which wav.scp cannot hold; choose another")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir} exists and is not a directory; choose another output directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "corpus.json").is_file():
+        raise ConfigError(f"{out_dir} is not empty and holds no corpus.json; choose a new directory or remove it")
+
+
+def _shuffled_sentences(lang: str, seed: int) -> list[text.Sentence]:
+    sentences = list(text.load_sentences(lang))
+    random.Random(f"{seed}:{lang}:sentences").shuffle(sentences)
+    logger.info("%s: %d clean sentences", lang, len(sentences))
+    return sentences
+
+
+def _worker_pool(num_jobs: int) -> Executor:
+    """Processes forked from a clean server (never from this process), one task each.
+
+    A worker that dies (a crash in the library) fails the build with BrokenProcessPool.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ProcessPoolExecutor(num_jobs, mp_context=ctx, max_tasks_per_child=1)
+
+
+def _check_voices(langs: list[str]) -> str:
+    """Worker task: fail early unless every voice and variant exists; return the eSpeak version."""
+    engine = espeak.engine()
+    variants = sorted({v for vs in SPLIT_VARIANTS.values() for v in vs})
+    for lang in langs:
+        for variant in variants:
+            engine.check_voice(espeak.Voice(espeak.LANGUAGE_VOICES[lang], variant, 50, 50, 175, 100))
+    return engine.version
+
+
+def _synthesize_speaker(job: SpeakerJob) -> list[int]:
+    """Worker task: write one speaker's wavs; their lengths in samples."""
+    engine = espeak.engine()
+    lengths = []
+    for utt_id, sentence in zip(job.utt_ids, job.sentences):
+        audio = engine.synthesize(sentence.spoken, job.voice)
+        sf.write(job.wav(utt_id), audio, espeak.SAMPLE_RATE, subtype="PCM_16", format="WAV")
+        lengths.append(len(audio))
+    return lengths
+
+
+def _speakers(lang: str, split: str, seed: int) -> Iterator[tuple[str, espeak.Voice]]:
+    """Endless distinct speakers of one language and split, cycling through the split's variants."""
+    rng = random.Random(f"{seed}:{lang}:{split}:speakers")
+    variants = list(SPLIT_VARIANTS[split])
+    rng.shuffle(variants)
+    seen = set()
+    for k in itertools.count():
+        voice = espeak.Voice(espeak.LANGUAGE_VOICES[lang], variants[k % len(variants)], rng.randint(*PITCH),
+                             rng.randint(*PITCH_RANGE), rng.randint(*RATE), rng.randint(*AMPLITUDE))
+        speaker = f"{lang}-{voice.variant}p{voice.pitch:02d}r{voice.pitch_range:02d}s{voice.rate:03d}a{voice.volume:03d}"
+        if speaker not in seen:
+            seen.add(speaker)
+            yield speaker, voice
+
+
+def _synthesize_split(pool: Executor, max_batch: int, lang: str, split: str, sentences: list[text.Sentence],
+                      target_seconds: float, seed: int, tmp: Path, advance: Callable[[float], None]) -> list[Utterance]:
+    """Speak ``sentences`` in order until the split has ``target_seconds`` of audio.
+
+    Speakers are synthesized in batches of at most ``max_batch``; utterances past the target
+    are deleted, so the result does not depend on the batch size.
+    """
+    wav_dir = tmp / "wav" / lang
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    per_speaker = UTTS_PER_SPEAKER[split]
+    speakers = _speakers(lang, split, seed)
+    done: list[Utterance] = []
+    total = 0.0
+    start = 0
+    while total < target_seconds:
+        needed = math.ceil((target_seconds - total) / (MEAN_UTT_SECONDS * per_speaker))
+        batch = []
+        for _ in range(min(needed, max_batch)):
+            if start >= len(sentences):
+                break
+            speaker, voice = next(speakers)
+            chunk = tuple(sentences[start:start + per_speaker])
+            ids = tuple(f"{speaker}-{start + i:05d}" for i in range(len(chunk)))
+            batch.append(SpeakerJob(speaker, voice, ids, chunk, wav_dir))
+            start += len(chunk)
+        if not batch:
+            raise DataError(f"only {len(sentences)} {lang} sentences left for {split}, too few for "
+                            f"{target_seconds / 60:.0f} min of audio; ask for less audio or add fortunes")
+        for job, lengths in zip(batch, pool.map(_synthesize_speaker, batch)):
+            for utt_id, sentence, length in zip(job.utt_ids, job.sentences, lengths):
+                if total >= target_seconds:
+                    job.wav(utt_id).unlink()
+                    continue
+                seconds = length / espeak.SAMPLE_RATE
+                done.append(Utterance(utt_id, job.speaker, lang, sentence.transcript, seconds))
+                total += seconds
+                advance(seconds)
+    return done
+
+
+def _seconds(utts: list[Utterance]) -> float:
+    return sum(u.seconds for u in utts)
+
+
+def _write_data_dir(path: Path, utts: list[Utterance], out_dir: Path) -> None:
+    """Kaldi files sorted in byte order (ids are ASCII), wav paths pointing into ``out_dir``."""
+    utts = sorted(utts, key=lambda u: u.id)
+    spk2utt: dict[str, list[str]] = {}
+    for u in utts:
+        spk2utt.setdefault(u.speaker, []).append(u.id)
+    files = {
+        "wav.scp": [f"{u.id} {out_dir / 'wav' / u.lang / u.id}.wav" for u in utts],
+        "text": [f"{u.id} {u.transcript}" for u in utts],
+        "utt2spk": [f"{u.id} {u.speaker}" for u in utts],
+        "utt2lang": [f"{u.id} {u.lang}" for u in utts],
+        "spk2utt": [f"{spk} {' '.join(ids)}" for spk, ids in sorted(spk2utt.items())],
+    }
+    for name, lines in files.items():
+        atomic_write_text(path / name, "".join(line + "\n" for line in lines))
+
+
+def _summary(langs: list[str], seed: int, size: CorpusSize, utts: dict[str, list[Utterance]],
+             available: dict[str, int], version: str) -> dict:
+    def stats(split: str, lang: str) -> dict:
+        mine = [u for u in utts[split] if u.lang == lang]
+        return {"utterances": len(mine), "speakers": len({u.speaker for u in mine}),
+                "hours": round(_seconds(mine) / 3600, 4)}
+
+    return {
+        "langs": langs,
+        "seed": seed,
+        "size": size.name,
+        "target_per_language": {k: v for k, v in asdict(size).items() if k != "name"},
+        "splits": {split: {lang: stats(split, lang) for lang in langs} for split in SPLITS},
+        "speakers": {
+            "approach": "held-out variants: dev and test speakers use eSpeak voice variants never used in training",
+            "variants": {split: list(SPLIT_VARIANTS[split]) for split in SPLITS},
+            "pitch": PITCH, "pitch_range": PITCH_RANGE, "words_per_minute": RATE, "amplitude": AMPLITUDE,
+            "utterances_per_speaker": UTTS_PER_SPEAKER,
+        },
+        "sentences_available": available,
+        "text_source": {lang: {"dir": str(text.FORTUNE_ROOT / text.LANGUAGES[lang].fortune_dir),
+                               "package": text.LANGUAGES[lang].package} for lang in langs},
+        "synthesizer": version,
+        "voices": {lang: espeak.LANGUAGE_VOICES[lang] for lang in langs},
+        "sample_rate": espeak.SAMPLE_RATE,
+        "licence": LICENCE,
+    }

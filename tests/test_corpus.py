@@ -1,0 +1,251 @@
+"""The embedded demo corpus: text cleaning, eSpeak synthesis and the Kaldi data dirs it writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from mlkd_cli.corpus import build, espeak, text
+from mlkd_cli.corpus.__main__ import main
+from mlkd_cli.corpus.build import SPLIT_VARIANTS, build_corpus
+from mlkd_cli.corpus.text import Sentence, clean_sentence, normalize, split_sentences
+from mlkd_cli.errors import ConfigError, DataError
+
+LANGS = ["en", "ru"]
+SPLITS = ["train", "dev", "test"]
+KALDI_FILES = ["wav.scp", "text", "utt2spk", "spk2utt", "utt2lang"]
+
+
+def read_table(path: Path) -> list[tuple[str, str]]:
+    return [tuple(line.split(" ", 1)) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def snapshot(corpus: Path) -> dict[str, bytes]:
+    """Every file of a corpus, with the corpus path removed from wav.scp."""
+    files = {}
+    for path in sorted(p for p in corpus.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        files[str(path.relative_to(corpus))] = data.replace(str(corpus).encode(), b"OUT")
+    return files
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("corpus") / "demo"
+    build_corpus(out, LANGS, "tiny", seed=3, num_jobs=2)
+    return out
+
+
+# --- text -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang, raw, expected", [
+    ("en", "Don't panic -- it's only a TEST!", "don't panic it's only a test"),
+    ("en", "\"Hello,\" she said; 'quoted' words...", "hello she said quoted words"),
+    ("de", "Größe, Übermut und Spaß: daß!", "größe übermut und spaß daß"),
+    ("de", "Geht's gut?", "geht s gut"),
+    ("es", "¿Qué año? ¡Mañana, niño!", "qué año mañana niño"),
+    ("it", "L'uomo è già qui, perché?", "l'uomo è già qui perché"),
+    ("fr", "L'été à Paris, c'est génial!", "l'été à paris c'est génial"),
+    ("ru", "Ёлка — это «ель», не так ли?", "елка это ель не так ли"),
+    ("pl", "Żółć gęślą jaźń!", "żółć gęślą jaźń"),
+    ("cs", "Příliš žluťoučký kůň úpěl ďábelské ódy.", "příliš žluťoučký kůň úpěl ďábelské ódy"),
+])
+def test_normalize(lang, raw, expected):
+    assert normalize(raw, lang) == expected
+
+
+@pytest.mark.parametrize("lang, raw", [
+    ("ru", "Я очень люблю Linux и свободу."),  # Latin word in Russian
+    ("en", "I have 3 cats and a dog."),  # digit
+    ("en", "Visit www.debian.org for more news."),  # URL
+    ("en", "The NASA people went home early."),  # acronym, spelled out by eSpeak
+    ("en", "Old MacDonald had a big farm."),  # eSpeak says "mac donald"
+    ("cs", "Lze to lehce vyléčit UNIXem."),  # capitals inside a word
+    ("en", "Call it a feature :-) and move on."),  # eSpeak says "colon"
+    ("en", "Consider the flea!--incomparably the bravest."),  # eSpeak says "exclamation"
+    ("en", ": How would you disambiguate these?"),  # leading punctuation is read aloud
+    ("en", "Mr Smith went to the market."),  # eSpeak says "mister"
+    ("en", "He met Mr. Smith at the station."),  # abbreviation with a period
+    ("en", "Go home now."),  # fewer than 4 words
+    ("en", " ".join(["word"] * 21) + "."),  # more than 20 words
+    ("en", "and then he left the room."),  # a fragment
+    ("en", "Pay me $5 & go away now."),  # symbols eSpeak reads aloud
+    ("de", "Das Café ist heute geschlossen."),  # é is not German
+    ("de", "Geht's dir heute gut?"),  # apostrophe is not part of German words
+])
+def test_clean_sentence_rejects(lang, raw):
+    assert clean_sentence(raw, lang) is None
+
+
+def test_clean_sentence_keeps_spoken_text():
+    assert clean_sentence("Don't count your chickens before they hatch.", "en") == Sentence(
+        "Don't count your chickens before they hatch.", "don't count your chickens before they hatch")
+    assert clean_sentence("Nichts ist so beständig wie der Wandel, sagt man.", "de").transcript == (
+        "nichts ist so beständig wie der wandel sagt man")
+
+
+def test_italian_ascii_accents_restored():
+    sentence = clean_sentence("E' piu' facile cosi', perche' no, un po' alla volta?", "it")
+    assert sentence.spoken == "È più facile così, perché no, un po' alla volta?"
+    assert sentence.transcript == "è più facile così perché no un po alla volta"
+
+
+@pytest.mark.parametrize("entry", [
+    "A dream will always triumph over reality.\n\t\t-- Stanislaw Lem\n",
+    "A dream will always triumph over reality.\n― Stanislaw Lem, Solaris\n",
+    "A dream will always triumph over reality.\n—Stanislaw Lem\n\t\tin a letter\n",
+    "A dream will always triumph over reality.\nStanislaw Lem\n",
+    "A dream will always triumph over reality.\n\t\tSolaris, page ten\n",
+])
+def test_attribution_dropped(entry):
+    assert split_sentences(entry, "en") == ["A dream will always triumph over reality."]
+
+
+def test_split_sentences_joins_lines_and_merges_abbreviations():
+    entry = "The first sentence runs\nover two lines. The second is short!\nHe met Mr. Smith there."
+    assert split_sentences(entry, "en") == [
+        "The first sentence runs over two lines.", "The second is short!", "He met Mr. Smith there."]
+
+
+def test_read_entries_legacy_encoding(tmp_path):
+    path = tmp_path / "koi"
+    path.write_bytes("Первая мысль.\r\n%\r\nВторая мысль.\r\n".encode("koi8-r"))
+    assert [e.strip() for e in text.read_entries(path, "koi8-r")] == ["Первая мысль.", "Вторая мысль."]
+
+
+def test_fortune_files_prefers_nonempty_u8(tmp_path):
+    (tmp_path / "pl").mkdir()
+    for name, content in [("a", "x"), ("a.u8", ""), ("a.dat", "x"), ("b", "x"), ("b.u8", "x")]:
+        (tmp_path / "pl" / name).write_text(content)
+    (tmp_path / "outside").write_text("x")
+    (tmp_path / "pl" / "link").symlink_to(tmp_path / "outside")
+    assert [p.name for p in text.fortune_files("pl", tmp_path)] == ["a", "b.u8"]
+
+
+def test_missing_fortunes_name_the_package(tmp_path):
+    with pytest.raises(DataError, match="apt-get install fortunes-fr"):
+        text.fortune_files("fr", tmp_path)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_loaded_sentences_are_clean(lang):
+    sentences = text.load_sentences(lang)
+    assert len(sentences) > 10000
+    assert len({s.transcript for s in sentences}) == len(sentences)
+    letters = set(text.LANGUAGES[lang].alphabet + "' ")
+    for s in sentences:
+        assert set(s.transcript) <= letters and 4 <= len(s.transcript.split()) <= 20
+        assert not any(c.isdigit() for c in s.spoken)
+
+
+# --- eSpeak -----------------------------------------------------------------------------------
+
+
+def test_espeak_synthesizes_16k_int16():
+    engine = espeak.engine()
+    assert {"m3", "klatt2"} <= set(engine.variants())
+    audio = engine.synthesize("Hello there, my friend.", espeak.Voice("en-us", "m3", 50, 50, 175, 100))
+    assert audio.dtype == np.int16 and 0.8 < len(audio) / espeak.SAMPLE_RATE < 4
+    with pytest.raises(DataError, match="no voice variant"):
+        engine.check_voice(espeak.Voice("en-us", "no-such-variant", 50, 50, 175, 100))
+
+
+def test_missing_library_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(espeak, "LIBRARY", "libespeak-ng-missing.so.1")
+    with pytest.raises(DataError, match="apt-get install espeak-ng"):
+        espeak.Engine()
+
+
+# --- the corpus -------------------------------------------------------------------------------
+
+
+def test_data_dirs_complete(corpus):
+    assert (corpus / "corpus.json").is_file()
+    for split in SPLITS:
+        for name in KALDI_FILES:
+            assert (corpus / split / name).is_file()
+    assert not [p for p in corpus.parent.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_files_sorted_unique_and_consistent(corpus, split):
+    tables = {name: read_table(corpus / split / name) for name in KALDI_FILES}
+    for name, rows in tables.items():
+        keys = [k.encode() for k, _ in rows]
+        assert keys == sorted(keys) and len(set(keys)) == len(keys), name
+    utts = [k for k, _ in tables["text"]]
+    for name in ("wav.scp", "utt2spk", "utt2lang"):
+        assert [k for k, _ in tables[name]] == utts
+    utt2spk = dict(tables["utt2spk"])
+    spk2utt = {spk: ids.split() for spk, ids in tables["spk2utt"]}
+    assert sorted(u for ids in spk2utt.values() for u in ids) == utts
+    assert all(utt2spk[u] == spk for spk, ids in spk2utt.items() for u in ids)
+    for utt, lang in tables["utt2lang"]:
+        assert utt.isascii() and utt.startswith(utt2spk[utt] + "-") and utt2spk[utt].startswith(lang + "-")
+    assert {lang for _, lang in tables["utt2lang"]} == set(LANGS)
+    for utt, transcript in tables["text"]:
+        lang = dict(tables["utt2lang"])[utt]
+        assert normalize(transcript, lang) == transcript and 4 <= len(transcript.split()) <= 20
+
+
+def test_wavs_are_16k_mono_speech(corpus):
+    for split in SPLITS:
+        for utt, path in read_table(corpus / split / "wav.scp"):
+            assert Path(path).is_absolute() and Path(path).is_relative_to(corpus)
+            info = sf.info(path)
+            assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+            assert 0.5 < info.duration < 15, utt
+            audio, _ = sf.read(path, dtype="int16")
+            assert np.sqrt(np.mean(audio.astype(float) ** 2)) > 300, utt
+
+
+def test_splits_share_no_speaker_variant_or_sentence(corpus):
+    speakers = {s: {spk for spk, _ in read_table(corpus / s / "spk2utt")} for s in SPLITS}
+    sentences = {s: {t for _, t in read_table(corpus / s / "text")} for s in SPLITS}
+    for a, b in [("train", "dev"), ("train", "test"), ("dev", "test")]:
+        assert not speakers[a] & speakers[b] and not sentences[a] & sentences[b]
+        assert not set(SPLIT_VARIANTS[a]) & set(SPLIT_VARIANTS[b])
+
+
+def test_summary_matches_data(corpus):
+    summary = json.loads((corpus / "corpus.json").read_text())
+    assert summary["langs"] == LANGS and summary["seed"] == 3 and summary["size"] == "tiny"
+    for split in SPLITS:
+        utt2lang = read_table(corpus / split / "utt2lang")
+        for lang in LANGS:
+            stats = summary["splits"][split][lang]
+            assert stats["utterances"] == sum(1 for _, lg in utt2lang if lg == lang) > 0
+            assert stats["hours"] > 0
+    assert summary["splits"]["train"]["en"]["utterances"] >= 8
+
+
+def test_same_seed_same_corpus_whatever_num_jobs(corpus):
+    before = snapshot(corpus)
+    build_corpus(corpus, LANGS, "tiny", seed=3, num_jobs=1)  # also replaces an existing corpus
+    assert snapshot(corpus) == before
+
+
+def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
+    few = text.load_sentences("en")[:5]
+    monkeypatch.setattr(build.text, "load_sentences", lambda lang: few)
+    with pytest.raises(DataError, match="too few"):
+        build_corpus(tmp_path / "out", ["en"], "tiny", seed=0, num_jobs=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refuses_foreign_nonempty_dir(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="no corpus.json"):
+        build_corpus(tmp_path, ["en"], "tiny")
+
+
+def test_cli_unknown_language_lists_supported(tmp_path):
+    result = CliRunner().invoke(main, ["--langs", "en xx", "--size", "tiny", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "Error: unsupported language 'xx'; choose from: en de es it fr ru pl cs" in result.stderr
