@@ -27,7 +27,7 @@ fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   # Stage 1: validate, manifests, fbank cache, multilingual tokenizer.
-  run mlkd prepare --tokenizer "$tokenizer" --vocab-size "$vocab_size" -j 1 \
+  run mlkd prepare --tokenizer "$tokenizer" --vocab-size "$vocab_size" -j "$nj" \
     "$corpus/train" "$corpus/dev" "$corpus/test" "$data"
 fi
 

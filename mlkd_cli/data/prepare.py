@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -111,10 +112,7 @@ def prepare(source_args: list[str], out_dir: Path, config: PrepareConfig, num_jo
         feats_dirs = {name: (out_dir / "fbank" / f"{name}.{run_id}").resolve() for name in cuts}
         lang_dir = out_dir / config.tokenizer.dir_name
         try:
-            with_feats = {
-                name: compute_fbank(resample_to(set_cuts), feats_dirs[name], num_jobs, description=f"fbank {name}")
-                for name, set_cuts in cuts.items()
-            }
+            with_feats = {name: _fbank_set(name, set_cuts, feats_dirs[name], num_jobs) for name, set_cuts in cuts.items()}
             with staging_dir(lang_dir) as tmp:
                 train_tokenizer(texts_by_language(cuts[config.train_set]), tmp, config.tokenizer)
         except BaseException:
@@ -130,6 +128,15 @@ def prepare(source_args: list[str], out_dir: Path, config: PrepareConfig, num_jo
         _remove_stale_features(out_dir / "fbank", {d.name for d in feats_dirs.values()})
         logger.info("prepared %s: sets %s, tokenizer %s", out_dir, ", ".join(cuts), lang_dir.name)
     return True
+
+
+def _fbank_set(name: str, cuts: CutSet, feats_dir: Path, num_jobs: int) -> CutSet:
+    start = time.perf_counter()
+    with_feats = compute_fbank(resample_to(cuts), feats_dir, num_jobs, description=f"fbank {name}")
+    seconds, audio = time.perf_counter() - start, sum(c.duration for c in cuts)
+    logger.info("fbank %s: %.1f s of audio in %.1f s (%.0fx real time, %d jobs)", name, audio, seconds,
+                audio / max(seconds, 1e-9), num_jobs)
+    return with_feats
 
 
 def _check_languages(cuts: dict[str, CutSet], train_set: str) -> None:
