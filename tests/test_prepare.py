@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -226,3 +227,26 @@ def test_named_sources_merge_into_one_set(small_copy: Path, tiny_corpus: Path):
     data = PreparedData(out)
     n_train = len(lines_of(small_copy / "train" / "text")) + len(lines_of(tiny_corpus / "test" / "text"))
     assert len(data.cuts("train")) == n_train and len(data.cuts("heldout")) == len(lines_of(small_copy / "dev" / "text"))
+
+
+
+def test_lhotse_manifests_as_sources(prepared: Path, tmp_path: Path):
+    """Manifests as `lhotse prepare <corpus>` writes them: language names, recordings+supervisions pairs, cuts."""
+    manifests = prepared / "manifests"
+    names = {"en": "English", "de": "German", "ru": "Russian"}
+    supervisions = load_manifest(manifests / "train_supervisions.jsonl.gz").map(
+        lambda s: dataclasses.replace(s, language=names[s.language])
+    )
+    src = tmp_path / "lhotse"
+    src.mkdir()
+    shutil.copy(manifests / "train_recordings.jsonl.gz", src / "corpus_recordings_train.jsonl.gz")
+    supervisions.to_file(src / "corpus_supervisions_train.jsonl.gz")
+    out = tmp_path / "out"
+    result = run_cli("prepare", "--tokenizer", "char", "--train-set", "corpus_train",
+                     src / "corpus_recordings_train.jsonl.gz", f"dev={manifests / 'dev_cuts.jsonl.gz'}", out)
+    assert result.exit_code == 0, result.output
+    data = PreparedData(out)
+    train = data.cuts("corpus_train").to_eager()
+    assert {c.supervisions[0].language for c in train} == set(TINY_LANGS)
+    assert sorted(train.ids) == sorted(supervisions.ids)
+    assert len(data.cuts("dev").to_eager()) == len(load_manifest(manifests / "dev_cuts.jsonl.gz"))
