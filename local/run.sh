@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # The mlkd recipe on the embedded eSpeak NG corpus, stage by stage (Kaldi style).
-#   local/run.sh [--stage N] [--stop-stage M] [--langs "en de es it ru"] [--size demo]
-# Where stages run is decided by local/cmd.sh; what runs is decided here.
+#   local/run.sh [--stage N] [--stop-stage M] [--langs "en de es it ru"] [--size demo] [--preset demo]
 set -euo pipefail
 
 stage=0
@@ -12,8 +11,10 @@ seed=0
 nj=2
 corpus=data/corpus
 data=data
-tokenizer=bpe
+tokenizer=char   # characters: BPE-500 stays on the blank plateau with 1 h per language
 vocab_size=500
+preset=demo      # conf/model/$preset.yaml and conf/train/teacher_$preset.yaml
+exp=exp
 
 . local/parse_options.sh
 
@@ -31,4 +32,16 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
     "$corpus/train" "$corpus/dev" "$corpus/test" "$data"
 fi
 
-echo "$0: stages up to 1 (corpus, prepare) are all this recipe has so far; prepared data is in $data" >&2
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  # Stage 2: one Conformer-CTC teacher per language.
+  for lang in $langs; do
+    run mlkd train-teacher --data "$data" --lang "$lang" --model-config "conf/model/$preset.yaml" \
+      --train-config "conf/train/teacher_$preset.yaml" "$exp/teacher_$lang"
+  done
+  echo "teacher dev CER (greedy, held-out voices):" >&2
+  for lang in $langs; do
+    printf '  %s  %s\n' "$lang" "$(grep -o '"cer": [0-9.]*' "$exp/teacher_$lang/final_metrics.json")" >&2
+  done
+fi
+
+echo "$0: stages up to 2 (corpus, prepare, teachers) are all this recipe has so far" >&2

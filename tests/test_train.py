@@ -184,3 +184,19 @@ def test_dropped_in_teacher_is_validated(prepared: Path, tmp_path: Path):
     (exp / "config.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="vocab_size"):
         load_asr_experiment(exp)
+
+
+def test_speed_perturbation_runs_on_the_fly(prepared: Path, tmp_path: Path):
+    from mlkd_cli.data.prepare import PreparedData
+    from mlkd_cli.train.batches import AsrDataset, speed_perturbed
+
+    data = PreparedData(prepared)
+    cuts = data.cuts("train").to_eager().subset(first=4)
+    perturbed = speed_perturbed(cuts)
+    assert len(perturbed) == 12
+    durations = sorted(c.duration for c in perturbed if c.id.startswith(cuts[0].id) or cuts[0].id in c.id)
+    assert durations == pytest.approx(sorted([cuts[0].duration, cuts[0].duration / 0.9, cuts[0].duration / 1.1]), rel=1e-3)
+    batch = AsrDataset(data.tokenizer(), spec_augment=True, on_the_fly_features=True)[perturbed]
+    assert batch.features.shape[0] == 12 and batch.features.shape[2] == 80
+    cfg = write_train_config(tmp_path / "t.yaml", max_steps=4, valid_interval=4, speed_perturb=True)
+    assert run_cli(*teacher_args(prepared, cfg, tmp_path / "sp")).exit_code == 0

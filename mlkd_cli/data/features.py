@@ -11,6 +11,8 @@ from __future__ import annotations
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
 
 from mlkd_cli.errors import DataError
@@ -86,3 +88,9 @@ def compute_fbank(cuts: CutSet, storage_dir: Path, num_jobs: int = 1, descriptio
                     results.append(future.result())
                     progress.advance(task, len(results[-1]))
     return CutSet.from_cuts(cut for chunk in results for cut in chunk)
+
+
+def global_stats(cuts: CutSet, max_cuts: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin mean and standard deviation of the features of (up to ``max_cuts``) cuts."""
+    stats = cuts.compute_global_feature_stats(max_cuts=max_cuts)
+    return stats["norm_means"], stats["norm_stds"]

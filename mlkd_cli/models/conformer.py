@@ -146,11 +146,32 @@ class ConformerBlock(nn.Module):
         return self.norm(x), weights
 
 
+class FeatureNormalizer(nn.Module):
+    """Global per-bin mean/std normalisation of the input features.
+
+    The statistics are buffers: they travel with every checkpoint and with exported graphs,
+    whose runtimes (sherpa-onnx) feed raw fbank. Identity until ``set_stats`` is called.
+    """
+
+    def __init__(self, feature_dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(feature_dim))
+        self.register_buffer("std", torch.ones(feature_dim))
+
+    def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(torch.as_tensor(mean, dtype=self.mean.dtype))
+        self.std.copy_(torch.as_tensor(std, dtype=self.std.dtype).clamp(min=1e-3))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return (features - self.mean) / self.std
+
+
 class ConformerEncoder(nn.Module):
     """(N, T, feature_dim) features -> (N, T', d_model) frames, T' about T / 4."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        self.normalizer = FeatureNormalizer(config.feature_dim)
         self.subsampling = Conv2dSubsampling(config.feature_dim, config.d_model, config.subsampling_channels)
         self.dropout = nn.Dropout(config.dropout)
         self.rotary = Rotary(config.d_model // config.num_heads)
@@ -168,7 +189,7 @@ class ConformerEncoder(nn.Module):
         With ``return_attention`` the attention maps are computed explicitly (slower) and
         returned: rows sum to 1 over valid keys and are 0 on padded keys.
         """
-        x, lengths = self.subsampling(features, feature_lens)
+        x, lengths = self.subsampling(self.normalizer(features), feature_lens)
         if condition is not None:
             x = x + condition[:, None, :]
         x = self.dropout(x)

@@ -11,6 +11,7 @@ from lhotse import CutSet
 from lhotse.utils import fix_random_seed
 
 from mlkd_cli.config import dump_yaml
+from mlkd_cli.data.features import global_stats
 from mlkd_cli.data.prepare import PreparedData, languages
 from mlkd_cli.errors import ConfigError, DataError
 from mlkd_cli.fsutil import atomic_write_text
@@ -77,6 +78,7 @@ def train_teacher(config: TeacherConfig, exp_dir: Path, force: bool = False, arg
     with log_to_file(exp_dir / "log" / f"train.{dist.rank}.log"):
         fix_random_seed(config.train.seed)
         model = build_model(config.model)
+        model.encoder.normalizer.set_stats(*global_stats(train_cuts))
         logger.info("teacher %s: %d parameters, %d train / %d dev utterances (%.2f h train); world size %d on %s",
                     config.lang, num_parameters(model), len(train_cuts), len(dev_cuts),
                     sum(c.duration for c in train_cuts) / 3600, dist.world_size, dist.device)
