@@ -58,7 +58,7 @@ def test_select_and_prune_checkpoints(tmp_path):
 
 def write_train_config(path: Path, **values) -> Path:
     base = dict(max_steps=60, max_duration=12.0, lr=0.003, warmup_steps=10, valid_interval=20, log_interval=5,
-                keep_checkpoints=2, average=2, spec_augment=True)
+                keep_checkpoints=2, average=2, spec_augment={"enabled": True})
     path.write_text(yaml.safe_dump({**base, **values}))
     return path
 
@@ -75,7 +75,7 @@ def losses(exp: Path, kind: str = "train") -> list[float]:
 def test_teacher_learns_its_own_tiny_data(prepared: Path, tmp_path: Path):
     """Loss falls and greedy CER on its own (training) utterances ends below 20%."""
     cfg = write_train_config(tmp_path / "t.yaml", max_steps=400, max_duration=15.0, lr=0.005, warmup_steps=40,
-                             valid_interval=100, log_interval=25, spec_augment=False)
+                             valid_interval=100, log_interval=25, spec_augment={"enabled": False})
     exp = tmp_path / "teacher_de"
     result = run_cli(*teacher_args(prepared, cfg, exp, "de", "--dev-set", "train"))
     assert result.exit_code == 0, result.output
@@ -189,6 +189,7 @@ def test_dropped_in_teacher_is_validated(prepared: Path, tmp_path: Path):
 def test_speed_perturbation_runs_on_the_fly(prepared: Path, tmp_path: Path):
     from mlkd_cli.data.prepare import PreparedData
     from mlkd_cli.train.batches import AsrDataset, speed_perturbed
+    from mlkd_cli.train.config import SpecAugmentConfig
 
     data = PreparedData(prepared)
     cuts = data.cuts("train").to_eager().subset(first=4)
@@ -196,7 +197,7 @@ def test_speed_perturbation_runs_on_the_fly(prepared: Path, tmp_path: Path):
     assert len(perturbed) == 12
     durations = sorted(c.duration for c in perturbed if c.id.startswith(cuts[0].id) or cuts[0].id in c.id)
     assert durations == pytest.approx(sorted([cuts[0].duration, cuts[0].duration / 0.9, cuts[0].duration / 1.1]), rel=1e-3)
-    batch = AsrDataset(data.tokenizer(), spec_augment=True, on_the_fly_features=True)[perturbed]
+    batch = AsrDataset(data.tokenizer(), SpecAugmentConfig(), on_the_fly_features=True)[perturbed]
     assert batch.features.shape[0] == 12 and batch.features.shape[2] == 80
     cfg = write_train_config(tmp_path / "t.yaml", max_steps=4, valid_interval=4, speed_perturb=True)
     assert run_cli(*teacher_args(prepared, cfg, tmp_path / "sp")).exit_code == 0

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mlkd_cli.data.features import fbank_extractor
 from mlkd_cli.data.tokenizer import Tokenizer
+from mlkd_cli.train.config import SpecAugmentConfig
 
 
 @dataclasses.dataclass
@@ -33,9 +34,13 @@ class Batch:
 class AsrDataset(Dataset):
     """Map-style lhotse dataset: the sampler yields a CutSet, this turns it into a Batch."""
 
-    def __init__(self, tokenizer: Tokenizer, spec_augment: bool = False, on_the_fly_features: bool = False):
+    def __init__(self, tokenizer: Tokenizer, spec_augment: SpecAugmentConfig | None = None,
+                 on_the_fly_features: bool = False):
         self.tokenizer = tokenizer
-        self.spec_augment = SpecAugment() if spec_augment else None
+        self.spec_augment = None
+        if spec_augment is not None and spec_augment.enabled:
+            settings = {k: v for k, v in dataclasses.asdict(spec_augment).items() if k != "enabled"}
+            self.spec_augment = SpecAugment(**settings)
         self.on_the_fly = OnTheFlyFeatures(fbank_extractor()) if on_the_fly_features else None
 
     def __getitem__(self, cuts: CutSet) -> Batch:
@@ -84,4 +89,5 @@ def make_loader(dataset: AsrDataset, sampler, num_workers: int = 0) -> DataLoade
 
 def speed_perturbed(cuts: CutSet) -> CutSet:
     """The cuts plus 0.9x and 1.1x speed copies (their features are computed on the fly)."""
-    return cuts + cuts.perturb_speed(0.9) + cuts.perturb_speed(1.1)
+    audio_only = cuts.drop_features()  # lhotse cannot perturb features, only audio
+    return cuts + audio_only.perturb_speed(0.9) + audio_only.perturb_speed(1.1)

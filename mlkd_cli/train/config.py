@@ -11,6 +11,19 @@ AVERAGE_BY = ("last", "best")
 
 
 @dataclasses.dataclass(frozen=True)
+class SpecAugmentConfig:
+    """lhotse SpecAugment settings (its defaults are tuned for LibriSpeech-scale training)."""
+
+    enabled: bool = True
+    time_warp_factor: int = 80
+    num_feature_masks: int = 2
+    features_mask_size: int = 27
+    num_frame_masks: int = 10
+    frames_mask_size: int = 100
+    max_frames_mask_fraction: float = 0.15
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     max_steps: int = 3000
     max_duration: float = 50.0  # seconds of audio per batch (per process)
@@ -20,7 +33,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 5.0
     precision: str = "fp32"  # bf16 autocast works on CPU and GPU; fp16 only on GPU
-    spec_augment: bool = True
+    spec_augment: SpecAugmentConfig = SpecAugmentConfig()
     speed_perturb: bool = False  # 0.9x/1.1x copies of the training data, features on the fly
     valid_interval: int = 500  # validate and write a resumable checkpoint every N steps
     log_interval: int = 25

@@ -72,20 +72,19 @@ class Trainer:
         self.task.to(self.device)
         self.ckpt_dir = exp_dir / "ckpt"
         self.metrics_path = exp_dir / "metrics.jsonl"
-        on_the_fly = config.speed_perturb
         if config.speed_perturb:
             train_cuts = speed_perturbed(train_cuts)
         self.sampler = make_sampler(train_cuts, config.max_duration, shuffle=True, seed=config.seed,
                                     rank=dist.rank, world_size=dist.world_size)
-        self.train_loader = make_loader(AsrDataset(tokenizer, config.spec_augment, on_the_fly), self.sampler,
-                                        config.num_workers)
+        train_set = AsrDataset(tokenizer, config.spec_augment, on_the_fly_features=config.speed_perturb)
+        self.train_loader = make_loader(train_set, self.sampler, config.num_workers)
         self.dev_loader = make_loader(AsrDataset(tokenizer),
                                       make_sampler(dev_cuts, config.max_duration * 2, shuffle=False, seed=0))
         trainable = [p for p in task.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
         self.scaler = torch.amp.GradScaler(enabled=config.precision == "fp16" and self.device.type == "cuda")
-        self.model = DistributedDataParallel(task) if dist.world_size > 1 else task
+        self.model = DistributedDataParallel(task) if dist.world_size > 1 else task  # what forward() runs
         self.step = 0
         self.epoch = 0
 
