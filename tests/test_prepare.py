@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from lhotse import load_manifest
+from lhotse import SupervisionSet, load_manifest
 from lhotse.qa import validate
 
 from conftest import TINY_LANGS, run_cli
@@ -234,8 +234,8 @@ def test_lhotse_manifests_as_sources(prepared: Path, tmp_path: Path):
     """Manifests as `lhotse prepare <corpus>` writes them: language names, recordings+supervisions pairs, cuts."""
     manifests = prepared / "manifests"
     names = {"en": "English", "de": "German", "ru": "Russian"}
-    supervisions = load_manifest(manifests / "train_supervisions.jsonl.gz").map(
-        lambda s: dataclasses.replace(s, language=names[s.language])
+    supervisions = SupervisionSet.from_segments(
+        dataclasses.replace(s, language=names[s.language]) for s in load_manifest(manifests / "train_supervisions.jsonl.gz")
     )
     src = tmp_path / "lhotse"
     src.mkdir()
