@@ -16,6 +16,8 @@ from mlkd_cli.version import __version__
 COMMANDS = {
     "prepare": "mlkd_cli.commands.prepare:prepare",
     "train-teacher": "mlkd_cli.commands.train_teacher:train_teacher",
+    "distill": "mlkd_cli.commands.distill:distill",
+    "finetune": "mlkd_cli.commands.finetune:finetune",
 }
 
 

@@ -82,27 +82,75 @@ def test_attention_maps_are_masked_distributions():
         assert torch.allclose(a[0, :valid], b[0, :valid], atol=1e-5) and torch.allclose(a[1], b[1], atol=1e-5)
 
 
+LANGS = ("de", "en", "ru")
+ADAPTIVE = dataclasses.replace(TINY, num_layers=3, languages=LANGS)
+
+
+def randomize_language_embedding(model) -> None:
+    with torch.no_grad():
+        model.language_embedding.weight.normal_()
+
+
+@pytest.mark.parametrize("config", [dataclasses.replace(TINY, num_layers=3), ADAPTIVE], ids=["plain", "adaptive"])
 @pytest.mark.parametrize("pad", [0.0, PAD, 1e4])
-def test_padding_never_changes_valid_frames(pad):
-    model = tiny_model(dataclasses.replace(TINY, num_layers=3))
-    condition = torch.randn(1, TINY.d_model)
+def test_padding_never_changes_valid_frames(pad, config):
+    model = tiny_model(config)
+    if config.languages:
+        randomize_language_embedding(model)
     x, lens = batch([53, 120], pad=pad)
     with torch.no_grad():
-        alone = model(x[:1, :53], lens[:1], condition)
-        padded = model(x, lens, condition.expand(2, -1))
+        alone = model(x[:1, :53], lens[:1])
+        padded = model(x, lens)
     n = alone.lengths.item()
     assert n == padded.lengths[0].item() == 12 and padded.log_probs.size(1) == 29
     for a, b in zip([alone.log_probs, *alone.hidden], [padded.log_probs, *padded.hidden]):
         assert torch.allclose(a[0], b[0, :n], atol=1e-5)
+    if config.languages:
+        assert torch.allclose(alone.lid_logits[0], padded.lid_logits[0], atol=1e-5)
 
 
-def test_condition_changes_the_output():
-    model = tiny_model()
-    x, lens = batch([60])
+def test_language_adaptive_model_shapes_and_split():
+    model = tiny_model(ADAPTIVE)
+    assert ADAPTIVE.conditioned_layer == 1 and dataclasses.replace(ADAPTIVE, lid_layer=3).conditioned_layer == 3
+    x, lens = batch([60, 90])
     with torch.no_grad():
-        plain = model(x, lens).output
-        shifted = model(x, lens, torch.ones(1, TINY.d_model)).output
-    assert not torch.allclose(plain, shifted)
+        out = model(x, lens, return_attention=True)
+    assert out.lid_logits.shape == (2, 3) and out.lid_logits.dtype == torch.float32
+    assert len(out.hidden) == len(out.attention) == 3
+    assert out.log_probs.shape == (2, 21, 11)
+
+
+def test_zero_language_embedding_leaves_a_plain_model_unchanged():
+    """Fine-tuning starts from a distilled plain model: its outputs must not move at step 0."""
+    plain = tiny_model(dataclasses.replace(TINY, num_layers=3))
+    adaptive = tiny_model(ADAPTIVE, seed=1)
+    state = adaptive.state_dict()
+    state.update(plain.state_dict())
+    adaptive.load_state_dict(state)
+    x, lens = batch([70, 44])
+    with torch.no_grad():
+        assert torch.allclose(plain(x, lens).log_probs, adaptive(x, lens).log_probs, atol=1e-6)
+
+
+def test_language_input_conditions_the_upper_layers_only():
+    model = tiny_model(ADAPTIVE)
+    randomize_language_embedding(model)
+    x, lens = batch([60, 60])
+    with torch.no_grad():
+        as_de = model(x, lens, torch.tensor([0, 0]))
+        as_ru = model(x, lens, torch.tensor([2, 2]))
+        soft = model(x, lens, torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]))
+        predicted = model(x, lens)
+        mixed = model(x, lens, as_de.lid_logits.softmax(-1))
+    assert torch.allclose(as_de.hidden[0], as_ru.hidden[0])  # below the split: unconditioned
+    assert not torch.allclose(as_de.output, as_ru.output)
+    assert torch.allclose(as_ru.output, soft.output, atol=1e-6)  # one-hot weights = index
+    assert torch.allclose(predicted.output, mixed.output, atol=1e-6)  # default = predicted posteriors
+
+
+def test_plain_model_rejects_a_language_input():
+    with pytest.raises(ConfigError, match="no language input"):
+        tiny_model()(*batch([40]), torch.tensor([0]))
 
 
 @pytest.mark.parametrize(
@@ -118,6 +166,8 @@ def test_condition_changes_the_output():
         ({"d_model": "144"}, "d_model must be an integer"),
         ({"subsampling_channels": 30}, "multiple of 4"),
         ({"feature_dim": 5}, "feature_dim 5 is too small"),
+        ({"languages": ("en", "en")}, "distinct language codes"),
+        ({"lid_layer": 7}, "lid_layer must be 0"),
     ],
 )
 def test_bad_config_values_are_config_errors(changes, phrase):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
 import click
+
+from mlkd_cli.commands.options import training_options
 
 
 @click.command(context_settings={"show_default": True})
@@ -15,13 +16,7 @@ import click
 @click.option("--lang", required=True, help="Language of the teacher (ISO 639 code as in the data).")
 @click.option("--model-config", type=click.Path(dir_okay=False, path_type=Path),
               help="Model preset YAML, e.g. conf/model/demo.yaml (default: the demo-sized defaults).")
-@click.option("--train-config", type=click.Path(dir_okay=False, path_type=Path),
-              help="Training YAML, e.g. conf/train/teacher_demo.yaml (default: built-in defaults).")
-@click.option("--max-steps", type=int, help="Override the number of updates.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Override the precision.")
-@click.option("--train-set", default="train")
-@click.option("--dev-set", default="dev")
-@click.option("-f", "--force", is_flag=True, help="Start afresh over a run of other inputs or config.")
+@training_options
 @click.argument("exp_dir", type=click.Path(file_okay=False, path_type=Path))
 def train_teacher(data_dir: Path, lang: str, model_config: Path | None, train_config: Path | None,
                   max_steps: int | None, precision: str | None, train_set: str, dev_set: str, force: bool,
@@ -36,15 +31,14 @@ def train_teacher(data_dir: Path, lang: str, model_config: Path | None, train_co
     Example:
       mlkd train-teacher --data data --lang en --model-config conf/model/demo.yaml exp/teacher_en
     """
+    from mlkd_cli.commands.options import load_train_config
     from mlkd_cli.config import load_yaml
     from mlkd_cli.models import ModelConfig
-    from mlkd_cli.train.config import TrainConfig
     from mlkd_cli.train.teacher import TeacherConfig
     from mlkd_cli.train.teacher import train_teacher as run
 
     model = load_yaml(ModelConfig, model_config) if model_config else ModelConfig()
-    train = load_yaml(TrainConfig, train_config) if train_config else TrainConfig()
-    overrides = {k: v for k, v in {"max_steps": max_steps, "precision": precision}.items() if v is not None}
-    train = dataclasses.replace(train, **overrides)
-    config = TeacherConfig(data=str(data_dir), lang=lang, model=model, train=train, train_set=train_set, dev_set=dev_set)
+    config = TeacherConfig(data=str(data_dir), lang=lang, model=model,
+                           train=load_train_config(train_config, max_steps, precision),
+                           train_set=train_set, dev_set=dev_set)
     run(config, exp_dir, force=force, argv=["mlkd", *sys.argv[1:]])

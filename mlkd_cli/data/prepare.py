@@ -199,6 +199,11 @@ class PreparedData:
 
     def num_features(self) -> int:
         """Feature dimension of the prepared sets (from the first cut of the training set)."""
-        first = next(iter(self.cuts(self.config.train_set)))
-        return first.num_features
+        return self.feature_signature()["num_features"]
+
+    def feature_signature(self) -> dict:
+        """What a model trained on these features depends on (from the first training cut)."""
+        features = next(iter(self.cuts(self.config.train_set))).features
+        return {"type": features.type, "num_features": features.num_features,
+                "frame_shift": features.frame_shift, "sampling_rate": features.sampling_rate}
 

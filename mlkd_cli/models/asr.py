@@ -23,10 +23,24 @@ class CtcOutput(NamedTuple):
     output: torch.Tensor  # (N, T', D) encoder output
     hidden: list[torch.Tensor]  # every encoder layer's output
     attention: Optional[list[torch.Tensor]]  # every layer's (N, H, T', T') map, or None
+    lid_logits: Optional[torch.Tensor] = None  # (N, num_languages), language-adaptive models only
+
+
+def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(N, T, D) frames -> (N, D) mean over each utterance's valid frames (0 when it has none)."""
+    mask = (torch.arange(x.size(1), device=x.device) < lengths[:, None]).to(x.dtype)[:, :, None]
+    return (x * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
 class CtcModel(nn.Module):
-    """Conformer encoder and a linear CTC head over ``config.vocab_size`` tokens."""
+    """Conformer encoder and a linear CTC head over ``config.vocab_size`` tokens.
+
+    With ``config.languages`` the model is language-adaptive: after layer
+    ``config.conditioned_layer`` a linear head on the mean-pooled frames predicts the
+    language, and a language embedding (zero at initialisation, so a plain model's weights
+    start out unchanged) is added to every frame before the remaining layers. The embedding
+    mixes the given language (training, or forced by the user) or the predicted posteriors.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -37,17 +51,40 @@ class CtcModel(nn.Module):
         self.config = config
         self.encoder = ConformerEncoder(config)
         self.ctc_head = nn.Linear(config.d_model, config.vocab_size)
+        if config.languages:
+            self.lid_head = nn.Linear(config.d_model, len(config.languages))
+            self.language_embedding = nn.Linear(len(config.languages), config.d_model, bias=False)
+            nn.init.zeros_(self.language_embedding.weight)
 
     def forward(
         self,
         features: torch.Tensor,
         feature_lens: torch.Tensor,
-        condition: Optional[torch.Tensor] = None,
+        language: Optional[torch.Tensor] = None,
         return_attention: bool = False,
     ) -> CtcOutput:
-        enc = self.encoder(features, feature_lens, condition, return_attention)
-        log_probs = self.ctc_head(enc.output).float().log_softmax(dim=-1)
-        return CtcOutput(log_probs, enc.lengths, enc.output, enc.hidden, enc.attention)
+        """``language``: (N,) indices into ``config.languages``, or (N, L) weights; None = predicted."""
+        if not self.config.languages:
+            if language is not None:
+                raise ConfigError("this model has no language input (its config lists no languages)")
+            enc = self.encoder(features, feature_lens, return_attention)
+            return CtcOutput(self._log_probs(enc.output), enc.lengths, enc.output, enc.hidden, enc.attention)
+        layers, split = len(self.encoder.layers), self.config.conditioned_layer
+        state, hidden, attention = self.encoder.run(self.encoder.embed(features, feature_lens), 0, split, return_attention)
+        lid_logits = self.lid_head(masked_mean(state.x, state.lengths)).float()
+        if language is None:
+            weights = lid_logits.softmax(dim=-1)
+        elif language.dim() == 1:
+            weights = F.one_hot(language, len(self.config.languages)).float()
+        else:
+            weights = language.float()
+        state = state._replace(x=state.x + self.language_embedding(weights.to(state.x.dtype))[:, None, :])
+        state, upper_hidden, upper_attention = self.encoder.run(state, split, layers, return_attention)
+        return CtcOutput(self._log_probs(state.x), state.lengths, state.x, hidden + upper_hidden,
+                         attention + upper_attention if return_attention else None, lid_logits)
+
+    def _log_probs(self, output: torch.Tensor) -> torch.Tensor:
+        return self.ctc_head(output).float().log_softmax(dim=-1)
 
 
 def build_model(config: ModelConfig) -> CtcModel:

@@ -26,6 +26,11 @@ class ModelConfig:
     subsampling: int = 4  # frame-rate reduction of the conv2d front end
     subsampling_channels: int = 64  # channels of the second subsampling conv (the first has a quarter)
     vocab_size: int = 0  # 0: not yet known, set from the tokenizer
+    # Language-adaptive model (empty: plain CTC): an utterance-level language-ID head reads
+    # layer ``lid_layer`` (1-based; 0 = half-way), and a language embedding is added to that
+    # layer's output before the layers above it.
+    languages: tuple[str, ...] = ()
+    lid_layer: int = 0
 
     def __post_init__(self) -> None:
         positive = ("feature_dim", "d_model", "num_layers", "num_heads", "ff_mult", "conv_kernel", "subsampling_channels")
@@ -53,8 +58,17 @@ class ModelConfig:
             raise ConfigError(f"model dropout must be a number in [0, 1), got {self.dropout!r}")
         if self.subsampling not in SUBSAMPLING_FACTORS:
             raise ConfigError(f"model subsampling {self.subsampling} is not supported; use one of {SUBSAMPLING_FACTORS}")
+        if len(set(self.languages)) != len(self.languages) or not all(isinstance(x, str) and x for x in self.languages):
+            raise ConfigError(f"model languages must be distinct language codes, got {list(self.languages)}")
+        if not isinstance(self.lid_layer, int) or not 0 <= self.lid_layer <= self.num_layers:
+            raise ConfigError(f"model lid_layer must be 0 (half-way) or a layer number 1..{self.num_layers}, got {self.lid_layer!r}")
         if self.vocab_size < 0 or self.vocab_size == 1:
             raise ConfigError(f"model vocab_size {self.vocab_size} is invalid; use 0 (set from the tokenizer) or at least 2")
+
+    @property
+    def conditioned_layer(self) -> int:
+        """How many layers run before the language-ID head and the language embedding."""
+        return self.lid_layer or max(1, self.num_layers // 2)
 
     def with_vocab(self, vocab_size: int) -> ModelConfig:
         """This config with the tokenizer's vocabulary size (blank included)."""

@@ -166,8 +166,22 @@ class FeatureNormalizer(nn.Module):
         return (features - self.mean) / self.std
 
 
+class EncoderState(NamedTuple):
+    """Frames between encoder layers, with what every layer needs to process them."""
+
+    x: torch.Tensor  # (N, T', D)
+    lengths: torch.Tensor  # (N,)
+    mask: torch.Tensor  # (N, T', 1) True on valid frames
+    key_mask: torch.Tensor  # (N, 1, 1, T')
+    rope: tuple[torch.Tensor, torch.Tensor]
+
+
 class ConformerEncoder(nn.Module):
-    """(N, T, feature_dim) features -> (N, T', d_model) frames, T' about T / 4."""
+    """(N, T, feature_dim) features -> (N, T', d_model) frames, T' about T / 4.
+
+    ``embed`` and ``run`` expose the layers one span at a time, so a model can act between
+    them (the language-adaptive model predicts the language and conditions on it there).
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -177,30 +191,32 @@ class ConformerEncoder(nn.Module):
         self.rotary = Rotary(config.d_model // config.num_heads)
         self.layers = nn.ModuleList(ConformerBlock(config) for _ in range(config.num_layers))
 
-    def forward(
-        self,
-        features: torch.Tensor,
-        feature_lens: torch.Tensor,
-        condition: Optional[torch.Tensor] = None,
-        return_attention: bool = False,
-    ) -> EncoderOutput:
-        """Encode a padded batch; ``condition`` (N, d_model) is added to every subsampled frame.
-
-        With ``return_attention`` the attention maps are computed explicitly (slower) and
-        returned: rows sum to 1 over valid keys and are 0 on padded keys.
-        """
+    def embed(self, features: torch.Tensor, feature_lens: torch.Tensor) -> EncoderState:
+        """Normalise and subsample the features; the input of the first layer."""
         x, lengths = self.subsampling(self.normalizer(features), feature_lens)
-        if condition is not None:
-            x = x + condition[:, None, :]
         x = self.dropout(x)
         t = x.size(1)
         mask = valid_mask(lengths, t)[:, :, None]
         # An utterance with no valid frame attends to frame 0 rather than to nothing (NaN).
         key_mask = valid_mask(lengths.clamp(min=1), t)[:, None, None, :]
-        rope = self.rotary(t)
-        hidden, attention = [], []
-        for layer in self.layers:
-            x, weights = layer(x, mask, key_mask, rope, return_attention)
+        return EncoderState(x, lengths, mask, key_mask, self.rotary(t))
+
+    def run(
+        self, state: EncoderState, start: int, stop: int, return_attention: bool = False
+    ) -> tuple[EncoderState, list[torch.Tensor], list[Optional[torch.Tensor]]]:
+        """Layers ``start`` .. ``stop - 1`` (0-based); their outputs and attention maps."""
+        x, hidden, attention = state.x, [], []
+        for layer in self.layers[start:stop]:
+            x, weights = layer(x, state.mask, state.key_mask, state.rope, return_attention)
             hidden.append(x)
             attention.append(weights)
-        return EncoderOutput(x, lengths, hidden, attention if return_attention else None)
+        return state._replace(x=x), hidden, attention
+
+    def forward(self, features: torch.Tensor, feature_lens: torch.Tensor, return_attention: bool = False) -> EncoderOutput:
+        """Encode a padded batch.
+
+        With ``return_attention`` the attention maps are computed explicitly (slower) and
+        returned: rows sum to 1 over valid keys and are 0 on padded keys.
+        """
+        state, hidden, attention = self.run(self.embed(features, feature_lens), 0, len(self.layers), return_attention)
+        return EncoderOutput(state.x, state.lengths, hidden, attention if return_attention else None)

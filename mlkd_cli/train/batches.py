@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from typing import Any, Callable, Optional
 
 import torch
 from lhotse import CutSet
@@ -26,17 +27,34 @@ class Batch:
     langs: list[str]
     cut_ids: list[str]
     duration: float  # seconds of audio in the batch
+    clean_features: Optional[torch.Tensor] = None  # before SpecAugment, when asked for
+    extra: Any = None  # what the dataset's ``extra`` made of the cuts (has a ``to(device)``)
 
     def to(self, device: torch.device) -> "Batch":
-        return dataclasses.replace(self, features=self.features.to(device), feature_lens=self.feature_lens.to(device))
+        def move(x):
+            return None if x is None else x.to(device)
+
+        return dataclasses.replace(self, features=self.features.to(device), feature_lens=self.feature_lens.to(device),
+                                   clean_features=move(self.clean_features), extra=move(self.extra))
+
+    @property
+    def unaugmented(self) -> torch.Tensor:
+        return self.features if self.clean_features is None else self.clean_features
 
 
 class AsrDataset(Dataset):
-    """Map-style lhotse dataset: the sampler yields a CutSet, this turns it into a Batch."""
+    """Map-style lhotse dataset: the sampler yields a CutSet, this turns it into a Batch.
+
+    ``keep_clean`` also returns the features before SpecAugment; ``extra`` maps the batch's
+    cuts (in batch order) to anything else a task needs, e.g. cached teacher targets.
+    """
 
     def __init__(self, tokenizer: Tokenizer, spec_augment: SpecAugmentConfig | None = None,
-                 on_the_fly_features: bool = False):
+                 on_the_fly_features: bool = False, keep_clean: bool = False,
+                 extra: Optional[Callable[[CutSet], Any]] = None):
         self.tokenizer = tokenizer
+        self.keep_clean = keep_clean
+        self.extra = extra
         self.spec_augment = None
         if spec_augment is not None and spec_augment.enabled:
             settings = {k: v for k, v in dataclasses.asdict(spec_augment).items() if k != "enabled"}
@@ -49,7 +67,9 @@ class AsrDataset(Dataset):
             features, lens = self.on_the_fly(cuts)
         else:
             features, lens = collate_features(cuts)
+        clean = None
         if self.spec_augment is not None:
+            clean = features.clone() if self.keep_clean else None
             segments = torch.stack([torch.arange(len(lens)), torch.zeros_like(lens), lens], dim=1)
             features = self.spec_augment(features, supervision_segments=segments)
         sups = [cut.supervisions[0] for cut in cuts]
@@ -61,6 +81,8 @@ class AsrDataset(Dataset):
             langs=[s.language for s in sups],
             cut_ids=[cut.id for cut in cuts],
             duration=sum(cut.duration for cut in cuts),
+            clean_features=clean,
+            extra=self.extra(cuts) if self.extra is not None else None,
         )
 
 
@@ -72,7 +94,7 @@ def make_sampler(cuts: CutSet, max_duration: float, shuffle: bool, seed: int, ra
             cuts,
             max_duration=max_duration,
             shuffle=shuffle,
-            num_buckets=max(1, min(10, len(cuts))),
+            num_buckets=10 if cuts.is_lazy else max(1, min(10, len(cuts))),
             seed=seed,
             rank=rank,
             world_size=world_size,

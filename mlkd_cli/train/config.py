@@ -35,6 +35,7 @@ class TrainConfig:
     precision: str = "fp32"  # bf16 autocast works on CPU and GPU; fp16 only on GPU
     spec_augment: SpecAugmentConfig = SpecAugmentConfig()
     speed_perturb: bool = False  # 0.9x/1.1x copies of the training data, features on the fly
+    language_sampling: float = 0.0  # multilingual data: draw languages ∝ hours^this (0 = equally often)
     valid_interval: int = 500  # validate and write a resumable checkpoint every N steps
     log_interval: int = 25
     keep_checkpoints: int = 3
@@ -51,5 +52,7 @@ class TrainConfig:
         for name in ("max_steps", "valid_interval", "log_interval", "keep_checkpoints", "average"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.language_sampling <= 1:
+            raise ConfigError(f"language_sampling must be in [0, 1], got {self.language_sampling}")
         if self.max_duration <= 0 or self.lr <= 0:
             raise ConfigError("max_duration and lr must be positive")

@@ -39,7 +39,8 @@ def plot_curves(metrics_path: Path, png_path: Path, title: str) -> None:
     ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss", lw=1)
     if valid:
         ax_loss.plot([r["step"] for r in valid], [r["loss"] for r in valid], "o-", label="dev loss")
-        ax_cer.plot([r["step"] for r in valid], [100 * r["cer"] for r in valid], "o-", color="C2")
+        with_cer = [r for r in valid if "cer" in r]  # distillation without a trained CTC head has none
+        ax_cer.plot([r["step"] for r in with_cer], [100 * r["cer"] for r in with_cer], "o-", color="C2")
     ax_loss.set(xlabel="step", ylabel="loss", yscale="log", title=title)
     ax_loss.legend()
     ax_cer.set(xlabel="step", ylabel="dev CER (%) greedy", title="dev CER")

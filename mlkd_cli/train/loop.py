@@ -33,6 +33,7 @@ from mlkd_cli.train.checkpoint import (
 from mlkd_cli.train.config import TrainConfig
 from mlkd_cli.train.curves import append_metrics, plot_curves, read_metrics, truncate_metrics
 from mlkd_cli.train.distributed import DistInfo, barrier
+from mlkd_cli.train.sampling import language_mix
 from mlkd_cli.train.task import Metrics, Task
 
 logger = logging.getLogger("mlkd")
@@ -66,7 +67,9 @@ class Trainer:
     """Trains ``task`` for ``config.max_steps`` updates in ``exp_dir``, resuming where a run stopped."""
 
     def __init__(self, task: Task, exp_dir: Path, config: TrainConfig, train_cuts: CutSet, dev_cuts: CutSet,
-                 tokenizer: Tokenizer, dist: DistInfo = DistInfo()):
+                 tokenizer: Tokenizer, dist: DistInfo = DistInfo(), train_dataset: AsrDataset | None = None):
+        """``train_cuts`` may be an infinite lazy mix (see ``sampling``); ``train_dataset``
+        replaces the default one (plain batches with the config's augmentation)."""
         self.task, self.exp_dir, self.config, self.dist = task, exp_dir, config, dist
         self.device = dist.device
         self.task.to(self.device)
@@ -74,10 +77,12 @@ class Trainer:
         self.metrics_path = exp_dir / "metrics.jsonl"
         if config.speed_perturb:
             train_cuts = speed_perturbed(train_cuts)
+        train_cuts = language_mix(train_cuts, config.language_sampling, config.seed)
         self.sampler = make_sampler(train_cuts, config.max_duration, shuffle=True, seed=config.seed,
                                     rank=dist.rank, world_size=dist.world_size)
-        train_set = AsrDataset(tokenizer, config.spec_augment, on_the_fly_features=config.speed_perturb)
-        self.train_loader = make_loader(train_set, self.sampler, config.num_workers)
+        if train_dataset is None:
+            train_dataset = AsrDataset(tokenizer, config.spec_augment, on_the_fly_features=config.speed_perturb)
+        self.train_loader = make_loader(train_dataset, self.sampler, config.num_workers)
         self.dev_loader = make_loader(AsrDataset(tokenizer),
                                       make_sampler(dev_cuts, config.max_duration * 2, shuffle=False, seed=0))
         trainable = [p for p in task.parameters() if p.requires_grad]

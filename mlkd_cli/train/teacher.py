@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 from pathlib import Path
 
 from lhotse import CutSet
-from lhotse.utils import fix_random_seed
 
-from mlkd_cli.config import dump_yaml
 from mlkd_cli.data.features import global_stats
 from mlkd_cli.data.prepare import PreparedData, languages
 from mlkd_cli.errors import ConfigError, DataError
-from mlkd_cli.fsutil import atomic_write_text
-from mlkd_cli.log import log_to_file
 from mlkd_cli.models import ModelConfig, build_model, num_parameters
-from mlkd_cli.stage import now, plan_stage, read_stage, write_stage
 from mlkd_cli.train.config import TrainConfig
-from mlkd_cli.train.distributed import barrier, init_distributed, shutdown
+from mlkd_cli.train.distributed import DistInfo
 from mlkd_cli.train.experiment import check_fits_data, data_inputs, training_record
-from mlkd_cli.train.loop import Trainer
+from mlkd_cli.train.runner import TrainingSetup, run_training_stage
 from mlkd_cli.train.task import CtcTask
 
 logger = logging.getLogger("mlkd")
@@ -60,37 +54,13 @@ def train_teacher(config: TeacherConfig, exp_dir: Path, force: bool = False, arg
     train_cuts = language_cuts(data, config.train_set, config.lang)
     dev_cuts = language_cuts(data, config.dev_set, config.lang)
     record = training_record("train-teacher", argv or [], data_inputs(data, [config.train_set, config.dev_set]), config)
-    plan = plan_stage(exp_dir, record, force)
-    if plan == "skip":
-        logger.info("%s is up to date (inputs and config unchanged); nothing to do", exp_dir)
-        return False
 
-    dist = init_distributed()
-    if dist.is_main and plan == "fresh":
-        for stale in ("ckpt", "metrics.jsonl", "final.pt", "final_metrics.json", "train_curves.png"):
-            path = exp_dir / stale
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(exp_dir / "config.yaml", dump_yaml(config))
-        record.started = now()
-        write_stage(exp_dir, record)
-    barrier(dist)
-    with log_to_file(exp_dir / "log" / f"train.{dist.rank}.log"):
-        fix_random_seed(config.train.seed)
+    def setup(dist: DistInfo) -> TrainingSetup:
         model = build_model(config.model)
         model.encoder.normalizer.set_stats(*global_stats(train_cuts))
         logger.info("teacher %s: %d parameters, %d train / %d dev utterances (%.2f h train); world size %d on %s",
                     config.lang, num_parameters(model), len(train_cuts), len(dev_cuts),
                     sum(c.duration for c in train_cuts) / 3600, dist.world_size, dist.device)
-        trainer = Trainer(CtcTask(model, tokenizer), exp_dir, config.train, train_cuts, dev_cuts, tokenizer, dist)
-        if plan == "resume":
-            record.started = read_stage(exp_dir).started
-            trainer.resume()
-        trainer.train()
-        if dist.is_main:
-            trainer.finalize()
-            record.status, record.finished = "done", now()
-            write_stage(exp_dir, record)
-    barrier(dist)
-    shutdown(dist)
-    return True
+        return TrainingSetup(CtcTask(model, tokenizer), train_cuts, dev_cuts)
+
+    return run_training_stage(exp_dir, record, config, config.train, tokenizer, setup, force)

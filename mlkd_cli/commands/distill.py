@@ -1,0 +1,54 @@
+"""`mlkd distill --data DIR TEACHER_DIR... EXP_DIR`."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import click
+
+from mlkd_cli.commands.options import training_options
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Data dir made by `mlkd prepare` (all languages).")
+@click.option("--model-config", type=click.Path(dir_okay=False, path_type=Path),
+              help="Student model YAML, e.g. conf/model/student_demo.yaml.")
+@click.option("--kd-config", type=click.Path(dir_okay=False, path_type=Path),
+              help="Distillation objective YAML (layers, weights, targets), e.g. conf/kd/demo.yaml.")
+@click.option("--targets", type=click.Choice(["cached", "on-the-fly"]), help="Override where teacher targets come from.")
+@training_options
+@click.argument("teachers", nargs=-1, required=True)
+@click.argument("exp_dir", type=click.Path(file_okay=False, path_type=Path))
+def distill(data_dir: Path, model_config: Path | None, kd_config: Path | None, targets: str | None, train_config,
+            max_steps, precision, train_set: str, dev_set: str, force: bool, teachers: tuple[str, ...],
+            exp_dir: Path) -> None:
+    """Distill one teacher per language (TEACHERS: their experiment dirs, or LANG=DIR) into a
+    multilingual student in EXP_DIR.
+
+    Every utterance is distilled from its own language's teacher: the student's layers learn
+    the teacher's hidden layers through per-language projections. Interrupted runs resume;
+    finished ones with unchanged inputs are left alone.
+
+    \b
+    Example:
+      mlkd distill --data data --model-config conf/model/student_demo.yaml \\
+        --kd-config conf/kd/demo.yaml --train-config conf/train/distill_demo.yaml \\
+        exp/teacher_{en,de,es,it,ru} exp/student_kd
+    """
+    from mlkd_cli.commands.options import load_train_config
+    from mlkd_cli.config import load_yaml
+    from mlkd_cli.kd.distill import DistillConfig, KdConfig
+    from mlkd_cli.kd.distill import distill as run
+    from mlkd_cli.models import ModelConfig
+
+    model = load_yaml(ModelConfig, model_config) if model_config else ModelConfig()
+    kd = load_yaml(KdConfig, kd_config) if kd_config else KdConfig()
+    if targets:
+        kd = dataclasses.replace(kd, targets=targets)
+    config = DistillConfig(data=str(data_dir), teachers=teachers, model=model, kd=kd,
+                           train=load_train_config(train_config, max_steps, precision),
+                           train_set=train_set, dev_set=dev_set)
+    run(config, exp_dir, force=force, argv=["mlkd", *sys.argv[1:]])

@@ -1,0 +1,32 @@
+"""Options every training command shares."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+
+def training_options(command):
+    """--train-config, --max-steps, --precision, --train-set, --dev-set, --force."""
+    for option in reversed([
+        click.option("--train-config", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Training YAML, e.g. conf/train/teacher_demo.yaml (default: built-in defaults)."),
+        click.option("--max-steps", type=int, help="Override the number of updates."),
+        click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Override the precision."),
+        click.option("--train-set", default="train"),
+        click.option("--dev-set", default="dev"),
+        click.option("-f", "--force", is_flag=True, help="Start afresh over a run of other inputs or config."),
+    ]):
+        command = option(command)
+    return command
+
+
+def load_train_config(path: Path | None, max_steps: int | None, precision: str | None):
+    from mlkd_cli.config import load_yaml
+    from mlkd_cli.train.config import TrainConfig
+
+    train = load_yaml(TrainConfig, path) if path else TrainConfig()
+    overrides = {k: v for k, v in {"max_steps": max_steps, "precision": precision}.items() if v is not None}
+    return dataclasses.replace(train, **overrides)

@@ -1,0 +1,117 @@
+"""Teacher targets computed once and stored as fp16 lhotse arrays attached to the cuts.
+
+Layout: ``<exp>/teacher_targets/<lang>.<key>/{arrays/, cuts.jsonl.gz}``, where the key hashes
+the teacher's checkpoint digest, the layers kept, whether posteriors are kept and the cuts,
+so a retrained teacher (or other layers, or other data) gets a new cache and the stale one
+is removed. A cache is complete once its ``cuts.jsonl.gz`` exists (written last).
+
+Each cut carries ``kd_hidden`` (T', layers, D_teacher) and, for the KL term, ``kd_log_probs``
+(T', V). Frames are counted at the encoder's output rate; the cached features are the clean
+ones (SpecAugment only ever touches the student's input).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from lhotse import CutSet, NumpyFilesWriter
+from lhotse.dataset.collation import collate_features
+
+from mlkd_cli.errors import DataError
+from mlkd_cli.fsutil import atomic_path
+from mlkd_cli.kd.teachers import LanguageTargets, RoutedTargets, Teacher, language_groups
+from mlkd_cli.log import progress_bar
+from mlkd_cli.models.subsampling import subsampled_lengths
+from mlkd_cli.train.batches import make_sampler
+from mlkd_cli.train.loop import autocast
+
+logger = logging.getLogger("mlkd")
+
+CACHE_FORMAT = 1
+HIDDEN, LOG_PROBS = "kd_hidden", "kd_log_probs"
+
+
+def cache_key(teacher: Teacher, layers: list[int], log_probs: bool, cuts: CutSet) -> str:
+    ids = hashlib.sha256("\n".join(f"{c.id} {c.num_frames}" for c in cuts).encode()).hexdigest()
+    spec = json.dumps([CACHE_FORMAT, teacher.digest, layers, log_probs, ids])
+    return hashlib.sha256(spec.encode()).hexdigest()[:16]
+
+
+def cached_targets(root: Path, teacher: Teacher, cuts: CutSet, layers: list[int], log_probs: bool,
+                   device: torch.device, precision: str, max_duration: float) -> CutSet:
+    """``cuts`` with their teacher's targets attached: reused when cached, else computed now."""
+    key = cache_key(teacher, layers, log_probs, cuts)
+    cache_dir = root / f"{teacher.lang}.{key}"
+    manifest = cache_dir / "cuts.jsonl.gz"
+    if not manifest.is_file():
+        start = time.perf_counter()
+        shutil.rmtree(cache_dir, ignore_errors=True)  # an interrupted attempt: no manifest, start over
+        _compute(cache_dir, teacher, cuts, layers, log_probs, device, precision, max_duration)
+        logger.info("teacher %s targets for %d cuts cached in %s (%.1f s)", teacher.lang, len(cuts), cache_dir,
+                    time.perf_counter() - start)
+    for stale in root.glob(f"{teacher.lang}.*"):
+        if stale != cache_dir:
+            shutil.rmtree(stale)
+    return CutSet.from_file(manifest).to_eager()
+
+
+@torch.inference_mode()
+def _compute(out_dir: Path, teacher: Teacher, cuts: CutSet, layers: list[int], log_probs: bool,
+             device: torch.device, precision: str, max_duration: float) -> None:
+    model = teacher.model.to(device)
+    sampler = make_sampler(cuts, max_duration, shuffle=False, seed=0)
+    done = []
+    with NumpyFilesWriter(out_dir / "arrays") as writer, progress_bar() as bar:
+        task = bar.add_task(f"teacher {teacher.lang} targets", total=len(cuts))
+        for batch_cuts in sampler:
+            features, lens = collate_features(batch_cuts)
+            with autocast(precision, device):
+                out = model(features.to(device), lens.to(device))
+            hidden = torch.stack([out.hidden[i - 1] for i in layers], dim=2).half().cpu().numpy()
+            posteriors = out.log_probs.half().cpu().numpy() if log_probs else None
+            for i, (cut, n) in enumerate(zip(batch_cuts, out.lengths.tolist())):
+                cut = cut.with_custom(HIDDEN, writer.store_array(f"{cut.id}.h", np.ascontiguousarray(hidden[i, :n])))
+                if posteriors is not None:
+                    cut = cut.with_custom(LOG_PROBS, writer.store_array(f"{cut.id}.p", np.ascontiguousarray(posteriors[i, :n])))
+                done.append(cut)
+            bar.advance(task, len(batch_cuts))
+    with atomic_path(out_dir / "cuts.jsonl.gz") as tmp:  # last: its presence marks the cache complete
+        CutSet.from_cuts(done).to_file(tmp)
+
+
+def _pad(arrays: list[np.ndarray]) -> torch.Tensor:
+    longest = max(a.shape[0] for a in arrays)
+    out = torch.zeros((len(arrays), longest, *arrays[0].shape[1:]), dtype=torch.float32)
+    for i, a in enumerate(arrays):
+        out[i, : a.shape[0]] = torch.from_numpy(a.astype(np.float32))
+    return out
+
+
+def load_cached_targets(cuts: CutSet) -> RoutedTargets:
+    """The targets of a batch's cuts (in the batch's order), grouped by language."""
+    cuts = list(cuts)
+    targets = RoutedTargets()
+    for lang, rows in language_groups([c.supervisions[0].language for c in cuts]).items():
+        picked = [cuts[i] for i in rows]
+        hidden = [c.load_custom(HIDDEN) for c in picked]
+        expected = subsampled_lengths(torch.tensor([c.num_frames for c in picked])).tolist()
+        for cut, h, n in zip(picked, hidden, expected):
+            if h.shape[0] != n:
+                raise DataError(f"{cut.custom[HIDDEN].storage_path}: cached teacher targets of {cut.id} have "
+                                f"{h.shape[0]} frames, the features give {n}; delete that cache dir to rebuild it")
+        stacked = _pad(hidden)
+        has_posteriors = picked[0].has_custom(LOG_PROBS)
+        targets[lang] = LanguageTargets(
+            index=torch.tensor(rows),
+            lengths=torch.tensor(expected),
+            hidden=list(stacked.unbind(dim=2)),
+            log_probs=_pad([c.load_custom(LOG_PROBS) for c in picked]) if has_posteriors else None,
+        )
+    return targets

@@ -1,0 +1,228 @@
+"""`mlkd distill`: one small multilingual student learns the hidden layers of every teacher.
+
+L = Σ_l λ_l ‖h_l^t − P_l(h_l^s)‖²  (+ ctc · L_CTC + kl · T²·KL(p_t^T ‖ p_s^T) + attention · L_att),
+each utterance against its own language's teacher, with learned projections P_l per teacher
+language. ``final.pt`` holds the student alone; the projections live in the training
+checkpoints only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import torch
+from lhotse import CutSet
+from torch import nn
+
+from mlkd_cli.data.features import global_stats
+from mlkd_cli.data.prepare import PreparedData, languages
+from mlkd_cli.data.tokenizer import Tokenizer
+from mlkd_cli.errors import ConfigError
+from mlkd_cli.kd.cache import cached_targets, load_cached_targets
+from mlkd_cli.kd.losses import attention_kd_loss, even_layer_map, hidden_kd_loss, posterior_kl_loss
+from mlkd_cli.kd.teachers import RoutedTargets, Teacher, load_teachers, run_teachers
+from mlkd_cli.models import CtcModel, CtcOutput, ModelConfig, build_model, ctc_loss, greedy_decode, num_parameters
+from mlkd_cli.train.batches import AsrDataset, Batch
+from mlkd_cli.train.config import TrainConfig
+from mlkd_cli.train.distributed import DistInfo, barrier
+from mlkd_cli.train.experiment import check_fits_data, data_inputs, training_record
+from mlkd_cli.train.runner import TrainingSetup, run_training_stage
+from mlkd_cli.train.task import Metrics, char_errors
+
+logger = logging.getLogger("mlkd")
+
+TARGET_MODES = ("cached", "on-the-fly")
+
+
+@dataclasses.dataclass(frozen=True)
+class KdConfig:
+    """The distillation objective. Layer numbers are 1-based encoder layers."""
+
+    student_layers: tuple[int, ...] = ()  # empty: every student layer
+    teacher_layers: tuple[int, ...] = ()  # empty: the same relative depth in each teacher
+    layer_weights: tuple[float, ...] = ()  # λ_l; empty: 1 for every layer pair
+    ctc_weight: float = 0.0  # CTC on the transcripts
+    kl_weight: float = 0.0  # teacher → student CTC posteriors
+    kl_temperature: float = 2.0
+    attention_weight: float = 0.0  # head-averaged attention maps (needs on-the-fly targets)
+    targets: str = "cached"  # teacher targets computed once to disk, or every step
+
+    def __post_init__(self) -> None:
+        if self.targets not in TARGET_MODES:
+            raise ConfigError(f"kd targets {self.targets!r} is not one of {', '.join(TARGET_MODES)}")
+        if self.attention_weight > 0 and self.targets == "cached":
+            raise ConfigError("kd attention_weight > 0 needs targets: on-the-fly (attention maps are too big to cache)")
+        if self.teacher_layers and len(self.teacher_layers) != len(self.student_layers):
+            raise ConfigError("kd teacher_layers needs one entry per student_layers entry")
+        if min(self.ctc_weight, self.kl_weight, self.attention_weight) < 0 or self.kl_temperature <= 0:
+            raise ConfigError("kd weights must be >= 0 and kl_temperature > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    data: str
+    teachers: tuple[str, ...]  # LANG=EXP_DIR, one per language of the training data
+    model: ModelConfig = ModelConfig()  # the student
+    kd: KdConfig = KdConfig()
+    train: TrainConfig = TrainConfig()
+    train_set: str = "train"
+    dev_set: str = "dev"
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerPlan:
+    """Which student layer learns which teacher layer, per language, with which weight."""
+
+    student: list[int]
+    teacher: dict[str, list[int]]
+    weights: list[float]
+
+
+def plan_layers(kd: KdConfig, student: ModelConfig, teachers: dict[str, Teacher]) -> LayerPlan:
+    student_layers = list(kd.student_layers) or list(range(1, student.num_layers + 1))
+    weights = list(kd.layer_weights) or [1.0] * len(student_layers)
+    if len(weights) != len(student_layers):
+        raise ConfigError(f"kd layer_weights has {len(weights)} entries for {len(student_layers)} student layers")
+    bad = [s for s in student_layers if not 1 <= s <= student.num_layers]
+    if bad:
+        raise ConfigError(f"kd student_layers {bad} are not layers of the {student.num_layers}-layer student")
+    teacher_layers = {}
+    for lang, teacher in teachers.items():
+        if kd.teacher_layers:
+            layers = list(kd.teacher_layers)
+        else:
+            pairs = dict(even_layer_map(student.num_layers, teacher.num_layers))
+            layers = [pairs[s] for s in student_layers]
+        bad = [t for t in layers if not 1 <= t <= teacher.num_layers]
+        if bad:
+            raise ConfigError(f"{teacher.exp_dir}: kd teacher_layers {bad} are not layers of this {teacher.num_layers}-layer teacher")
+        teacher_layers[lang] = layers
+    return LayerPlan(student_layers, teacher_layers, weights)
+
+
+class DistillTask(nn.Module):
+    """Student + per-language projections; the teachers are frozen and never checkpointed."""
+
+    def __init__(self, student: CtcModel, teachers: dict[str, Teacher], layers: LayerPlan, kd: KdConfig,
+                 tokenizer: Tokenizer):
+        super().__init__()
+        self.asr_model = student
+        self.teachers = teachers  # a plain dict: not a submodule, so not trained, saved or moved by .to()
+        self.layers, self.kd, self.tokenizer = layers, kd, tokenizer
+        width = student.config.d_model
+        self.projections = nn.ModuleDict({
+            lang: nn.ModuleList(nn.Linear(width, teacher.width) for _ in layers.student)
+            for lang, teacher in sorted(teachers.items())
+        })
+
+    def teacher_targets(self, batch: Batch) -> RoutedTargets:
+        return run_teachers(self.teachers, batch.unaugmented, batch.feature_lens, batch.langs, self.layers.teacher,
+                            log_probs=self.kd.kl_weight > 0, attention=self.kd.attention_weight > 0)
+
+    def losses(self, out: CtcOutput, targets: RoutedTargets, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and each term; every term is averaged over all valid frames of the batch."""
+        kd = self.kd
+        frames = sum(int(t.lengths.sum()) for t in targets.values())
+        per_layer = [out.output.new_zeros((), dtype=torch.float32) for _ in self.layers.student]
+        kl = attention = out.output.new_zeros((), dtype=torch.float32)
+        for lang, t in targets.items():
+            share = int(t.lengths.sum()) / max(frames, 1)
+            length = t.hidden[0].size(1)
+            for k, s in enumerate(self.layers.student):
+                projected = self.projections[lang][k](out.hidden[s - 1][t.index, :length])
+                per_layer[k] = per_layer[k] + share * hidden_kd_loss(projected, t.hidden[k], t.lengths)
+                if kd.attention_weight > 0:
+                    student_map = out.attention[s - 1][t.index, :, :length, :length]
+                    attention = attention + share * attention_kd_loss(student_map, t.attention[k], t.lengths) / len(per_layer)
+            if kd.kl_weight > 0:
+                kl = kl + share * posterior_kl_loss(out.log_probs[t.index, :length], t.log_probs, t.lengths, kd.kl_temperature)
+        terms = {"kd": sum(w * loss for w, loss in zip(self.layers.weights, per_layer))}
+        terms.update({f"kd.l{s}": loss for s, loss in zip(self.layers.student, per_layer)})
+        if kd.ctc_weight > 0:
+            terms["ctc"] = ctc_loss(out.log_probs, out.lengths, batch.targets)
+        if kd.kl_weight > 0:
+            terms["kl"] = kl
+        if kd.attention_weight > 0:
+            terms["attention"] = attention
+        weights = {"kd": 1.0, "ctc": kd.ctc_weight, "kl": kd.kl_weight, "attention": kd.attention_weight}
+        total = sum(weights[name] * value for name, value in terms.items() if name in weights)
+        return total, terms
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        out = self.asr_model(batch.features, batch.feature_lens, return_attention=self.kd.attention_weight > 0)
+        targets = batch.extra if batch.extra is not None else self.teacher_targets(batch)
+        total, terms = self.losses(out, targets, batch)
+        return total, {name: value.item() for name, value in terms.items()}
+
+    @torch.no_grad()
+    def evaluate(self, batch: Batch) -> Metrics:
+        out = self.asr_model(batch.features, batch.feature_lens, return_attention=self.kd.attention_weight > 0)
+        total, terms = self.losses(out, self.teacher_targets(batch), batch)
+        n = len(batch.cut_ids)
+        metrics = {"loss": (total.item() * n, n), **{name: (v.item() * n, n) for name, v in terms.items()}}
+        if self.kd.ctc_weight > 0 or self.kd.kl_weight > 0:  # the CTC head is trained: its CER means something
+            metrics["cer"] = char_errors(self.tokenizer, greedy_decode(out.log_probs, out.lengths), batch.texts)
+        return metrics
+
+
+def teacher_inputs(teachers: dict[str, Teacher]) -> dict[str, dict[str, str]]:
+    return {f"teacher:{lang}": {"path": str((t.exp_dir / "final.pt").resolve()), "digest": t.digest}
+            for lang, t in sorted(teachers.items())}
+
+
+def distill(config: DistillConfig, exp_dir: Path, force: bool = False, argv: list[str] | None = None) -> bool:
+    """Distill the teachers into a new student in ``exp_dir``; False when already up to date."""
+    data = PreparedData(Path(config.data))
+    tokenizer = data.tokenizer()
+    student_config = config.model.with_vocab(tokenizer.vocab_size)
+    check_fits_data(student_config, data, Path(config.data))
+    train_cuts = data.cuts(config.train_set).to_eager()
+    dev_cuts = data.cuts(config.dev_set).to_eager()
+    teachers = load_teachers(list(config.teachers), data, languages(train_cuts))
+    for teacher in teachers.values():
+        if teacher.model.config.subsampling != student_config.subsampling:
+            raise ConfigError(f"{teacher.exp_dir}: the teacher subsamples by {teacher.model.config.subsampling}, "
+                              f"the student by {student_config.subsampling}; their frames must line up")
+    layers = plan_layers(config.kd, student_config, teachers)
+    config = dataclasses.replace(
+        config, data=str(data.root.resolve()), model=student_config,
+        teachers=tuple(f"{lang}={t.exp_dir.resolve()}" for lang, t in sorted(teachers.items())),
+    )
+    inputs = {**data_inputs(data, [config.train_set, config.dev_set]), **teacher_inputs(teachers)}
+    record = training_record("distill", argv or [], inputs, config)
+
+    def setup(dist: DistInfo) -> TrainingSetup:
+        student = build_model(student_config)
+        student.encoder.normalizer.set_stats(*global_stats(train_cuts))
+        task = DistillTask(student, teachers, layers, config.kd, tokenizer)
+        teacher_params = max(num_parameters(t.model) for t in teachers.values())
+        logger.info("student: %d parameters (%.2f of the largest teacher's %d); layers %s from teachers %s",
+                    num_parameters(student), num_parameters(student) / teacher_params, teacher_params, layers.student,
+                    "  ".join(f"{lang}:{ls}" for lang, ls in layers.teacher.items()))
+        if config.kd.targets == "on-the-fly":
+            return TrainingSetup(task, train_cuts, dev_cuts,
+                                 AsrDataset(tokenizer, config.train.spec_augment, keep_clean=True))
+        cuts = cache_all(exp_dir / "teacher_targets", teachers, train_cuts, layers, config, dist)
+        return TrainingSetup(task, cuts, dev_cuts,
+                             AsrDataset(tokenizer, config.train.spec_augment, extra=load_cached_targets))
+
+    return run_training_stage(exp_dir, record, config, config.train, tokenizer, setup, force)
+
+
+def cache_all(root: Path, teachers: dict[str, Teacher], cuts: CutSet, layers: LayerPlan, config: DistillConfig,
+              dist: DistInfo) -> CutSet:
+    """The training cuts with every teacher's targets attached (the main process computes them)."""
+
+    def attach() -> list:
+        out = []
+        for lang, teacher in sorted(teachers.items()):
+            own = cuts.filter(lambda c: c.supervisions[0].language == lang).to_eager()
+            out.extend(cached_targets(root, teacher, own, layers.teacher[lang], config.kd.kl_weight > 0,
+                                      dist.device, config.train.precision, 2 * config.train.max_duration))
+        return out
+
+    attached = attach() if dist.is_main else []
+    barrier(dist)
+    return CutSet.from_cuts(attached if dist.is_main else attach())  # the others only read the cache
