@@ -41,3 +41,22 @@ def prepared(tiny_corpus, tmp_path_factory) -> Path:
     result = run_cli("prepare", "--tokenizer", "char", c / "train", c / "dev", c / "test", out)
     assert result.exit_code == 0, result.output
     return out
+
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_MODEL = ROOT / "conf" / "model" / "tiny.yaml"
+TINY_TRAIN = ROOT / "conf" / "train" / "tiny.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_teachers(prepared, tmp_path_factory) -> dict[str, Path]:
+    """A few-update tiny teacher per language of the tiny corpus (shapes, not quality)."""
+    root = tmp_path_factory.mktemp("teachers")
+    teachers = {}
+    for lang in TINY_LANGS:
+        exp = root / f"teacher_{lang}"
+        result = run_cli("train-teacher", "--data", prepared, "--lang", lang, "--model-config", TINY_MODEL,
+                         "--train-config", TINY_TRAIN, "--max-steps", "20", exp)
+        assert result.exit_code == 0, result.output
+        teachers[lang] = exp
+    return teachers

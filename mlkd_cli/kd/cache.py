@@ -67,7 +67,7 @@ def _compute(out_dir: Path, teacher: Teacher, cuts: CutSet, layers: list[int], l
              device: torch.device, precision: str, max_duration: float) -> None:
     model = teacher.model.to(device)
     sampler = make_sampler(cuts, max_duration, shuffle=False, seed=0)
-    done = []
+    done = {}
     with NumpyFilesWriter(out_dir / "arrays") as writer, progress_bar() as bar:
         task = bar.add_task(f"teacher {teacher.lang} targets", total=len(cuts))
         for batch_cuts in sampler:
@@ -80,10 +80,10 @@ def _compute(out_dir: Path, teacher: Teacher, cuts: CutSet, layers: list[int], l
                 cut = cut.with_custom(HIDDEN, writer.store_array(f"{cut.id}.h", np.ascontiguousarray(hidden[i, :n])))
                 if posteriors is not None:
                     cut = cut.with_custom(LOG_PROBS, writer.store_array(f"{cut.id}.p", np.ascontiguousarray(posteriors[i, :n])))
-                done.append(cut)
+                done[cut.id] = cut
             bar.advance(task, len(batch_cuts))
     with atomic_path(out_dir / "cuts.jsonl.gz") as tmp:  # last: its presence marks the cache complete
-        CutSet.from_cuts(done).to_file(tmp)
+        CutSet.from_cuts(done[c.id] for c in cuts).to_file(tmp)  # in the given order
 
 
 def _pad(arrays: list[np.ndarray]) -> torch.Tensor:

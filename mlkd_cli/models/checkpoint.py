@@ -56,10 +56,16 @@ def _shape(value: Any) -> tuple[int, ...] | str:
     return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
 
 
-def load_model_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor], where: str) -> None:
-    """Load ``state_dict`` into ``model`` exactly; any missing, unexpected or misshapen key is a ConfigError."""
+def load_model_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor], where: str,
+                     new_modules: tuple[str, ...] = ()) -> None:
+    """Load ``state_dict`` into ``model`` exactly; any missing, unexpected or misshapen key is a ConfigError.
+
+    Keys under ``new_modules`` (e.g. "lid_head") may be missing: those modules are new in
+    ``model`` and keep their initialisation. Nothing else is ever skipped.
+    """
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
+    prefixes = tuple(f"{name}." for name in new_modules)
+    missing = sorted(k for k in set(expected) - set(state_dict) if not k.startswith(prefixes))
     unexpected = sorted(set(state_dict) - set(expected))
     mismatched = sorted(
         f"{k} {_shape(state_dict[k])} vs {tuple(expected[k].shape)}"
@@ -73,7 +79,7 @@ def load_model_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor], w
     ]
     if problems:
         raise ConfigError(f"{where}: the checkpoint does not fit the model config; " + "; ".join(problems))
-    model.load_state_dict(state_dict, strict=True)
+    model.load_state_dict({**{k: v for k, v in expected.items() if k.startswith(prefixes)}, **state_dict}, strict=True)
 
 
 def load_model(path: str | Path) -> tuple[CtcModel, ModelConfig]:

@@ -86,7 +86,8 @@ class Trainer:
         self.dev_loader = make_loader(AsrDataset(tokenizer),
                                       make_sampler(dev_cuts, config.max_duration * 2, shuffle=False, seed=0))
         trainable = [p for p in task.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(trainable, lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.AdamW(trainable, lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay,
+                                           fused=True if self.device.type in ("cpu", "cuda") else None)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
         self.scaler = torch.amp.GradScaler(enabled=config.precision == "fp16" and self.device.type == "cuda")
         self.model = DistributedDataParallel(task) if dist.world_size > 1 else task  # what forward() runs

@@ -1,0 +1,55 @@
+"""`mlkd finetune --data DIR (--init EXP | --model-config YAML) EXP_DIR`."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import click
+
+from mlkd_cli.commands.options import training_options
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Data dir made by `mlkd prepare` (all languages).")
+@click.option("--init", "init_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Start from this experiment's model (a distilled student); its architecture is kept.")
+@click.option("--model-config", type=click.Path(dir_okay=False, path_type=Path),
+              help="Architecture YAML when training from scratch (the no-KD baseline).")
+@click.option("--lid-weight", type=float, default=1.0, help="λ of the language-ID cross-entropy.")
+@click.option("--lid-layer", type=int, default=0,
+              help="Layer whose output predicts the language and above which the model is conditioned on it (0: half-way).")
+@training_options
+@click.argument("exp_dir", type=click.Path(file_okay=False, path_type=Path))
+def finetune(data_dir: Path, init_dir: Path | None, model_config: Path | None, lid_weight: float, lid_layer: int,
+             train_config, max_steps, precision, train_set: str, dev_set: str, force: bool, exp_dir: Path) -> None:
+    """Fine-tune a multilingual model for text and language: L = CTC + λ·CE(language).
+
+    With --init the distilled student is the starting point; with --model-config the same
+    stage trains from scratch (give it as many updates as distillation plus fine-tuning to
+    get the no-KD baseline).
+
+    \b
+    Examples:
+      mlkd finetune --data data --init exp/student_kd --train-config conf/train/finetune_demo.yaml exp/student
+      mlkd finetune --data data --model-config conf/model/student_demo.yaml \\
+        --train-config conf/train/baseline_demo.yaml exp/baseline
+    """
+    from mlkd_cli.commands.options import load_train_config
+    from mlkd_cli.config import load_yaml
+    from mlkd_cli.errors import ConfigError
+    from mlkd_cli.models import ModelConfig
+    from mlkd_cli.train.finetune import FinetuneConfig
+    from mlkd_cli.train.finetune import finetune as run
+
+    if init_dir and model_config:
+        raise ConfigError("give --init (fine-tune that model, keeping its architecture) or --model-config "
+                          "(train from scratch), not both")
+    model = load_yaml(ModelConfig, model_config) if model_config else ModelConfig()
+    model = dataclasses.replace(model, lid_layer=lid_layer)
+    config = FinetuneConfig(data=str(data_dir), init=str(init_dir) if init_dir else "", model=model,
+                            lid_weight=lid_weight, train=load_train_config(train_config, max_steps, precision),
+                            train_set=train_set, dev_set=dev_set)
+    run(config, exp_dir, force=force, argv=["mlkd", *sys.argv[1:]])

@@ -1,0 +1,172 @@
+"""`mlkd distill` and `mlkd finetune` end to end on tiny data: caching, linking, resume, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lhotse import CutSet
+
+from conftest import TINY_MODEL, run_cli
+from mlkd_cli.data.prepare import PreparedData
+from mlkd_cli.kd.cache import cached_targets, load_cached_targets
+from mlkd_cli.kd.teachers import Teacher, run_teachers
+from mlkd_cli.models import load_model
+from mlkd_cli.train.experiment import load_asr_experiment
+
+
+def train_yaml(path: Path, **values) -> Path:
+    base = dict(max_steps=30, max_duration=15.0, lr=0.003, warmup_steps=5, valid_interval=15, log_interval=1,
+                keep_checkpoints=2, average=2, spec_augment={"enabled": False})
+    path.write_text(yaml.safe_dump({**base, **values}))
+    return path
+
+
+def distill_args(data: Path, teachers, cfg: Path, exp: Path, *extra) -> list:
+    return ["distill", "--data", data, "--model-config", TINY_MODEL, "--train-config", cfg, *extra, *teachers, exp]
+
+
+def train_records(exp: Path) -> list[dict]:
+    return [r for r in map(json.loads, (exp / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "train"]
+
+
+@pytest.fixture(scope="module")
+def distilled(prepared, tiny_teachers, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("distill")
+    exp = root / "student_kd"
+    kd = root / "kd.yaml"
+    kd.write_text(yaml.safe_dump({"kl_weight": 1.0, "ctc_weight": 0.5}))
+    result = run_cli(*distill_args(prepared, tiny_teachers.values(), train_yaml(root / "t.yaml", max_steps=40),
+                                   exp, "--kd-config", kd))
+    assert result.exit_code == 0, result.output
+    return exp
+
+
+def test_distill_learns_and_links_its_teachers(distilled: Path, tiny_teachers):
+    records = train_records(distilled)
+    first, last = records[0], records[-1]
+    assert {"kd", "kd.l1", "kd.l2", "kl", "ctc"} <= set(first)
+    assert sum(r["kd"] for r in records[-5:]) < 0.7 * sum(r["kd"] for r in records[:5])
+    stage = json.loads((distilled / "stage.json").read_text())
+    assert stage["status"] == "done" and stage["command"] == "distill"
+    for lang, teacher in tiny_teachers.items():
+        assert stage["inputs"][f"teacher:{lang}"]["path"] == str((teacher / "final.pt").resolve())
+    model, raw = load_asr_experiment(distilled)
+    assert not model.config.languages and sorted(raw["teachers"]) == sorted(
+        f"{lang}={t.resolve()}" for lang, t in tiny_teachers.items())
+    assert sorted(p.name.split(".")[0] for p in (distilled / "teacher_targets").iterdir()) == ["de", "en", "ru"]
+    assert "cer" in json.loads((distilled / "final_metrics.json").read_text())
+
+
+def test_cached_and_on_the_fly_targets_agree(prepared, tiny_teachers, tmp_path):
+    cfg = train_yaml(tmp_path / "t.yaml", max_steps=3, valid_interval=3, average=1)
+    for mode in ("cached", "on-the-fly"):
+        result = run_cli(*distill_args(prepared, tiny_teachers.values(), cfg, tmp_path / mode, "--targets", mode))
+        assert result.exit_code == 0, result.output
+    cached, live = train_records(tmp_path / "cached"), train_records(tmp_path / "on-the-fly")
+    assert [r["kd"] for r in cached] == pytest.approx([r["kd"] for r in live], rel=2e-3)  # fp16 cache
+    assert not (tmp_path / "on-the-fly" / "teacher_targets").exists()
+
+
+def test_cache_is_reused_and_invalidated_by_a_changed_teacher(prepared, tiny_teachers, tmp_path):
+    data = PreparedData(prepared)
+    cuts = data.cuts("dev").to_eager().filter(lambda c: c.supervisions[0].language == "de").to_eager()
+    model, _ = load_model(tiny_teachers["de"] / "final.pt")
+    teacher = Teacher("de", tiny_teachers["de"], model.eval(), digest="one")
+    root = tmp_path / "cache"
+    attached = cached_targets(root, teacher, cuts, [1, 2], True, torch.device("cpu"), "fp32", 30.0)
+    (first,) = list(root.iterdir())
+    stamp = (first / "cuts.jsonl.gz").stat().st_mtime_ns
+    again = cached_targets(root, teacher, cuts, [1, 2], True, torch.device("cpu"), "fp32", 30.0)
+    assert list(root.iterdir()) == [first] and (first / "cuts.jsonl.gz").stat().st_mtime_ns == stamp
+    assert [c.id for c in again] == [c.id for c in attached]
+    # the cached arrays are what the teacher computes now (fp16)
+    batch_cuts = CutSet.from_cuts(list(attached)[:3])
+    loaded = load_cached_targets(batch_cuts)["de"]
+    from lhotse.dataset.collation import collate_features
+    feats, lens = collate_features(batch_cuts)
+    live = run_teachers({"de": teacher}, feats, lens, ["de"] * 3, {"de": [1, 2]}, log_probs=True)["de"]
+    assert torch.equal(loaded.lengths, live.lengths)
+    for k in range(2):
+        for i, n in enumerate(live.lengths.tolist()):
+            assert torch.allclose(loaded.hidden[k][i, :n], live.hidden[k][i, :n], atol=2e-2, rtol=1e-2)
+    # a retrained teacher (new digest) gets a new cache; the stale one is removed
+    changed = Teacher("de", tiny_teachers["de"], model, digest="two")
+    cached_targets(root, changed, cuts, [1, 2], True, torch.device("cpu"), "fp32", 30.0)
+    (second,) = list(root.iterdir())
+    assert second != first
+    cached_targets(root, changed, cuts, [2], True, torch.device("cpu"), "fp32", 30.0)  # other layers: new key
+    assert list(root.iterdir()) != [second]
+
+
+def test_finetune_from_the_student_and_from_scratch(prepared, distilled, tmp_path):
+    cfg = train_yaml(tmp_path / "t.yaml", max_steps=20, valid_interval=10)
+    exp = tmp_path / "student"
+    result = run_cli("finetune", "--data", prepared, "--init", distilled, "--lid-weight", "0.5",
+                     "--train-config", cfg, exp)
+    assert result.exit_code == 0, result.output
+    model, raw = load_asr_experiment(exp)
+    assert model.config.languages == ("de", "en", "ru") and raw["init"] == str(distilled.resolve())
+    student, _ = load_asr_experiment(distilled)
+    assert model.config.d_model == student.config.d_model
+    records = train_records(exp)
+    assert {"ctc", "lid"} <= set(records[0])
+    assert records[0]["loss"] == pytest.approx(records[0]["ctc"] + 0.5 * records[0]["lid"], rel=1e-5)
+    final = json.loads((exp / "final_metrics.json").read_text())
+    assert 0 <= final["lid_acc"] <= 1 and "cer" in final
+    stage = json.loads((exp / "stage.json").read_text())
+    assert stage["inputs"]["init"]["path"] == str((distilled / "final.pt").resolve())
+    # the same stage from scratch: the no-KD baseline
+    result = run_cli("finetune", "--data", prepared, "--model-config", TINY_MODEL, "--train-config", cfg,
+                     tmp_path / "baseline")
+    assert result.exit_code == 0, result.output
+    assert "init" not in json.loads((tmp_path / "baseline" / "stage.json").read_text())["inputs"]
+
+
+def test_bad_teachers_are_clear_errors(prepared, tiny_teachers, tmp_path):
+    cfg = train_yaml(tmp_path / "t.yaml")
+    out = tmp_path / "student"
+    result = run_cli(*distill_args(prepared, [tiny_teachers["en"], tiny_teachers["de"]], cfg, out))
+    assert result.exit_code == 1 and "no teacher for language(s) ru" in result.output
+    assert "mlkd train-teacher --data" in result.output
+    result = run_cli(*distill_args(prepared, [*tiny_teachers.values(), f"fr={tiny_teachers['en']}"], cfg, out))
+    assert result.exit_code == 1 and "teacher for language 'fr'" in result.output and "leave this teacher out" in result.output
+    result = run_cli(*distill_args(prepared, [*tiny_teachers.values(), f"en={tiny_teachers['de']}"], cfg, out))
+    assert result.exit_code == 1 and "two teachers for language 'en'" in result.output
+    # a teacher whose features differ: trained on a data dir with another frame shift
+    other = tmp_path / "other_data"
+    shutil.copytree(prepared, other)
+    cuts_path = other / "manifests" / "train_cuts.jsonl.gz"
+    shifted = [c.to_dict() for c in CutSet.from_file(cuts_path)]
+    for c in shifted:
+        c["features"]["frame_shift"] = 0.02
+    CutSet.from_dicts(shifted).to_file(cuts_path)
+    moved = tmp_path / "teacher_ru"
+    shutil.copytree(tiny_teachers["ru"], moved)
+    raw = yaml.safe_load((moved / "config.yaml").read_text())
+    raw["data"] = str(other)
+    (moved / "config.yaml").write_text(yaml.safe_dump(raw))
+    result = run_cli(*distill_args(prepared, [tiny_teachers["en"], tiny_teachers["de"], moved], cfg, out))
+    assert result.exit_code == 1 and f"{moved}: the teacher was trained on features that differ" in result.output
+    assert "frame_shift 0.02 vs 0.01" in result.output
+    assert not out.exists()
+
+
+def test_bad_finetune_inputs_are_clear_errors(prepared, distilled, tmp_path):
+    cfg = train_yaml(tmp_path / "t.yaml")
+    out = tmp_path / "student"
+    result = run_cli("finetune", "--data", prepared, "--init", distilled, "--model-config", TINY_MODEL,
+                     "--train-config", cfg, out)
+    assert result.exit_code == 1 and "not both" in result.output
+    result = run_cli("finetune", "--data", prepared, "--init", tmp_path / "nowhere", "--train-config", cfg, out)
+    assert result.exit_code == 1 and "is not an mlkd experiment" in result.output
+    broken = tmp_path / "broken"
+    shutil.copytree(distilled, broken)
+    (broken / "final.pt").write_bytes(b"not a checkpoint")
+    result = run_cli("finetune", "--data", prepared, "--init", broken, "--train-config", cfg, out)
+    assert result.exit_code == 1 and "final.pt: not a readable checkpoint" in result.output
+    assert not out.exists()
