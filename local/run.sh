@@ -13,7 +13,7 @@ corpus=data/corpus
 data=data
 tokenizer=char   # characters: BPE-500 stays on the blank plateau with 1 h per language
 vocab_size=500
-preset=demo      # conf/model/$preset.yaml and conf/train/teacher_$preset.yaml
+preset=demo      # conf/model/{,student_}$preset.yaml, conf/train/{teacher,distill,finetune,baseline}_$preset.yaml
 exp=exp
 
 . local/parse_options.sh
@@ -44,4 +44,24 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   done
 fi
 
-echo "$0: stages up to 2 (corpus, prepare, teachers) are all this recipe has so far" >&2
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  # Stage 3: distill every teacher into one multilingual student (each utterance from its own teacher).
+  teachers=""
+  for lang in $langs; do teachers="$teachers $exp/teacher_$lang"; done
+  run mlkd distill --data "$data" --model-config "conf/model/student_$preset.yaml" --kd-config "conf/kd/$preset.yaml" \
+    --train-config "conf/train/distill_$preset.yaml" $teachers "$exp/student_kd"
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  # Stage 4: language-adaptive fine-tuning of the student: CTC + λ·CE(language id).
+  run mlkd finetune --data "$data" --init "$exp/student_kd" --train-config "conf/train/finetune_$preset.yaml" \
+    "$exp/student"
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  # Stage 5: the no-KD baseline: the same student and stage from scratch, for distill + finetune updates.
+  run mlkd finetune --data "$data" --model-config "conf/model/student_$preset.yaml" \
+    --train-config "conf/train/baseline_$preset.yaml" "$exp/baseline"
+fi
+
+echo "$0: stages up to 5 (corpus, prepare, teachers, distill, finetune, baseline) are all this recipe has so far" >&2

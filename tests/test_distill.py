@@ -13,8 +13,8 @@ from lhotse import CutSet
 
 from conftest import TINY_MODEL, run_cli
 from mlkd_cli.data.prepare import PreparedData
-from mlkd_cli.kd.cache import cached_targets, load_cached_targets
-from mlkd_cli.kd.teachers import Teacher, run_teachers
+from mlkd_cli.distill.cache import cached_targets, load_cached_targets
+from mlkd_cli.distill.teachers import Teacher, run_teachers
 from mlkd_cli.models import load_model
 from mlkd_cli.train.experiment import load_asr_experiment
 

@@ -13,9 +13,9 @@ import torch
 from lhotse import CutSet, MonoCut, SupervisionSegment
 
 from mlkd_cli.errors import ConfigError, DataError
-from mlkd_cli.kd.distill import DistillTask, KdConfig, LayerPlan, plan_layers
-from mlkd_cli.kd.losses import attention_kd_loss, even_layer_map, hidden_kd_loss, posterior_kl_loss
-from mlkd_cli.kd.teachers import Teacher, parse_teacher_arg, run_teachers
+from mlkd_cli.distill.distill import DistillTask, KdConfig, LayerPlan, plan_layers
+from mlkd_cli.distill.losses import attention_kd_loss, even_layer_map, hidden_kd_loss, posterior_kl_loss
+from mlkd_cli.distill.teachers import Teacher, parse_teacher_arg, run_teachers
 from mlkd_cli.models import ModelConfig, build_model, ctc_loss
 from mlkd_cli.models.checkpoint import load_model_state
 from mlkd_cli.train.batches import Batch
@@ -255,3 +255,30 @@ def test_a_plain_model_initialises_a_language_adaptive_one_and_nothing_else_is_s
         load_model_state(model(ADAPTIVE), state, "plain.pt", new_modules=LANGUAGE_MODULES)
     with pytest.raises(ConfigError, match="missing key.s.: language_embedding.weight, lid_head.bias"):
         load_model_state(model(ADAPTIVE), plain.state_dict(), "plain.pt")
+
+
+# -- the demo recipe's configs ---------------------------------------------------------------
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def test_demo_baseline_gets_as_many_updates_as_distill_plus_finetune():
+    from mlkd_cli.config import load_yaml
+    from mlkd_cli.train.config import TrainConfig
+
+    steps = {name: load_yaml(TrainConfig, CONF / "train" / f"{name}_demo.yaml").max_steps
+             for name in ("distill", "finetune", "baseline")}
+    assert steps["baseline"] == steps["distill"] + steps["finetune"]
+    load_yaml(KdConfig, CONF / "kd" / "demo.yaml")
+
+
+@pytest.mark.parametrize("vocab", [60, 77, 120])
+def test_demo_student_has_at_most_a_third_of_a_teachers_parameters(vocab):
+    from mlkd_cli.config import load_yaml
+    from mlkd_cli.models import num_parameters
+
+    def size(name: str, languages=()) -> int:
+        config = load_yaml(ModelConfig, CONF / "model" / f"{name}.yaml").with_vocab(vocab)
+        return num_parameters(build_model(dataclasses.replace(config, languages=languages)))
+
+    assert size("student_demo", ("de", "en", "es", "it", "ru")) <= size("demo") / 3

@@ -40,8 +40,8 @@ def distill(data_dir: Path, model_config: Path | None, kd_config: Path | None, t
     """
     from mlkd_cli.commands.options import load_train_config
     from mlkd_cli.config import load_yaml
-    from mlkd_cli.kd.distill import DistillConfig, KdConfig
-    from mlkd_cli.kd.distill import distill as run
+    from mlkd_cli.distill.distill import DistillConfig, KdConfig
+    from mlkd_cli.distill.distill import distill as run
     from mlkd_cli.models import ModelConfig
 
     model = load_yaml(ModelConfig, model_config) if model_config else ModelConfig()

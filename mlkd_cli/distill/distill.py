@@ -20,9 +20,9 @@ from mlkd_cli.data.features import global_stats
 from mlkd_cli.data.prepare import PreparedData, languages
 from mlkd_cli.data.tokenizer import Tokenizer
 from mlkd_cli.errors import ConfigError
-from mlkd_cli.kd.cache import cached_targets, load_cached_targets
-from mlkd_cli.kd.losses import attention_kd_loss, even_layer_map, hidden_kd_loss, posterior_kl_loss
-from mlkd_cli.kd.teachers import RoutedTargets, Teacher, load_teachers, run_teachers
+from mlkd_cli.distill.cache import cached_targets, load_cached_targets
+from mlkd_cli.distill.losses import attention_kd_loss, even_layer_map, hidden_kd_loss, posterior_kl_loss
+from mlkd_cli.distill.teachers import RoutedTargets, Teacher, load_teachers, run_teachers
 from mlkd_cli.models import CtcModel, CtcOutput, ModelConfig, build_model, ctc_loss, greedy_decode, num_parameters
 from mlkd_cli.train.batches import AsrDataset, Batch
 from mlkd_cli.train.config import TrainConfig
@@ -48,12 +48,19 @@ class KdConfig:
     kl_temperature: float = 2.0
     attention_weight: float = 0.0  # head-averaged attention maps (needs on-the-fly targets)
     targets: str = "cached"  # teacher targets computed once to disk, or every step
+    # "augmented": the teachers see the student's SpecAugmented input (on-the-fly targets only),
+    # so they teach on the same view the student gets instead of the clean one.
+    teacher_input: str = "clean"
 
     def __post_init__(self) -> None:
         if self.targets not in TARGET_MODES:
             raise ConfigError(f"kd targets {self.targets!r} is not one of {', '.join(TARGET_MODES)}")
         if self.attention_weight > 0 and self.targets == "cached":
             raise ConfigError("kd attention_weight > 0 needs targets: on-the-fly (attention maps are too big to cache)")
+        if self.teacher_input not in ("clean", "augmented"):
+            raise ConfigError(f"kd teacher_input {self.teacher_input!r} is not one of clean, augmented")
+        if self.teacher_input == "augmented" and self.targets == "cached":
+            raise ConfigError("kd teacher_input: augmented needs targets: on-the-fly (augmentation differs every step)")
         if self.teacher_layers and len(self.teacher_layers) != len(self.student_layers):
             raise ConfigError("kd teacher_layers needs one entry per student_layers entry")
         if min(self.ctc_weight, self.kl_weight, self.attention_weight) < 0 or self.kl_temperature <= 0:
@@ -118,7 +125,8 @@ class DistillTask(nn.Module):
         })
 
     def teacher_targets(self, batch: Batch) -> RoutedTargets:
-        return run_teachers(self.teachers, batch.unaugmented, batch.feature_lens, batch.langs, self.layers.teacher,
+        features = batch.features if self.kd.teacher_input == "augmented" else batch.unaugmented
+        return run_teachers(self.teachers, features, batch.feature_lens, batch.langs, self.layers.teacher,
                             log_probs=self.kd.kl_weight > 0, attention=self.kd.attention_weight > 0)
 
     def losses(self, out: CtcOutput, targets: RoutedTargets, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -202,8 +210,9 @@ def distill(config: DistillConfig, exp_dir: Path, force: bool = False, argv: lis
                     num_parameters(student), num_parameters(student) / teacher_params, teacher_params, layers.student,
                     "  ".join(f"{lang}:{ls}" for lang, ls in layers.teacher.items()))
         if config.kd.targets == "on-the-fly":
+            keep_clean = config.kd.teacher_input == "clean"
             return TrainingSetup(task, train_cuts, dev_cuts,
-                                 AsrDataset(tokenizer, config.train.spec_augment, keep_clean=True))
+                                 AsrDataset(tokenizer, config.train.spec_augment, keep_clean=keep_clean))
         cuts = cache_all(exp_dir / "teacher_targets", teachers, train_cuts, layers, config, dist)
         return TrainingSetup(task, cuts, dev_cuts,
                              AsrDataset(tokenizer, config.train.spec_augment, extra=load_cached_targets))

@@ -26,7 +26,7 @@ from lhotse.dataset.collation import collate_features
 
 from mlkd_cli.errors import DataError
 from mlkd_cli.fsutil import atomic_path
-from mlkd_cli.kd.teachers import LanguageTargets, RoutedTargets, Teacher, language_groups
+from mlkd_cli.distill.teachers import LanguageTargets, RoutedTargets, Teacher, language_groups
 from mlkd_cli.log import progress_bar
 from mlkd_cli.models.subsampling import subsampled_lengths
 from mlkd_cli.train.batches import make_sampler

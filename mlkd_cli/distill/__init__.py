@@ -1,0 +1,1 @@
+"""Multi-teacher, layer-wise knowledge distillation: losses, teachers and their targets, the stage."""
