@@ -18,6 +18,7 @@ COMMANDS = {
     "train-teacher": "mlkd_cli.commands.train_teacher:train_teacher",
     "distill": "mlkd_cli.commands.distill:distill",
     "finetune": "mlkd_cli.commands.finetune:finetune",
+    "decode": "mlkd_cli.commands.decode:decode",
 }
 
 

@@ -60,3 +60,13 @@ def tiny_teachers(prepared, tmp_path_factory) -> dict[str, Path]:
         assert result.exit_code == 0, result.output
         teachers[lang] = exp
     return teachers
+
+
+@pytest.fixture(scope="session")
+def tiny_adaptive(prepared, tmp_path_factory) -> Path:
+    """A few-update tiny language-adaptive model (`mlkd finetune` from scratch) on all three languages."""
+    exp = tmp_path_factory.mktemp("adaptive") / "model"
+    result = run_cli("finetune", "--data", prepared, "--model-config", TINY_MODEL, "--train-config", TINY_TRAIN,
+                     "--max-steps", "20", exp)
+    assert result.exit_code == 0, result.output
+    return exp

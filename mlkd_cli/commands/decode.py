@@ -1,0 +1,53 @@
+"""`mlkd decode MODEL_DIR INPUT...`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--method", type=click.Choice(["ctc-greedy", "ctc-prefix-beam", "wfst"]), default="ctc-greedy")
+@click.option("--beam", type=int, default=8, help="Prefix beam width.")
+@click.option("--lang", default="", help="Force this language (and its token inventory) instead of predicting it.")
+@click.option("--max-duration", type=float, default=200.0, help="Seconds of audio per batch.")
+@click.option("--chunk", type=float, default=30.0, help="Decode longer inputs in windows of this many seconds.")
+@click.option("--overlap", type=float, default=2.0, help="Overlap of those windows, in seconds.")
+@click.option("--threads", type=int, default=0, help="Torch threads (0: torch's default).")
+@click.option("--int8", "int8", is_flag=True, help="Dynamic int8 quantization of the linear layers (CPU).")
+@click.option("--name", help="Name of the decode dir: decode_<name>_<method> (default: from the inputs).")
+def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lang: str, max_duration: float,
+           chunk: float, overlap: float, threads: int, int8: bool, name: str | None) -> None:
+    """Transcribe INPUTs (cuts manifests, Kaldi data dirs, audio files, globs, list files of
+    audio paths) with the model of MODEL_DIR; results go to MODEL_DIR/decode_<name>_<method>/.
+
+    For audio files each result is also printed as `path<TAB>language<TAB>text`. Files that
+    cannot be read are reported and skipped; the rest of the batch is decoded.
+
+    \b
+    Examples:
+      mlkd decode exp/student data/manifests/test_cuts.jsonl.gz
+      mlkd decode exp/student 'recordings/*.flac' --method ctc-prefix-beam
+      mlkd decode exp/student call.wav --lang de
+    """
+    from mlkd_cli.decode.decoder import DecodeConfig
+    from mlkd_cli.decode.inputs import resolve_inputs
+    from mlkd_cli.decode.stage import run_decode
+
+    config = DecodeConfig(method=method, beam=beam, lang=lang, max_duration=max_duration, chunk=chunk,
+                          overlap=overlap, threads=threads, quantize="int8" if int8 else "")
+    resolved = resolve_inputs(list(inputs))
+    summary = run_decode(model_dir, resolved, config, name=name, argv=["mlkd", *sys.argv[1:]])
+    if resolved.audio_files:
+        paths = {item.id: item.path for item in summary.items}
+        for r in summary.results:
+            if paths.get(r.id):
+                click.echo(f"{paths[r.id]}\t{r.language or ''}\t{r.text}")
+    for failure in summary.failed:
+        click.echo(f"skipped {failure['input']}: {failure['error']}", err=True)
+    click.echo(f"real-time factor {summary.rtf:.4f} ({summary.audio_seconds:.1f} s of audio); "
+               f"results in {summary.out_dir}", err=True)

@@ -1,0 +1,51 @@
+"""`mlkd score DECODE_DIR...` and `mlkd score --compare DECODE_DIR...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("decode_dirs", nargs=-1, required=True, metavar="DECODE_DIR...", type=click.Path(path_type=Path))
+@click.option("--ref", type=click.Path(path_type=Path),
+              help="Kaldi text of the references  [default: DECODE_DIR/ref.text]")
+@click.option("--ref-lang", type=click.Path(path_type=Path),
+              help="utt2lang of the references  [default: utt2lang beside --ref, else DECODE_DIR/ref.utt2lang]")
+@click.option("--compare", is_flag=True,
+              help="One table of all DECODE_DIRs: primary error rate per language, average, LID accuracy, "
+                   "parameters (reuses each up-to-date score.json).")
+@click.option("--markdown", is_flag=True, help="With --compare: print the table as Markdown.")
+def score(decode_dirs: tuple[Path, ...], ref: Path | None, ref_lang: Path | None, compare: bool,
+          markdown: bool) -> None:
+    """Score each DECODE_DIR: WER and CER per language and overall, LID accuracy.
+
+    Writes errs.txt (per-utterance alignments), wer_summary (Kaldi-style %WER/%CER lines) and
+    score.json into DECODE_DIR. CER (spaces removed) is the primary figure of languages written
+    without spaces (zh, ja, th, ...), WER of the others.
+
+    \b
+    Examples:
+      mlkd score exp/student_ft/decode_test_greedy
+      mlkd score --compare --markdown exp/teacher_*/decode_test_greedy exp/student_ft/decode_test_greedy
+    """
+    from rich.console import Console
+
+    from mlkd_cli.score import comparison_markdown, comparison_table, load_or_score, report_table, score_decode_dir
+    from mlkd_cli.score import compare as compare_reports
+
+    if markdown and not compare:
+        raise click.UsageError("--markdown needs --compare")
+    if compare and (ref or ref_lang):
+        raise click.UsageError("--compare scores each decode dir against its own reference; drop --ref/--ref-lang")
+    console = Console()
+    if not compare:
+        for decode_dir in decode_dirs:
+            console.print(report_table(score_decode_dir(decode_dir, ref, ref_lang)))
+        return
+    comparison = compare_reports([load_or_score(d) for d in decode_dirs])
+    if markdown:
+        click.echo(comparison_markdown(comparison), nl=False)
+    else:
+        console.print(comparison_table(comparison))

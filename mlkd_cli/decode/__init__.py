@@ -1,0 +1,1 @@
+"""Decoding: inputs, CTC search (greedy, prefix beam, WFST), long-audio chunking, outputs."""

@@ -1,0 +1,205 @@
+"""`mlkd decode`: batched inference → stitched posteriors → search → text + language.
+
+Windows of all inputs are sorted by duration and batched up to ``max_duration`` seconds of
+audio; the model runs under ``torch.inference_mode``. Precomputed features (prepared cuts)
+are read as they are; raw audio is averaged over channels, resampled to 16 kHz and turned
+into the same fbank the model was trained on, one window at a time, so memory stays bounded
+for hour-long files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from mlkd_cli.data.features import fbank_extractor
+from mlkd_cli.data.prepare import PreparedData
+from mlkd_cli.data.tokenizer import Tokenizer
+from mlkd_cli.decode.chunks import Window, plan_windows
+from mlkd_cli.decode.ctc import greedy_search, prefix_beam_search, restrict_tokens
+from mlkd_cli.decode.inputs import Item
+from mlkd_cli.errors import ConfigError, DataError
+from mlkd_cli.log import progress_bar
+from mlkd_cli.models import CtcModel
+from mlkd_cli.train.experiment import load_asr_experiment
+
+logger = logging.getLogger("mlkd")
+
+METHODS = ("ctc-greedy", "ctc-prefix-beam", "wfst")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeConfig:
+    method: str = "ctc-greedy"
+    beam: int = 8  # prefix beam width
+    lang: str = ""  # force this language (and its token inventory); "" = predicted
+    max_duration: float = 200.0  # seconds of audio per batch
+    chunk: float = 30.0  # longer inputs are decoded in windows of this many seconds ...
+    overlap: float = 2.0  # ... overlapping by this much
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    quantize: str = ""  # "int8": dynamic int8 quantization of the linear layers (CPU)
+    wfst: dict = dataclasses.field(default_factory=dict)  # options of the WFST search
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"decoding method {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.quantize not in ("", "int8"):
+            raise ConfigError(f"quantize {self.quantize!r} is not supported; use int8 or nothing")
+        if not 0 <= self.overlap < self.chunk / 2:
+            raise ConfigError(f"overlap {self.overlap} must be at least 0 and under half the chunk ({self.chunk})")
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    model: CtcModel
+    tokenizer: Tokenizer
+    languages: tuple[str, ...]  # what the model can tell apart (empty: monolingual)
+    own_language: Optional[str]  # a monolingual teacher's language
+    num_parameters: int
+
+
+def load_for_decoding(model_dir: Path, quantize: str = "") -> LoadedModel:
+    model, raw = load_asr_experiment(model_dir)
+    data_dir = Path(raw.get("data") or "")
+    try:
+        tokenizer = PreparedData(data_dir).tokenizer()
+    except DataError as e:
+        raise DataError(f"{model_dir / 'config.yaml'}: the model's tokenizer is not readable ({e}); "
+                        f"restore the data dir it names ({data_dir}) or edit `data:` to point at a copy") from None
+    params = sum(p.numel() for p in model.parameters())
+    model.eval()
+    if quantize == "int8":
+        with warnings.catch_warnings():  # torch.ao is deprecated in favour of torchao, still the CPU path in 2.13
+            warnings.simplefilter("ignore")
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return LoadedModel(model, tokenizer, tuple(model.config.languages), raw.get("lang"), params)
+
+
+@dataclasses.dataclass
+class Segment:
+    item: int
+    window: Window
+
+
+@dataclasses.dataclass
+class Result:
+    id: str
+    text: str
+    language: Optional[str]
+    language_posteriors: Optional[dict[str, float]]
+    duration: float
+    processing_time: float
+
+
+class Decoder:
+    """Decodes items with one model; ``search`` turns a (T, V) matrix into token ids."""
+
+    def __init__(self, loaded: LoadedModel, config: DecodeConfig,
+                 search: Optional[Callable[[np.ndarray], str]] = None):
+        self.loaded, self.config = loaded, config
+        self.extractor = fbank_extractor()
+        self.forced = self._forced_language()
+        allowed = loaded.tokenizer.language_tokens(config.lang) if config.lang else None
+        self.allowed = allowed
+        self.search = search or self._ctc_search
+
+    def _forced_language(self) -> Optional[torch.Tensor]:
+        lang, known = self.config.lang, self.loaded.languages
+        if not lang or not known:
+            if lang and self.loaded.own_language and lang != self.loaded.own_language:
+                raise ConfigError(f"the model is a {self.loaded.own_language} teacher; it cannot decode {lang!r}")
+            return None
+        if lang not in known:
+            raise ConfigError(f"--lang {lang}: the model knows only {', '.join(known)}")
+        return torch.tensor(known.index(lang))
+
+    def _ctc_search(self, log_probs: np.ndarray) -> str:
+        ids = (prefix_beam_search(log_probs, self.config.beam) if self.config.method == "ctc-prefix-beam"
+               else greedy_search(log_probs))
+        return self.loaded.tokenizer.decode(ids)
+
+    def decode(self, items: list[Item]) -> list[Result]:
+        segments = [Segment(i, w) for i, item in enumerate(items)
+                    for w in plan_windows(item.cut.duration, self.config.chunk, self.config.overlap)]
+        segments.sort(key=lambda s: s.window.duration, reverse=True)
+        frames: dict[int, list[tuple[int, np.ndarray]]] = {}
+        lid: dict[int, list[tuple[float, np.ndarray]]] = {}
+        spent = np.zeros(len(items))
+        with progress_bar(transient=True) as bar:
+            task = bar.add_task("decode", total=sum(item.cut.duration for item in items))
+            for batch in self._batches(segments):
+                start = time.perf_counter()
+                log_probs, lengths, posteriors = self._forward([self._features(items[s.item], s.window) for s in batch])
+                elapsed = time.perf_counter() - start
+                batch_audio = sum(s.window.duration for s in batch)
+                for k, seg in enumerate(batch):
+                    w = seg.window
+                    kept = log_probs[k, : lengths[k]][w.keep_from: w.keep_to]
+                    frames.setdefault(seg.item, []).append((w.index, kept))
+                    if posteriors is not None:
+                        lid.setdefault(seg.item, []).append((w.duration, posteriors[k]))
+                    spent[seg.item] += elapsed * w.duration / batch_audio
+                bar.advance(task, batch_audio)
+        results = []
+        for i, item in enumerate(items):
+            start = time.perf_counter()
+            matrix = np.concatenate([f for _, f in sorted(frames[i], key=lambda x: x[0])])
+            if self.allowed is not None:
+                matrix = restrict_tokens(matrix, self.allowed)
+            text = self.search(matrix)
+            language, post = self._language(lid.get(i))
+            results.append(Result(item.id, text, language, post, item.cut.duration,
+                                  spent[i] + time.perf_counter() - start))
+        return results
+
+    def _batches(self, segments: list[Segment]):
+        batch, total = [], 0.0
+        for seg in segments:
+            if batch and total + seg.window.duration > self.config.max_duration:
+                yield batch
+                batch, total = [], 0.0
+            batch.append(seg)
+            total += seg.window.duration
+        if batch:
+            yield batch
+
+    def _features(self, item: Item, window: Window) -> np.ndarray:
+        cut = item.cut
+        if window.start > 0 or window.duration < cut.duration:
+            cut = cut.truncate(offset=window.start, duration=window.duration, preserve_id=True)
+        if cut.has_features:
+            return cut.load_features()
+        samples = cut.load_audio()
+        if samples.ndim == 2:
+            samples = samples.mean(axis=0)  # down-mix every channel
+        return self.extractor.extract(samples, cut.sampling_rate)
+
+    @torch.inference_mode()
+    def _forward(self, feats: list[np.ndarray]):
+        lens = torch.tensor([f.shape[0] for f in feats])
+        padded = torch.zeros(len(feats), int(lens.max()), feats[0].shape[1])
+        for i, f in enumerate(feats):
+            padded[i, : f.shape[0]] = torch.from_numpy(f)
+        language = self.forced.expand(len(feats)) if self.forced is not None else None
+        out = self.loaded.model(padded, lens, language=language) if self.loaded.languages else \
+            self.loaded.model(padded, lens)
+        posteriors = out.lid_logits.softmax(-1).numpy() if out.lid_logits is not None else None
+        return out.log_probs.numpy(), out.lengths.tolist(), posteriors
+
+    def _language(self, windows: Optional[list[tuple[float, np.ndarray]]]) -> tuple[Optional[str], Optional[dict]]:
+        """Duration-weighted mean of the windows' posteriors; a forced or teacher language as is."""
+        if self.config.lang:
+            return self.config.lang, None
+        if not windows:
+            return self.loaded.own_language, None
+        weights = np.array([d for d, _ in windows])
+        mean = (np.stack([p for _, p in windows]) * weights[:, None]).sum(0) / weights.sum()
+        langs = self.loaded.languages
+        return langs[int(mean.argmax())], {lang: round(float(p), 6) for lang, p in zip(langs, mean)}
