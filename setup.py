@@ -24,6 +24,10 @@ setup(
         "soundfile>=0.12",
         "kaldi-native-io>=1.22",  # lhotse reads wav.scp pipe entries ("cmd |") with it
         "kaldialign>=0.9",
+        # WFST decoding without k2: graphs, pruned search over CTC posteriors, ARPA → FST
+        "kaldifst>=1.8",
+        "kaldi-decoder>=0.3",
+        "kaldilm>=1.15",
         "matplotlib>=3.5",
         "sentencepiece>=0.1.99",
         "pycountry>=22.3",
@@ -32,6 +36,6 @@ setup(
         "pyyaml>=6",
         "numpy",
     ],
-    extras_require={"dev": ["pytest>=7", "pytest-timeout"]},
+    extras_require={"dev": ["pytest>=7", "pytest-timeout", "jiwer>=3"]},
     entry_points={"console_scripts": ["mlkd=mlkd_cli.cli:cli"]},
 )

@@ -19,6 +19,7 @@ COMMANDS = {
     "distill": "mlkd_cli.commands.distill:distill",
     "finetune": "mlkd_cli.commands.finetune:finetune",
     "decode": "mlkd_cli.commands.decode:decode",
+    "score": "mlkd_cli.commands.score:score",
 }
 
 

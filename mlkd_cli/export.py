@@ -36,6 +36,7 @@ from mlkd_cli.data.features import NUM_MEL_BINS
 from mlkd_cli.data.prepare import PreparedData
 from mlkd_cli.data.tokenizer import BLANK
 from mlkd_cli.errors import DataError, MlkdError
+from mlkd_cli.fsutil import file_digest
 from mlkd_cli.models import CtcModel
 from mlkd_cli.models.subsampling import MIN_FRAMES
 from mlkd_cli.train.experiment import load_asr_experiment
@@ -163,7 +164,7 @@ def metadata(model: CtcModel, exp_dir: Path) -> dict[str, str]:
         "model_type": "conformer_ctc",
         "model_author": "mlkd",
         "mlkd_version": __version__,
-        "source": str(exp_dir.resolve()),
+        "final_pt_sha256": file_digest(exp_dir / "final.pt"),
         "vocab_size": str(config.vocab_size),
         "feature_dim": str(config.feature_dim),
         "subsampling_factor": str(config.subsampling),

@@ -142,9 +142,13 @@ class LangScore:
 
     @property
     def primary_rate(self) -> float | None:
-        if self.primary is None:
-            return None
-        return (self.chars if self.primary == "cer" else self.words).rate
+        return None if self.primary is None else self.rate(self.primary)
+
+    def rate(self, metric: str) -> float | None:
+        """``metric``: "wer", "cer" or "primary"."""
+        if metric == "primary":
+            return self.primary_rate
+        return (self.chars if metric == "cer" else self.words).rate
 
     def to_dict(self) -> dict:
         return {"num_utts": self.num_utts, "num_missing": self.num_missing, "primary": self.primary,
@@ -381,26 +385,40 @@ def load_inputs(decode_dir: Path, ref: Path | None = None, ref_lang: Path | None
                         f"or give a decode_<set>_<method> directory inside a model directory")
     hyp_path = decode_dir / "hyp.text"
     _require_file(hyp_path, _FIX_DECODE.format(dir=decode_dir))
+    lang_candidates = [decode_dir / "ref.utt2lang"]
     if ref is None:
         ref = decode_dir / "ref.text"
         _require_file(ref, "fix: pass --ref data/<set>/text (the decoded input had no transcripts)")
     else:
         _require_file(ref, "fix: pass the Kaldi text file of the references, e.g. --ref data/<set>/text")
+        lang_candidates.insert(0, ref.parent / "utt2lang")
     if ref_lang is None:
-        ref_lang = next((p for p in (ref.parent / "utt2lang", decode_dir / "ref.utt2lang") if p.is_file()), None)
+        ref_lang = next((p for p in lang_candidates if p.is_file()), None)
     else:
         _require_file(ref_lang, "fix: pass the references' utt2lang, e.g. --ref-lang data/<set>/utt2lang")
     jsonl = decode_dir / "hyps.jsonl"
     stats_path = decode_dir / "stats.json"
     optional = [p for p in (ref_lang, jsonl, stats_path) if p is not None and p.is_file()]
+    hyps, refs = read_text(hyp_path), read_text(ref)
+    stats = read_stats(stats_path)
+    if not refs:
+        raise DataError(f"{ref}: no utterances; fix: pass the Kaldi text of the decoded set with --ref")
+    if hyps and hyps.keys().isdisjoint(refs):
+        raise DataError(f"{ref}: no utterance id in common with {hyp_path}; "
+                        f"fix: pass the reference of the decoded set with --ref")
     return DecodeInputs(
-        hyps=read_text(hyp_path),
-        refs=read_text(ref),
+        hyps=hyps,
+        refs=refs,
         ref_langs=read_utt2lang(ref_lang) if ref_lang else {},
-        pred_langs=read_predicted_languages(jsonl) if jsonl.is_file() else {},
-        stats=read_stats(stats_path),
+        pred_langs=read_predicted_languages(jsonl) if jsonl.is_file() and _predicts_language(stats) else {},
+        stats=stats,
         files=[p.resolve() for p in [hyp_path, ref, *optional]],
     )
+
+
+def _predicts_language(stats: dict) -> bool:
+    """False when stats.json says the hyps' languages were given (forced, or a teacher's own), not predicted."""
+    return stats.get("predicts_language") is not False
 
 
 # ---------------------------------------------------------------------------- scoring
@@ -598,10 +616,14 @@ class Comparison:
 
     languages: list[str]
     rows: list[ComparisonRow]
+    metric: str = "primary"  # what the rates are: "primary" (per language), "wer" or "cer"
 
     def header(self) -> list[str]:
-        return ["Model", "Params", *(f"{lang} %{primary_metric(lang).upper()}" for lang in self.languages),
-                "Avg %ER", "%LID"]
+        def name(lang: str) -> str:
+            return (primary_metric(lang) if self.metric == "primary" else self.metric).upper()
+
+        average = "Avg %ER" if self.metric == "primary" else f"Avg %{self.metric.upper()}"
+        return ["Model", "Params", *(f"{lang} %{name(lang)}" for lang in self.languages), average, "%LID"]
 
     def cells(self) -> list[list[str]]:
         return [[row.label, format_params(row.num_parameters),
@@ -609,14 +631,15 @@ class Comparison:
                  percent(row.average), percent(row.lid_accuracy)] for row in self.rows]
 
 
-def compare(reports: Sequence[ScoreReport]) -> Comparison:
-    """Per language each model's primary error rate, its average over languages, LID accuracy and size.
+def compare(reports: Sequence[ScoreReport], metric: str = "primary") -> Comparison:
+    """Per language each model's error rate (``metric``: the language's primary one, "wer" or
+    "cer"), its average over languages, LID accuracy and size.
 
     A language counts for a model when it has a hypothesis for at least one of its utterances;
     the average is the unweighted mean over the table's languages and is left blank for a model
     that does not cover all of them (a monolingual teacher).
     """
-    covered = [{lang: s.primary_rate for lang, s in r.languages.items() if s.num_missing < s.num_utts}
+    covered = [{lang: s.rate(metric) for lang, s in r.languages.items() if s.num_missing < s.num_utts}
                for r in reports]
     languages = sorted({lang for rates in covered for lang in rates})
     names = Counter(r.model_name for r in reports)
@@ -626,7 +649,7 @@ def compare(reports: Sequence[ScoreReport]) -> Comparison:
         average = sum(values) / len(values) if values and None not in values else None
         label = r.model_name if names[r.model_name] == 1 else f"{r.model_name} ({Path(r.decode_dir).name})"
         rows.append(ComparisonRow(label, r.num_parameters, rates, average, r.lid.accuracy if r.lid else None))
-    return Comparison(languages, rows)
+    return Comparison(languages, rows, metric)
 
 
 def format_params(n: int | None) -> str:
@@ -647,7 +670,9 @@ def comparison_markdown(comparison: Comparison) -> str:
 
 
 def comparison_table(comparison: Comparison) -> Table:
-    table = Table(title="Error rates (%): WER, or CER for languages written without spaces")
+    title = {"primary": "Error rates (%): WER, or CER for languages written without spaces",
+             "wer": "Word error rates (%)", "cer": "Character error rates (%, spaces removed)"}[comparison.metric]
+    table = Table(title=title)
     for i, name in enumerate(comparison.header()):
         table.add_column(name, justify="left" if i == 0 else "right")
     for row in comparison.cells():

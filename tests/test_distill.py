@@ -49,17 +49,17 @@ def distilled(prepared, tiny_teachers, tmp_path_factory) -> Path:
 def test_distill_learns_and_links_its_teachers(distilled: Path, tiny_teachers):
     records = train_records(distilled)
     first, last = records[0], records[-1]
-    assert {"kd", "kd.l1", "kd.l2", "kl", "ctc"} <= set(first)
+    assert {"kd", "kd.l1", "kd.l2", "kl", "ctc", "lid"} <= set(first)
     assert sum(r["kd"] for r in records[-5:]) < 0.7 * sum(r["kd"] for r in records[:5])
     stage = json.loads((distilled / "stage.json").read_text())
     assert stage["status"] == "done" and stage["command"] == "distill"
     for lang, teacher in tiny_teachers.items():
         assert stage["inputs"][f"teacher:{lang}"]["path"] == str((teacher / "final.pt").resolve())
     model, raw = load_asr_experiment(distilled)
-    assert not model.config.languages and sorted(raw["teachers"]) == sorted(
+    assert model.config.languages == ("de", "en", "ru") and sorted(raw["teachers"]) == sorted(
         f"{lang}={t.resolve()}" for lang, t in tiny_teachers.items())
     assert sorted(p.name.split(".")[0] for p in (distilled / "teacher_targets").iterdir()) == ["de", "en", "ru"]
-    assert "cer" in json.loads((distilled / "final_metrics.json").read_text())
+    assert {"cer", "lid_acc"} <= set(json.loads((distilled / "final_metrics.json").read_text()))
 
 
 def test_cached_and_on_the_fly_targets_agree(prepared, tiny_teachers, tmp_path):

@@ -236,14 +236,17 @@ def test_score_json_reused_only_when_newer_than_inputs(decode_dir):
 
 
 def _compare_dirs(tmp_path) -> list[Path]:
+    # As `mlkd decode` writes them: a teacher's hyps carry its own language, which it does not predict.
     teacher_en = make_decode_dir(tmp_path / "teacher_en" / "decode_test_greedy", {"a": ("en", "the cat sat")},
-                                 {"a": ("the bat sat", None)},
-                                 {"model_name": "teacher_en", "method": "greedy", "num_parameters": 2_500_000})
+                                 {"a": ("the bat sat", "en")},
+                                 {"model_name": "teacher_en", "method": "greedy", "num_parameters": 2_500_000,
+                                  "predicts_language": False})
     teacher_zh = make_decode_dir(tmp_path / "teacher_zh" / "decode_test_greedy", {"b": ("zh", "你好世界")},
                                  {"b": ("你好世界", None)},
                                  {"model_name": "teacher_zh", "method": "greedy", "num_parameters": 2_500_000})
     student = make_decode_dir(tmp_path / "student" / "decode_test_greedy", REFS, HYPS,
-                              {"model_name": "student", "method": "greedy", "num_parameters": 800_000})
+                              {"model_name": "student", "method": "greedy", "num_parameters": 800_000,
+                               "predicts_language": True})
     return [teacher_en, teacher_zh, student]
 
 
@@ -252,7 +255,7 @@ def test_compare_table(tmp_path):
     assert comparison.languages == ["en", "zh"]
     teacher_en, teacher_zh, student = comparison.rows
     assert teacher_en.rates == {"en": pytest.approx(1 / 3)} and teacher_en.average is None
-    assert teacher_en.lid_accuracy is None
+    assert teacher_en.lid_accuracy is None and teacher_zh.lid_accuracy is None
     assert student.average == pytest.approx((5 / 7 + 1 / 4) / 2)
     assert student.lid_accuracy == pytest.approx(2 / 3)
 
@@ -349,6 +352,16 @@ def test_missing_inputs(monkeypatch, tmp_path, decode_dir):
     (decode_dir / "hyp.text").unlink()
     result = run_mlkd_score(monkeypatch, decode_dir)
     assert result.exit_code == 1 and f"Error: {decode_dir / 'hyp.text'}: no such file;" in result.output
+
+
+def test_reference_of_another_set(monkeypatch, tmp_path, decode_dir):
+    (tmp_path / "text").write_text("other1 a b\nother2 c\n")
+    result = run_mlkd_score(monkeypatch, decode_dir, "--ref", tmp_path / "text")
+    assert result.exit_code == 1
+    assert f"Error: {tmp_path / 'text'}: no utterance id in common with {decode_dir / 'hyp.text'}" in result.output
+    (tmp_path / "text").write_text("")
+    result = run_mlkd_score(monkeypatch, decode_dir, "--ref", tmp_path / "text")
+    assert result.exit_code == 1 and f"Error: {tmp_path / 'text'}: no utterances" in result.output
 
 
 def test_library_raises_data_error(tmp_path):

@@ -19,10 +19,14 @@ from mlkd_cli.commands.options import training_options
 @click.option("--kd-config", type=click.Path(dir_okay=False, path_type=Path),
               help="Distillation objective YAML (layers, weights, targets), e.g. conf/kd/demo.yaml.")
 @click.option("--targets", type=click.Choice(["cached", "on-the-fly"]), help="Override where teacher targets come from.")
+@click.option("--lid-weight", type=float, default=1.0, help="λ of the student's language-ID cross-entropy.")
+@click.option("--plain-student", is_flag=True,
+              help="Distill a plain CTC student (no language-ID head, no language conditioning).")
 @training_options
 @click.argument("teachers", nargs=-1, required=True)
 @click.argument("exp_dir", type=click.Path(file_okay=False, path_type=Path))
-def distill(data_dir: Path, model_config: Path | None, kd_config: Path | None, targets: str | None, train_config,
+def distill(data_dir: Path, model_config: Path | None, kd_config: Path | None, targets: str | None,
+            lid_weight: float, plain_student: bool, train_config,
             max_steps, precision, train_set: str, dev_set: str, force: bool, teachers: tuple[str, ...],
             exp_dir: Path) -> None:
     """Distill one teacher per language (TEACHERS: their experiment dirs, or LANG=DIR) into a
@@ -49,6 +53,7 @@ def distill(data_dir: Path, model_config: Path | None, kd_config: Path | None, t
     if targets:
         kd = dataclasses.replace(kd, targets=targets)
     config = DistillConfig(data=str(data_dir), teachers=teachers, model=model, kd=kd,
+                           language_adaptive=not plain_student, lid_weight=lid_weight,
                            train=load_train_config(train_config, max_steps, precision),
                            train_set=train_set, dev_set=dev_set)
     run(config, exp_dir, force=force, argv=["mlkd", *sys.argv[1:]])

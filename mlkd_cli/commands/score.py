@@ -17,8 +17,10 @@ import click
               help="One table of all DECODE_DIRs: primary error rate per language, average, LID accuracy, "
                    "parameters (reuses each up-to-date score.json).")
 @click.option("--markdown", is_flag=True, help="With --compare: print the table as Markdown.")
+@click.option("--metric", type=click.Choice(["primary", "cer", "wer"]), default="primary",
+              help="With --compare: the rate shown per language (primary: CER for languages written without spaces, else WER).")
 def score(decode_dirs: tuple[Path, ...], ref: Path | None, ref_lang: Path | None, compare: bool,
-          markdown: bool) -> None:
+          markdown: bool, metric: str) -> None:
     """Score each DECODE_DIR: WER and CER per language and overall, LID accuracy.
 
     Writes errs.txt (per-utterance alignments), wer_summary (Kaldi-style %WER/%CER lines) and
@@ -44,7 +46,7 @@ def score(decode_dirs: tuple[Path, ...], ref: Path | None, ref_lang: Path | None
         for decode_dir in decode_dirs:
             console.print(report_table(score_decode_dir(decode_dir, ref, ref_lang)))
         return
-    comparison = compare_reports([load_or_score(d) for d in decode_dirs])
+    comparison = compare_reports([load_or_score(d) for d in decode_dirs], metric)
     if markdown:
         click.echo(comparison_markdown(comparison), nl=False)
     else:

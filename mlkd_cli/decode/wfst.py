@@ -32,6 +32,7 @@ from mlkd_cli.errors import ConfigError, DataError
 from mlkd_cli.fsutil import staging_dir
 
 if TYPE_CHECKING:
+    import kaldi_decoder
     import kaldifst
 
 logger = logging.getLogger("mlkd")
@@ -54,7 +55,7 @@ Encode = Callable[[str], Sequence[int]]
 class Graph:
     """A decoding graph, its output labels' symbols (``symbols[label]``) and its token count."""
 
-    fst: "kaldifst.StdVectorFst"
+    fst: kaldifst.StdVectorFst
     symbols: list[str]
     has_words: bool
     num_tokens: int
@@ -71,7 +72,7 @@ class Graph:
 # ------------------------------------------------------------------- graph construction
 
 
-def ctc_topology(num_tokens: int) -> "kaldifst.StdVectorFst":
+def ctc_topology(num_tokens: int) -> kaldifst.StdVectorFst:
     """Standard CTC topology: one state per token, every state final, blank = token 0.
 
     Entering state k from another state outputs token k (the blank outputs epsilon); the
@@ -127,7 +128,7 @@ def disambiguate(lexicon: Lexicon, num_tokens: int) -> tuple[list[tuple[str, tup
     return entries, 1 + max(last_k.values(), default=0)
 
 
-def lexicon_fst(entries: list[tuple[str, tuple[int, ...]]], word_ids: dict[str, int]) -> "kaldifst.StdVectorFst":
+def lexicon_fst(entries: list[tuple[str, tuple[int, ...]]], word_ids: dict[str, int]) -> kaldifst.StdVectorFst:
     """L: token ids → word ids, a closure over the words (no silence); the word is output on
     its first token."""
     import kaldifst
@@ -146,7 +147,7 @@ def lexicon_fst(entries: list[tuple[str, tuple[int, ...]]], word_ids: dict[str, 
     return fst
 
 
-def grammar_fst(arpa: Path, words_txt: Path) -> "kaldifst.StdVectorFst":
+def grammar_fst(arpa: Path, words_txt: Path) -> kaldifst.StdVectorFst:
     """G from an ARPA file with kaldilm: back-off arcs read ``#0``, ``<s>``/``</s>`` become epsilon."""
     import kaldifst
     import kaldilm
@@ -158,14 +159,17 @@ def grammar_fst(arpa: Path, words_txt: Path) -> "kaldifst.StdVectorFst":
 
 
 def compose_graph(
-    topo: "kaldifst.StdVectorFst",
-    lexicon: "kaldifst.StdVectorFst",
-    grammar: Optional["kaldifst.StdVectorFst"],
+    topo: kaldifst.StdVectorFst,
+    lexicon: kaldifst.StdVectorFst,
+    grammar: Optional[kaldifst.StdVectorFst],
     num_tokens: int,
     num_disambig: int,
     word_disambig0: int,
-) -> "kaldifst.StdVectorFst":
-    """det*(T ∘ min(det*(L ∘ G))) with disambiguation symbols erased at the end (T ∘ L without G)."""
+) -> kaldifst.StdVectorFst:
+    """det*(T ∘ min(det*(L ∘ G))) with disambiguation symbols erased at the end (T ∘ L without G).
+
+    Changes ``topo`` and ``lexicon`` in place.
+    """
     import kaldifst
 
     if grammar is not None:
@@ -192,36 +196,22 @@ def compose_graph(
     return graph
 
 
-def _word_symbols(lexicon: Lexicon) -> list[str]:
-    """Output symbols of a word graph: ``<eps>``, the words, then ``#0 <s> </s>`` for kaldilm."""
-    return [EPS, *lexicon, DISAMBIG0, BOS, EOS]
-
-
-def _build(
-    out: Path, tokens: Sequence[str], lexicon: Optional[Lexicon], texts: Sequence[str], lm_order: Optional[int]
-) -> dict:
-    """Write the graph (and words.txt, lm.arpa) into ``out``; return facts for graph.json."""
-    num_tokens = len(tokens)
-    topo = ctc_topology(num_tokens)
-    info: dict = {"num_tokens": num_tokens}
-    if lexicon is None:
-        graph = topo
-    else:
-        symbols = _word_symbols(lexicon)
-        word_ids = {w: i for i, w in enumerate(symbols)}
-        (out / WORDS_FILE).write_text("".join(f"{w} {i}\n" for i, w in enumerate(symbols)), encoding="utf-8")
-        entries, num_disambig = disambiguate(lexicon, num_tokens)
-        grammar = None
-        if lm_order is not None:
-            sentences = [[w for w in t.split() if w in lexicon] for t in texts]
-            (out / ARPA_FILE).write_text(estimate_kneser_ney(sentences, lm_order).to_arpa(), encoding="utf-8")
-            grammar = grammar_fst(out / ARPA_FILE, out / WORDS_FILE)
-        graph = compose_graph(
-            topo, lexicon_fst(entries, word_ids), grammar, num_tokens, num_disambig, word_ids[DISAMBIG0]
-        )
-        info.update(num_words=len(lexicon), num_disambig=num_disambig, num_sentences=len(texts))
-    graph.write(str(out / GRAPH_FILE))
-    return info | {"num_states": graph.num_states}
+def _build_word_graph(
+    out: Path, num_tokens: int, lexicon: Lexicon, texts: Sequence[str], lm_order: Optional[int]
+) -> tuple[kaldifst.StdVectorFst, dict]:
+    """T∘L or T∘L∘G, writing words.txt (``<eps>``, the words, ``#0 <s> </s>``) and lm.arpa to ``out``."""
+    symbols = [EPS, *lexicon, DISAMBIG0, BOS, EOS]
+    word_ids = {w: i for i, w in enumerate(symbols)}
+    (out / WORDS_FILE).write_text("".join(f"{w} {i}\n" for i, w in enumerate(symbols)), encoding="utf-8")
+    entries, num_disambig = disambiguate(lexicon, num_tokens)
+    grammar = None
+    if lm_order is not None:
+        sentences = [[w for w in t.split() if w in lexicon] for t in texts]
+        (out / ARPA_FILE).write_text(estimate_kneser_ney(sentences, lm_order).to_arpa(), encoding="utf-8")
+        grammar = grammar_fst(out / ARPA_FILE, out / WORDS_FILE)
+    lex = lexicon_fst(entries, word_ids)
+    graph = compose_graph(ctc_topology(num_tokens), lex, grammar, num_tokens, num_disambig, word_ids[DISAMBIG0])
+    return graph, {"num_words": len(lexicon), "num_disambig": num_disambig, "num_sentences": len(texts)}
 
 
 def graph_key(
@@ -249,49 +239,53 @@ def build_or_load_graph(
     transcripts) and ``encode`` (the tokenizer's text → ids): T∘L over their words, plus an
     n-gram LM of order ``lm_order`` estimated on them (T∘L∘G). ``cache_dir`` belongs to the
     graph: it holds graph.fst, graph.json (the key and facts), words.txt and lm.arpa, and is
-    rebuilt whole when the key (tokens, lexicon, LM text and order) changes.
+    replaced whole when the key (tokens, lexicon, LM text and order) changes.
     """
     cache_dir = Path(cache_dir)
     if len(tokens) < 2:
         raise ConfigError(f"{cache_dir}: a decoding graph needs the blank and at least one token; got {len(tokens)}")
-    if texts is None and lm_order is not None:
-        raise ConfigError(f"{cache_dir}: an n-gram LM (lm_order={lm_order}) needs training texts to build a lexicon from")
+    if lm_order is not None and (texts is None or lm_order < 1):
+        raise ConfigError(f"{cache_dir}: an n-gram LM needs an order >= 1 (got {lm_order}) and training texts")
     if texts is not None and encode is None:
         raise ConfigError(f"{cache_dir}: building a lexicon from texts needs the tokenizer's encode function")
     texts = list(texts) if texts is not None else None
-    lexicon = make_lexicon(texts, encode, len(tokens)) if texts is not None else None
+    lexicon = make_lexicon(texts, encode, len(tokens)) if texts is not None and encode is not None else None
     key = graph_key(tokens, lexicon, texts, lm_order)
-    info_file = cache_dir / INFO_FILE
-    if not (_cached_key(info_file) == key and (cache_dir / GRAPH_FILE).is_file()):
+    if _cached_key(cache_dir) != key:
         start = time.perf_counter()
         with staging_dir(cache_dir) as out:
-            info = _build(out, tokens, lexicon, texts, lm_order)
-            info.update(key=key, version=GRAPH_VERSION, lm_order=lm_order, seconds=round(time.perf_counter() - start, 3))
+            if lexicon is None:
+                graph, info = ctc_topology(len(tokens)), {}
+            else:
+                graph, info = _build_word_graph(out, len(tokens), lexicon, texts or [], lm_order)
+            graph.write(str(out / GRAPH_FILE))
+            info.update(
+                key=key, version=GRAPH_VERSION, num_tokens=len(tokens), lm_order=lm_order,
+                num_states=graph.num_states, seconds=round(time.perf_counter() - start, 3),
+            )
             (out / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        logger.info("graph: built %s (%d states) in %.1f s", cache_dir / GRAPH_FILE, info["num_states"], info["seconds"])
-    return load_graph(cache_dir, tokens)
+        logger.info("graph: built %s (%d states) in %.1f s", cache_dir / GRAPH_FILE, graph.num_states, info["seconds"])
+    return _load(cache_dir, tokens, has_words=lexicon is not None)
 
 
-def _cached_key(info_file: Path) -> Optional[str]:
+def _cached_key(cache_dir: Path) -> Optional[str]:
+    """The key in ``cache_dir``'s graph.json when its graph file is there too."""
     try:
-        return json.loads(info_file.read_text(encoding="utf-8")).get("key")
+        key = json.loads((cache_dir / INFO_FILE).read_text(encoding="utf-8")).get("key")
     except (OSError, ValueError):
         return None
+    return key if (cache_dir / GRAPH_FILE).is_file() else None
 
 
-def load_graph(cache_dir: str | Path, tokens: Sequence[str]) -> Graph:
-    """Read a graph written by :func:`build_or_load_graph` (``tokens`` name a token graph's labels)."""
+def _load(cache_dir: Path, tokens: Sequence[str], has_words: bool) -> Graph:
     import kaldifst
 
-    cache_dir = Path(cache_dir)
-    path, words_file = cache_dir / GRAPH_FILE, cache_dir / WORDS_FILE
-    if not path.is_file():
-        raise DataError(f"{path}: decoding graph not found; build it with build_or_load_graph")
-    if words_file.is_file():
-        symbols = [line.rsplit(" ", 1)[0] for line in words_file.read_text(encoding="utf-8").splitlines()]
-    else:
-        symbols = list(tokens)
-    return Graph(kaldifst.StdVectorFst.read(str(path)), symbols, words_file.is_file(), len(tokens), path)
+    symbols = list(tokens)
+    if has_words:
+        lines = (cache_dir / WORDS_FILE).read_text(encoding="utf-8").splitlines()
+        symbols = [line.rsplit(" ", 1)[0] for line in lines]
+    fst = kaldifst.StdVectorFst.read(str(cache_dir / GRAPH_FILE))
+    return Graph(fst, symbols, has_words, len(tokens), cache_dir / GRAPH_FILE)
 
 
 # ------------------------------------------------------------------------------ search
@@ -322,7 +316,9 @@ class Hypothesis(NamedTuple):
     cost: float  # graph cost - acoustic_scale * log-likelihood of the best path; inf if none
 
 
-def decode_batch(graph: Graph, log_probs: Sequence[np.ndarray], config: SearchConfig = SearchConfig()) -> list[Hypothesis]:
+def decode_batch(
+    graph: Graph, log_probs: Sequence[np.ndarray], config: SearchConfig = SearchConfig()
+) -> list[Hypothesis]:
     """Best path through ``graph`` for each (T, V) CTC log-probability matrix."""
     import kaldi_decoder
 
@@ -334,10 +330,13 @@ def decode_batch(graph: Graph, log_probs: Sequence[np.ndarray], config: SearchCo
 
 
 def decode(graph: Graph, log_probs: np.ndarray, config: SearchConfig = SearchConfig()) -> Hypothesis:
+    """Best path through ``graph`` for one (T, V) CTC log-probability matrix."""
     return decode_batch(graph, [log_probs], config)[0]
 
 
-def _decode_one(decoder, graph: Graph, log_probs: np.ndarray, acoustic_scale: float) -> Hypothesis:
+def _decode_one(
+    decoder: kaldi_decoder.FasterDecoder, graph: Graph, log_probs: np.ndarray, acoustic_scale: float
+) -> Hypothesis:
     import kaldi_decoder
     import kaldifst
 

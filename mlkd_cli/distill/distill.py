@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Optional
 
 import torch
 from lhotse import CutSet
 from torch import nn
+from torch.nn import functional as F
 
 from mlkd_cli.data.features import global_stats
 from mlkd_cli.data.prepare import PreparedData, languages
@@ -29,7 +31,7 @@ from mlkd_cli.train.config import TrainConfig
 from mlkd_cli.train.distributed import DistInfo, barrier
 from mlkd_cli.train.experiment import check_fits_data, data_inputs, training_record
 from mlkd_cli.train.runner import TrainingSetup, run_training_stage
-from mlkd_cli.train.task import Metrics, char_errors
+from mlkd_cli.train.task import Metrics, char_errors, language_ids
 
 logger = logging.getLogger("mlkd")
 
@@ -73,6 +75,10 @@ class DistillConfig:
     teachers: tuple[str, ...]  # LANG=EXP_DIR, one per language of the training data
     model: ModelConfig = ModelConfig()  # the student
     kd: KdConfig = KdConfig()
+    # The student is language-adaptive from the start (conditioned on the true language,
+    # with the language-ID loss at this weight), like the model fine-tuning makes of it.
+    language_adaptive: bool = True
+    lid_weight: float = 1.0
     train: TrainConfig = TrainConfig()
     train_set: str = "train"
     dev_set: str = "dev"
@@ -113,8 +119,9 @@ class DistillTask(nn.Module):
     """Student + per-language projections; the teachers are frozen and never checkpointed."""
 
     def __init__(self, student: CtcModel, teachers: dict[str, Teacher], layers: LayerPlan, kd: KdConfig,
-                 tokenizer: Tokenizer):
+                 tokenizer: Tokenizer, lid_weight: float = 0.0):
         super().__init__()
+        self.lid_weight = lid_weight
         self.asr_model = student
         self.teachers = teachers  # a plain dict: not a submodule, so not trained, saved or moved by .to()
         self.layers, self.kd, self.tokenizer = layers, kd, tokenizer
@@ -129,7 +136,8 @@ class DistillTask(nn.Module):
         return run_teachers(self.teachers, features, batch.feature_lens, batch.langs, self.layers.teacher,
                             log_probs=self.kd.kl_weight > 0, attention=self.kd.attention_weight > 0)
 
-    def losses(self, out: CtcOutput, targets: RoutedTargets, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def losses(self, out: CtcOutput, targets: RoutedTargets, batch: Batch,
+               lang_ids: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and each term; every term is averaged over all valid frames of the batch."""
         kd = self.kd
         frames = sum(int(t.lengths.sum()) for t in targets.values())
@@ -154,24 +162,36 @@ class DistillTask(nn.Module):
             terms["kl"] = kl
         if kd.attention_weight > 0:
             terms["attention"] = attention
-        weights = {"kd": 1.0, "ctc": kd.ctc_weight, "kl": kd.kl_weight, "attention": kd.attention_weight}
+        if lang_ids is not None and self.lid_weight > 0:
+            terms["lid"] = F.cross_entropy(out.lid_logits, lang_ids)
+        weights = {"kd": 1.0, "ctc": kd.ctc_weight, "kl": kd.kl_weight, "attention": kd.attention_weight,
+                   "lid": self.lid_weight}
         total = sum(weights[name] * value for name, value in terms.items() if name in weights)
         return total, terms
 
+    def _language_ids(self, batch: Batch) -> Optional[torch.Tensor]:
+        languages = self.asr_model.config.languages
+        return language_ids(languages, batch) if languages else None
+
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        out = self.asr_model(batch.features, batch.feature_lens, return_attention=self.kd.attention_weight > 0)
+        lang_ids = self._language_ids(batch)  # training conditions on the true language
+        out = self.asr_model(batch.features, batch.feature_lens, language=lang_ids,
+                             return_attention=self.kd.attention_weight > 0)
         targets = batch.extra if batch.extra is not None else self.teacher_targets(batch)
-        total, terms = self.losses(out, targets, batch)
+        total, terms = self.losses(out, targets, batch, lang_ids)
         return total, {name: value.item() for name, value in terms.items()}
 
     @torch.no_grad()
     def evaluate(self, batch: Batch) -> Metrics:
+        lang_ids = self._language_ids(batch)
         out = self.asr_model(batch.features, batch.feature_lens, return_attention=self.kd.attention_weight > 0)
-        total, terms = self.losses(out, self.teacher_targets(batch), batch)
+        total, terms = self.losses(out, self.teacher_targets(batch), batch, lang_ids)
         n = len(batch.cut_ids)
         metrics = {"loss": (total.item() * n, n), **{name: (v.item() * n, n) for name, v in terms.items()}}
         if self.kd.ctc_weight > 0 or self.kd.kl_weight > 0:  # the CTC head is trained: its CER means something
             metrics["cer"] = char_errors(self.tokenizer, greedy_decode(out.log_probs, out.lengths), batch.texts)
+        if lang_ids is not None:  # decoded as at test time: conditioned on the predicted language
+            metrics["lid_acc"] = ((out.lid_logits.argmax(-1) == lang_ids).sum().item(), n)
         return metrics
 
 
@@ -188,7 +208,10 @@ def distill(config: DistillConfig, exp_dir: Path, force: bool = False, argv: lis
     check_fits_data(student_config, data, Path(config.data))
     train_cuts = data.cuts(config.train_set).to_eager()
     dev_cuts = data.cuts(config.dev_set).to_eager()
-    teachers = load_teachers(list(config.teachers), data, languages(train_cuts))
+    langs = languages(train_cuts)
+    if config.language_adaptive:
+        student_config = dataclasses.replace(student_config, languages=tuple(langs))
+    teachers = load_teachers(list(config.teachers), data, langs)
     for teacher in teachers.values():
         if teacher.model.config.subsampling != student_config.subsampling:
             raise ConfigError(f"{teacher.exp_dir}: the teacher subsamples by {teacher.model.config.subsampling}, "
@@ -204,7 +227,7 @@ def distill(config: DistillConfig, exp_dir: Path, force: bool = False, argv: lis
     def setup(dist: DistInfo) -> TrainingSetup:
         student = build_model(student_config)
         student.encoder.normalizer.set_stats(*global_stats(train_cuts))
-        task = DistillTask(student, teachers, layers, config.kd, tokenizer)
+        task = DistillTask(student, teachers, layers, config.kd, tokenizer, config.lid_weight)
         teacher_params = max(num_parameters(t.model) for t in teachers.values())
         logger.info("student: %d parameters (%.2f of the largest teacher's %d); layers %s from teachers %s",
                     num_parameters(student), num_parameters(student) / teacher_params, teacher_params, layers.student,

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from mlkd_cli.data.features import global_stats
 from mlkd_cli.data.prepare import PreparedData, languages
 from mlkd_cli.data.tokenizer import Tokenizer
-from mlkd_cli.errors import ConfigError, DataError
+from mlkd_cli.errors import ConfigError
 from mlkd_cli.fsutil import file_digest
 from mlkd_cli.models import CtcModel, ModelConfig, build_model, ctc_loss, greedy_decode, num_parameters
 from mlkd_cli.models.checkpoint import load_model_state
@@ -28,7 +28,7 @@ from mlkd_cli.train.config import TrainConfig
 from mlkd_cli.train.distributed import DistInfo
 from mlkd_cli.train.experiment import check_fits_data, data_inputs, load_asr_experiment, training_record
 from mlkd_cli.train.runner import TrainingSetup, run_training_stage
-from mlkd_cli.train.task import Metrics, char_errors
+from mlkd_cli.train.task import Metrics, char_errors, language_ids
 
 logger = logging.getLogger("mlkd")
 
@@ -56,17 +56,9 @@ class FinetuneTask(nn.Module):
     def __init__(self, model: CtcModel, tokenizer: Tokenizer, lid_weight: float):
         super().__init__()
         self.asr_model, self.tokenizer, self.lid_weight = model, tokenizer, lid_weight
-        self.index = {lang: i for i, lang in enumerate(model.config.languages)}
-
-    def language_ids(self, batch: Batch) -> torch.Tensor:
-        unknown = sorted(set(batch.langs) - set(self.index))
-        if unknown:
-            raise DataError(f"utterances in language(s) {', '.join(unknown)}, which the model does not know "
-                            f"(its languages: {', '.join(self.index)})")
-        return torch.tensor([self.index[lang] for lang in batch.langs], device=batch.features.device)
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        lang_ids = self.language_ids(batch)
+        lang_ids = language_ids(self.asr_model.config.languages, batch)
         out = self.asr_model(batch.features, batch.feature_lens, language=lang_ids)
         ctc = ctc_loss(out.log_probs, out.lengths, batch.targets)
         lid = F.cross_entropy(out.lid_logits, lang_ids)
@@ -74,7 +66,7 @@ class FinetuneTask(nn.Module):
 
     @torch.no_grad()
     def evaluate(self, batch: Batch) -> Metrics:
-        lang_ids = self.language_ids(batch)
+        lang_ids = language_ids(self.asr_model.config.languages, batch)
         out = self.asr_model(batch.features, batch.feature_lens)  # conditioned on the predicted language
         n = len(lang_ids)
         ctc = ctc_loss(out.log_probs, out.lengths, batch.targets, reduction="sum").item()
@@ -103,12 +95,13 @@ def finetune(config: FinetuneConfig, exp_dir: Path, force: bool = False, argv: l
         if init_model.config.languages and init_model.config.languages != langs:
             raise ConfigError(f"{init_dir}: the model knows languages {', '.join(init_model.config.languages)}, "
                               f"the data {', '.join(langs)}; fine-tune a plain (distilled) model instead")
-        arch = dataclasses.replace(init_model.config, languages=(), lid_layer=0)
+        arch = dataclasses.replace(init_model.config, languages=())
         inputs["init"] = {"path": str((init_dir / "final.pt").resolve()), "digest": file_digest(init_dir / "final.pt")}
         config = dataclasses.replace(config, init=str(init_dir.resolve()))
     else:
         arch = config.model.with_vocab(tokenizer.vocab_size)
-    model_config = dataclasses.replace(arch, languages=langs, lid_layer=config.model.lid_layer)
+    lid_layer = config.model.lid_layer or arch.lid_layer  # an adaptive init keeps its split unless told
+    model_config = dataclasses.replace(arch, languages=langs, lid_layer=lid_layer)
     check_fits_data(model_config, data, Path(config.data))
     config = dataclasses.replace(config, data=str(data.root.resolve()), model=model_config)
     record = training_record("finetune", argv or [], inputs, config)

@@ -15,6 +15,7 @@ from kaldialign import edit_distance
 from torch import nn
 
 from mlkd_cli.data.tokenizer import Tokenizer
+from mlkd_cli.errors import DataError
 from mlkd_cli.models import CtcModel, ctc_loss, greedy_decode
 from mlkd_cli.train.batches import Batch
 
@@ -27,6 +28,16 @@ class Task(Protocol):
     def __call__(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]: ...
 
     def evaluate(self, batch: Batch) -> Metrics: ...
+
+
+def language_ids(languages: tuple[str, ...], batch: Batch) -> torch.Tensor:
+    """The batch's languages as indices into a language-adaptive model's ``languages``."""
+    index = {lang: i for i, lang in enumerate(languages)}
+    unknown = sorted(set(batch.langs) - set(index))
+    if unknown:
+        raise DataError(f"utterances in language(s) {', '.join(unknown)}, which the model does not know "
+                        f"(its languages: {', '.join(languages)})")
+    return torch.tensor([index[lang] for lang in batch.langs], device=batch.features.device)
 
 
 def char_errors(tokenizer: Tokenizer, hyps: list[list[int]], refs: list[str]) -> tuple[int, int]:

@@ -1,0 +1,251 @@
+"""`mlkd export`: the sherpa-onnx contract, onnxruntime vs PyTorch, int8, and the same text as `mlkd decode`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from conftest import TINY_MODEL, run_cli
+from mlkd_cli.cli import COMMANDS
+from mlkd_cli.config import dump_yaml, load_yaml, to_dict
+from mlkd_cli.data.features import fbank_extractor
+from mlkd_cli.data.prepare import PrepareConfig
+from mlkd_cli.data.tokenizer import TokenizerConfig, train_tokenizer
+from mlkd_cli.errors import DataError
+from mlkd_cli.export import PAD_VALUE, check_sherpa_model, compare_onnx, session
+from mlkd_cli.models import ModelConfig, build_model, save_model
+
+RATE = 16000
+TEXTS = {"en": ["the quick brown fox jumps over the lazy dog"], "de": ["zwölf boxkämpfer jagen viktor quer über den sylter deich"]}
+
+# sherpa-onnx kills the process on a bad model: it runs in a child process, after check_sherpa_model.
+SHERPA = """
+import json, sys
+import sherpa_onnx, soundfile as sf
+model, tokens, *wavs = sys.argv[1:]
+recognizer = sherpa_onnx.OfflineRecognizer.from_zipformer_ctc(model=model, tokens=tokens, num_threads=1)
+streams = []
+for wav in wavs:
+    samples, rate = sf.read(wav, dtype="float32")
+    streams.append(recognizer.create_stream())
+    streams[-1].accept_waveform(rate, samples)
+recognizer.decode_streams(streams)  # one padded batch
+print(json.dumps([s.result.text for s in streams]))
+"""
+
+
+def run_export(*args):
+    """`mlkd export ARGS...`, registered here in case cli.py does not list it yet."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(COMMANDS, "export", "mlkd_cli.commands.export:export")
+        return run_cli("export", *args)
+
+
+def synthetic_audio(seconds: float, seed: int) -> np.ndarray:
+    """Noise and gliding tones that change every few hundred ms, so the features (and a random model's tokens) vary."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    pitch = np.repeat(rng.uniform(150, 3000, size=int(seconds * 4) + 1), RATE // 4)[: t.size]
+    tone = np.sin(2 * np.pi * np.cumsum(pitch) / RATE) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    return (0.3 * tone + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """A prepared-data stand-in: config.yaml and a character tokenizer (all an export needs)."""
+    root = tmp_path_factory.mktemp("export_data") / "data"
+    config = PrepareConfig(tokenizer=TokenizerConfig(type="char"))
+    train_tokenizer(TEXTS, root / config.tokenizer.dir_name, config.tokenizer)
+    (root / "config.yaml").write_text(dump_yaml(config), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def wavs(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("export_audio")
+    paths = [root / "long.wav", root / "short.wav"]
+    for i, (path, seconds) in enumerate(zip(paths, (3.0, 1.7))):
+        sf.write(path, synthetic_audio(seconds, seed=i), RATE, subtype="PCM_16")
+    return paths
+
+
+def make_experiment(root: Path, data_dir: Path, wav: Path, languages: tuple[str, ...] = ()) -> Path:
+    """An experiment dir with a random tiny model whose greedy output is varied text.
+
+    Its CMVN statistics come from ``wav``; its CTC head is a scaled rotation of the encoder
+    output centred on ``wav``'s frames (a random head picks the same few tokens everywhere)
+    and never picks <unk>; a language-adaptive model gets a non-zero language embedding. So
+    every part of the graph matters to the output.
+    """
+    vocab = len((data_dir / "lang_char" / "tokens.txt").read_text(encoding="utf-8").splitlines())
+    config = dataclasses.replace(load_yaml(ModelConfig, TINY_MODEL).with_vocab(vocab), languages=languages)
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    features = torch.from_numpy(fbank_extractor().extract(sf.read(wav, dtype="float32")[0], RATE))
+    head = model.ctc_head
+    with torch.no_grad():
+        model.encoder.normalizer.set_stats(features.mean(0), features.std(0))
+        if languages:
+            model.language_embedding.weight.normal_(std=1.0)
+        frames = model(features[None], torch.tensor([len(features)])).output[0]
+        torch.nn.init.orthogonal_(head.weight)
+        head.weight.div_(frames.std(0).mean())
+        head.bias.copy_(-head.weight @ frames.mean(0))
+        head.bias[1] = -100.0  # <unk>: sentencepiece and sherpa-onnx spell it differently
+    root.mkdir(parents=True)
+    (root / "config.yaml").write_text(yaml.safe_dump({"data": str(data_dir), "model": to_dict(config)}), encoding="utf-8")
+    save_model(root / "final.pt", model, config)
+    return root
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory, data_dir, wavs) -> Path:
+    """A plain tiny model exported with --int8 to its default export dir."""
+    exp = make_experiment(tmp_path_factory.mktemp("export_exp") / "plain", data_dir, wavs[0])
+    result = run_export(exp, "--int8")
+    assert result.exit_code == 0, result.output
+    return exp
+
+
+@pytest.fixture(scope="module")
+def adaptive(tmp_path_factory, data_dir, wavs) -> Path:
+    exp = make_experiment(tmp_path_factory.mktemp("export_exp") / "adaptive", data_dir, wavs[0], languages=("de", "en"))
+    result = run_export(exp, "-o", exp / "onnx")
+    assert result.exit_code == 0, result.output
+    return exp
+
+
+def loaded(exp: Path):
+    from mlkd_cli.train.experiment import load_asr_experiment
+
+    model, _ = load_asr_experiment(exp)
+    return model.eval()
+
+
+def test_export_writes_model_and_sherpa_token_table(plain, data_dir):
+    out = plain / "export"
+    assert sorted(p.name for p in out.iterdir()) == ["model.int8.onnx", "model.onnx", "tokens.txt"]
+    assert (out / "tokens.txt").read_text(encoding="utf-8") == (data_dir / "lang_char" / "tokens.txt").read_text(encoding="utf-8")
+    proto = onnx.load(str(out / "model.onnx"))
+    assert [i.name for i in proto.graph.input] == ["x", "x_lens"]
+    assert [o.name for o in proto.graph.output] == ["log_probs", "log_probs_len"]
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["vocab_size"] == str(len((out / "tokens.txt").read_text().splitlines())) and meta["languages"] == ""
+    check_sherpa_model(out / "model.onnx", out / "tokens.txt")
+    check_sherpa_model(out / "model.int8.onnx", out / "tokens.txt")
+
+
+@pytest.mark.parametrize("which", ["plain", "adaptive"])
+def test_onnxruntime_matches_pytorch_on_a_padded_batch(which, request, wavs):
+    exp = request.getfixturevalue(which)
+    onnx_path = exp / ("export" if which == "plain" else "onnx") / "model.onnx"
+    model = loaded(exp)
+    feats = [fbank_extractor().extract(sf.read(w, dtype="float32")[0], RATE) for w in wavs]
+    lengths = torch.tensor([f.shape[0] for f in feats])
+    x = torch.full((2, int(lengths.max()), 80), PAD_VALUE)
+    for i, f in enumerate(feats):
+        x[i, : f.shape[0]] = torch.from_numpy(f)
+    with torch.no_grad():
+        ref = model(x, lengths)
+    sess = session(onnx_path)
+    log_probs, out_lens = sess.run(None, {"x": x.numpy(), "x_lens": lengths.numpy()})
+    assert out_lens.dtype == np.int64 and out_lens.tolist() == ref.lengths.tolist()
+    for i, n in enumerate(out_lens.tolist()):
+        assert np.abs(log_probs[i, :n] - ref.log_probs[i, :n].numpy()).max() < 1e-4
+        alone, _ = sess.run(None, {"x": x[i : i + 1, :int(lengths[i])].numpy(), "x_lens": lengths[i : i + 1].numpy()})
+        assert np.abs(alone[0, :n] - log_probs[i, :n]).max() < 1e-4  # padding never leaks in
+    short, short_lens = sess.run(None, {"x": x[:1, :3].numpy(), "x_lens": np.array([3])})
+    assert short_lens.tolist() == [0]  # under 7 frames: no output frame, and no onnxruntime error
+
+
+def test_language_adaptive_export_conditions_on_predicted_language(adaptive):
+    proto = onnx.load(str(adaptive / "onnx" / "model.onnx"))
+    assert {p.key: p.value for p in proto.metadata_props}["languages"] == "de,en"
+    assert len(proto.graph.output) == 2
+    model = loaded(adaptive)
+    x = torch.randn(1, 200, 80) * model.encoder.normalizer.std + model.encoder.normalizer.mean
+    with torch.no_grad():
+        forced = [model(x, torch.tensor([200]), language=torch.tensor([k])).log_probs for k in range(2)]
+    assert (forced[0] - forced[1]).abs().max() > 1e-2  # the language input matters ...
+    diff, agreement = compare_onnx(model, adaptive / "onnx" / "model.onnx")
+    assert diff < 1e-4 and agreement == 1.0  # ... and the graph follows the predicted one
+
+
+def test_int8_model_is_close(plain):
+    diff, agreement = compare_onnx(loaded(plain), plain / "export" / "model.int8.onnx")
+    # A random tiny model has small argmax margins (0.78 agreement here; a trained one about 0.98).
+    assert diff < 4.0 and agreement > 0.5, (diff, agreement)
+
+
+@pytest.mark.parametrize("which", ["plain", "adaptive"])
+def test_sherpa_onnx_gets_the_same_text_as_mlkd_decode(which, request, wavs):
+    exp = request.getfixturevalue(which)
+    out = exp / ("export" if which == "plain" else "onnx")
+    result = run_cli("decode", exp, *wavs)
+    assert result.exit_code == 0, result.output
+    ours = {Path(p).name: text for p, _, text in (line.split("\t") for line in result.stdout.splitlines() if "\t" in line)}
+    check_sherpa_model(out / "model.onnx", out / "tokens.txt")
+    sherpa = subprocess.run([sys.executable, "-c", SHERPA, out / "model.onnx", out / "tokens.txt", *wavs],
+                            capture_output=True, text=True, timeout=120)
+    assert sherpa.returncode == 0, sherpa.stderr
+    theirs = dict(zip((w.name for w in wavs), json.loads(sherpa.stdout)))
+    assert all(len(text) >= 20 for text in ours.values()) and any(" " in text for text in ours.values()), ours
+    assert theirs == ours
+
+
+def test_int8_model_runs_in_sherpa_onnx(plain, wavs):
+    out = plain / "export"
+    sherpa = subprocess.run([sys.executable, "-c", SHERPA, out / "model.int8.onnx", out / "tokens.txt", wavs[0]],
+                            capture_output=True, text=True, timeout=120)
+    assert sherpa.returncode == 0, sherpa.stderr
+    assert json.loads(sherpa.stdout)[0].strip()
+
+
+def test_not_an_experiment_names_the_missing_file(tmp_path):
+    result = run_export(tmp_path / "nowhere")
+    assert result.exit_code == 1
+    assert f"Error: {tmp_path / 'nowhere' / 'config.yaml'}: not found" in result.output
+
+
+def test_missing_final_pt_names_it(tmp_path, data_dir, wavs):
+    exp = make_experiment(tmp_path / "exp", data_dir, wavs[0])
+    (exp / "final.pt").unlink()
+    result = run_export(exp)
+    assert result.exit_code == 1 and f"Error: {exp / 'final.pt'}: checkpoint not found" in result.output
+    assert not (exp / "export").exists()
+
+
+@pytest.mark.parametrize("table, message", [
+    ("<blk> 0\na 2\n", "ids must run 0..1 without gaps"),
+    ("<eps> 0\na 1\n", "id 0 must be the CTC blank <blk>"),
+    ("<blk> 0\na b 1\n", "tokens.txt:2: expected `symbol id`"),
+    ("<blk> 0\na 1\n", "2 tokens, but the model emits"),
+])
+def test_bad_token_table_is_refused(tmp_path, data_dir, wavs, table, message):
+    exp = make_experiment(tmp_path / "exp", data_dir, wavs[0])
+    (tmp_path / "tokens.txt").write_text(table, encoding="utf-8")
+    result = run_export(exp, "--tokens", tmp_path / "tokens.txt")
+    assert result.exit_code == 1 and f"Error: {tmp_path / 'tokens.txt'}" in result.output and message in result.output
+
+
+def test_contract_check_refuses_a_single_output_model(tmp_path, plain):
+    """The graph sherpa-onnx segfaults on: it must be refused in Python."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T", 80])
+    lens = helper.make_tensor_value_info("x_lens", TensorProto.INT64, ["N"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "T", 80])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "one_output", [x, lens], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "bad.onnx"))
+    with pytest.raises(DataError, match="sherpa-onnx needs outputs"):
+        check_sherpa_model(tmp_path / "bad.onnx", plain / "export" / "tokens.txt")
