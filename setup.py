@@ -28,6 +28,10 @@ setup(
         "kaldifst>=1.8",
         "kaldi-decoder>=0.3",
         "kaldilm>=1.15",
+        # `mlkd export`: ONNX graphs (the dynamo exporter needs onnxscript), checked with onnxruntime
+        "onnx>=1.23",
+        "onnxruntime>=1.32",
+        "onnxscript>=0.7",
         "matplotlib>=3.5",
         "sentencepiece>=0.1.99",
         "pycountry>=22.3",
@@ -36,6 +40,6 @@ setup(
         "pyyaml>=6",
         "numpy",
     ],
-    extras_require={"dev": ["pytest>=7", "pytest-timeout", "jiwer>=3"]},
+    extras_require={"dev": ["pytest>=7", "pytest-timeout", "jiwer>=3", "sherpa-onnx>=2.0"]},
     entry_points={"console_scripts": ["mlkd=mlkd_cli.cli:cli"]},
 )

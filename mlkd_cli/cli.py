@@ -20,6 +20,7 @@ COMMANDS = {
     "finetune": "mlkd_cli.commands.finetune:finetune",
     "decode": "mlkd_cli.commands.decode:decode",
     "score": "mlkd_cli.commands.score:score",
+    "export": "mlkd_cli.commands.export:export",
 }
 
 

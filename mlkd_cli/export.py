@@ -57,13 +57,23 @@ VERIFY_FRAMES = (300, 187)  # a padded batch of two utterances (3 s and 1.9 s)
 
 @dataclasses.dataclass(frozen=True)
 class ExportResult:
-    model: Path
-    tokens: Path
-    max_diff: float  # onnxruntime vs PyTorch, valid frames of the verification batch
+    out_dir: Path
     seconds: float  # export time, verification excluded
-    int8_model: Path | None = None
+    max_diff: float  # onnxruntime vs PyTorch, valid frames of the verification batch
     int8_diff: float | None = None
     int8_agreement: float | None = None  # fraction of valid frames with the same best token
+
+    @property
+    def model(self) -> Path:
+        return self.out_dir / MODEL_FILE
+
+    @property
+    def int8_model(self) -> Path | None:
+        return self.out_dir / INT8_FILE if self.int8_diff is not None else None
+
+    @property
+    def tokens(self) -> Path:
+        return self.out_dir / TOKENS_FILE
 
 
 class SherpaCtc(nn.Module):
@@ -83,7 +93,7 @@ def export_experiment(exp_dir: str | Path, out_dir: str | Path | None = None, in
                       tokens: str | Path | None = None) -> ExportResult:
     """Export ``exp_dir``'s model and token table to ``out_dir`` (default ``exp_dir/export``).
 
-    Files are written under temporary names, verified against PyTorch with onnxruntime and
+    Files are written under a temporary dir, verified against PyTorch with onnxruntime and
     checked against the sherpa-onnx contract, then renamed into place.
     """
     exp_dir = Path(exp_dir)
@@ -95,24 +105,31 @@ def export_experiment(exp_dir: str | Path, out_dir: str | Path | None = None, in
     with tempfile.TemporaryDirectory(prefix=".tmp-export-", dir=out_dir) as tmp:
         staged = Path(tmp)
         write_tokens(symbols, staged / TOKENS_FILE)
-        start = time.perf_counter()
-        export_onnx(model, staged / MODEL_FILE, metadata(model, exp_dir))
-        seconds = time.perf_counter() - start
-        check_sherpa_model(staged / MODEL_FILE, staged / TOKENS_FILE)
-        max_diff = verify_onnx(model, staged / MODEL_FILE)
+        seconds, max_diff = export_verified(model, staged, metadata(model, exp_dir))
         logger.info("exported %s in %.1f s; onnxruntime vs PyTorch: max |diff| %.2e", out_dir / MODEL_FILE, seconds, max_diff)
-        names = [MODEL_FILE, TOKENS_FILE]
-        int8_fields = {}
+        int8_diff = int8_agreement = None
         if int8:
-            quantize_int8(staged / MODEL_FILE, staged / INT8_FILE)
-            check_sherpa_model(staged / INT8_FILE, staged / TOKENS_FILE)
-            diff, agreement = compare_onnx(model, staged / INT8_FILE)
-            logger.info("int8 model: max |diff| %.3f, same best token on %.1f%% of frames", diff, 100 * agreement)
-            names.append(INT8_FILE)
-            int8_fields = {"int8_model": out_dir / INT8_FILE, "int8_diff": diff, "int8_agreement": agreement}
-        for name in names:
-            os.replace(staged / name, out_dir / name)
-    return ExportResult(out_dir / MODEL_FILE, out_dir / TOKENS_FILE, max_diff, seconds, **int8_fields)
+            int8_diff, int8_agreement = quantize_checked(model, staged)
+            logger.info("int8 model: max |diff| %.3f, same best token on %.1f%% of frames", int8_diff, 100 * int8_agreement)
+        for path in sorted(staged.iterdir()):
+            os.replace(path, out_dir / path.name)
+    return ExportResult(out_dir, seconds, max_diff, int8_diff, int8_agreement)
+
+
+def export_verified(model: CtcModel, staged: Path, props: dict[str, str]) -> tuple[float, float]:
+    """Export to ``staged/model.onnx``, check it; export seconds and max |diff| to PyTorch."""
+    start = time.perf_counter()
+    export_onnx(model, staged / MODEL_FILE, props)
+    seconds = time.perf_counter() - start
+    check_sherpa_model(staged / MODEL_FILE, staged / TOKENS_FILE)
+    return seconds, verify_onnx(model, staged / MODEL_FILE)
+
+
+def quantize_checked(model: CtcModel, staged: Path) -> tuple[float, float]:
+    """Quantize ``staged/model.onnx`` to ``model.int8.onnx``, check it; its diff and agreement with PyTorch."""
+    quantize_int8(staged / MODEL_FILE, staged / INT8_FILE)
+    check_sherpa_model(staged / INT8_FILE, staged / TOKENS_FILE)
+    return compare_onnx(model, staged / INT8_FILE)
 
 
 def experiment_tokens(exp_dir: Path, raw: dict) -> Path:
@@ -244,11 +261,11 @@ def check_sherpa_model(model_path: Path, tokens_path: Path) -> None:
                 f"{model_path}: sherpa-onnx needs {kind}s {describe(want)}, the model has {describe(got)}; "
                 "export it with `mlkd export`"
             )
-    dims = (sess.get_inputs()[0].shape[2], sess.get_outputs()[0].shape[2])
-    if dims[0] != NUM_MEL_BINS:
-        raise DataError(f"{model_path}: sherpa-onnx feeds {NUM_MEL_BINS}-dim fbank, the model reads {dims[0]}-dim features")
-    if dims[1] != len(symbols):
-        raise DataError(f"{model_path}: the model emits {dims[1]} tokens but {tokens_path} has {len(symbols)}")
+    features, tokens = sess.get_inputs()[0].shape[2], sess.get_outputs()[0].shape[2]  # str when symbolic
+    if features != NUM_MEL_BINS:
+        raise DataError(f"{model_path}: sherpa-onnx feeds {NUM_MEL_BINS}-dim fbank, the model reads {features}-dim features")
+    if isinstance(tokens, int) and tokens != len(symbols):
+        raise DataError(f"{model_path}: the model emits {tokens} tokens but {tokens_path} has {len(symbols)}")
 
 
 def describe(args: list[tuple[str, int]]) -> str:

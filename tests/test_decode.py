@@ -95,10 +95,10 @@ def test_chunked_decoding_of_long_audio_equals_whole_decoding(tmp_path, prepared
     rng = np.random.default_rng(1)
     sf.write(tmp_path / "long.wav", (0.1 * rng.standard_normal(16000 * 75)).astype(np.float32), 16000)
     items = resolve_inputs([str(tmp_path / "long.wav")]).items
-    loaded = LoadedModel(FrameLocalModel(tokenizer.vocab_size), tokenizer, (), "en", 0)
+    loaded = LoadedModel(FrameLocalModel(tokenizer.vocab_size), tokenizer, (), "en", 0, prepared)
     captured = {}
 
-    def keep(matrix):
+    def keep(matrix, lang):
         captured.setdefault("m", []).append(matrix)
         return tokenizer.decode(greedy_search(matrix))
 
@@ -189,3 +189,26 @@ def test_bad_model_dirs_are_errors(prepared, tmp_path, tiny_adaptive):
     assert result.exit_code == 1 and "final.pt: not a readable checkpoint" in result.output
     result = run_cli("decode", tiny_adaptive, str(tmp_path / "*.nothing"))
     assert result.exit_code == 1 and "matches no file" in result.output
+
+
+def test_wfst_with_the_ctc_topology_alone_equals_greedy_and_lm_graphs_are_cached(prepared, tiny_adaptive):
+    cuts = prepared / "manifests" / "dev_cuts.jsonl.gz"
+    for args in ([], ["--method", "wfst", "--graph", "ctc"], ["--method", "wfst", "--graph", "lm", "--lm-order", "2"]):
+        result = run_cli("decode", tiny_adaptive, cuts, *args)
+        assert result.exit_code == 0, result.output
+
+    def texts(name):
+        return {h["id"]: h["text"] for h in map(json.loads, (tiny_adaptive / name / "hyps.jsonl").read_text().splitlines())}
+
+    assert texts("decode_dev_wfst-ctc") == texts("decode_dev_ctc-greedy")
+    lm = texts("decode_dev_wfst-lm2")
+    graphs = sorted(p.name for p in (tiny_adaptive / "graph").iterdir())
+    predicted = {h["language"] for h in map(json.loads, (tiny_adaptive / "decode_dev_wfst-lm2" / "hyps.jsonl")
+                                                  .read_text().splitlines())}
+    assert graphs == ["ctc", *sorted(f"{lang}_lm2" for lang in predicted)]  # one graph per language used
+    train_words = {w for cut in PreparedData(prepared).cuts("train") for w in cut.supervisions[0].text.split()}
+    assert all(set(text.split()) <= train_words for text in lm.values())  # in-vocabulary words only
+    graph_file = tiny_adaptive / "graph" / graphs[-1] / "graph.fst"
+    stamp = graph_file.stat().st_mtime_ns
+    assert run_cli("decode", tiny_adaptive, cuts, "--method", "wfst", "--lm-order", "2").exit_code == 0
+    assert graph_file.stat().st_mtime_ns == stamp

@@ -19,9 +19,16 @@ import click
 @click.option("--overlap", type=float, default=2.0, help="Overlap of those windows, in seconds.")
 @click.option("--threads", type=int, default=0, help="Torch threads (0: torch's default).")
 @click.option("--int8", "int8", is_flag=True, help="Dynamic int8 quantization of the linear layers (CPU).")
+@click.option("--graph", type=click.Choice(["ctc", "lexicon", "lm"]), default="lm",
+              help="WFST graph: CTC topology only, + word lexicon, + word n-gram LM (per language, from the training text).")
+@click.option("--lm-order", type=int, default=3, help="Order of the Kneser-Ney word n-gram.")
+@click.option("--wfst-beam", type=float, default=16.0, help="WFST search beam.")
+@click.option("--max-active", type=int, default=7000, help="WFST search: most active states per frame.")
+@click.option("--acoustic-scale", type=float, default=1.0, help="WFST search: weight of the log-probs vs the graph.")
 @click.option("--name", help="Name of the decode dir: decode_<name>_<method> (default: from the inputs).")
 def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lang: str, max_duration: float,
-           chunk: float, overlap: float, threads: int, int8: bool, name: str | None) -> None:
+           chunk: float, overlap: float, threads: int, int8: bool, graph: str, lm_order: int, wfst_beam: float,
+           max_active: int, acoustic_scale: float, name: str | None) -> None:
     """Transcribe INPUTs (cuts manifests, Kaldi data dirs, audio files, globs, list files of
     audio paths) with the model of MODEL_DIR; results go to MODEL_DIR/decode_<name>_<method>/.
 
@@ -39,7 +46,8 @@ def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lan
     from mlkd_cli.decode.stage import run_decode
 
     config = DecodeConfig(method=method, beam=beam, lang=lang, max_duration=max_duration, chunk=chunk,
-                          overlap=overlap, threads=threads, quantize="int8" if int8 else "")
+                          overlap=overlap, threads=threads, quantize="int8" if int8 else "", graph=graph,
+                          lm_order=lm_order, wfst_beam=wfst_beam, max_active=max_active, acoustic_scale=acoustic_scale)
     resolved = resolve_inputs(list(inputs))
     summary = run_decode(model_dir, resolved, config, name=name, argv=["mlkd", *sys.argv[1:]])
     if resolved.audio_files:

@@ -18,13 +18,14 @@ def export(model_dir: Path, out_dir: Path | None, int8: bool, tokens: Path | Non
     """Export MODEL_DIR's model (config.yaml + final.pt) to ONNX for sherpa-onnx.
 
     The graph is checked against the PyTorch model with onnxruntime before it replaces
-    anything in the output dir. sherpa-onnx's offline CTC recognizer, which computes the same fbank features
-    as mlkd, loads it with
-    `sherpa_onnx.OfflineRecognizer.from_zipformer_ctc(model="model.onnx", tokens="tokens.txt")`.
+    anything in the output dir. sherpa-onnx's offline CTC recognizer loads it and computes
+    the same fbank features as mlkd, so it transcribes audio files as `mlkd decode` does.
 
     \b
     Example:
       mlkd export exp/student_ft --int8
+      python3 -c 'import sherpa_onnx; sherpa_onnx.OfflineRecognizer.from_zipformer_ctc(
+          model="exp/student_ft/export/model.onnx", tokens="exp/student_ft/export/tokens.txt")'
     """
     from mlkd_cli.export import export_experiment
 

@@ -45,7 +45,11 @@ class DecodeConfig:
     overlap: float = 2.0  # ... overlapping by this much
     threads: int = 0  # torch intra-op threads; 0 = torch's default
     quantize: str = ""  # "int8": dynamic int8 quantization of the linear layers (CPU)
-    wfst: dict = dataclasses.field(default_factory=dict)  # options of the WFST search
+    graph: str = "lm"  # WFST graph: ctc (topology only), lexicon, lm (lexicon + n-gram)
+    lm_order: int = 3
+    wfst_beam: float = 16.0
+    max_active: int = 7000
+    acoustic_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -63,6 +67,7 @@ class LoadedModel:
     languages: tuple[str, ...]  # what the model can tell apart (empty: monolingual)
     own_language: Optional[str]  # a monolingual teacher's language
     num_parameters: int
+    data_dir: Path  # the prepared data the model was trained on (tokenizer, training text)
 
 
 def load_for_decoding(model_dir: Path, quantize: str = "") -> LoadedModel:
@@ -79,7 +84,7 @@ def load_for_decoding(model_dir: Path, quantize: str = "") -> LoadedModel:
         with warnings.catch_warnings():  # torch.ao is deprecated in favour of torchao, still the CPU path in 2.13
             warnings.simplefilter("ignore")
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    return LoadedModel(model, tokenizer, tuple(model.config.languages), raw.get("lang"), params)
+    return LoadedModel(model, tokenizer, tuple(model.config.languages), raw.get("lang"), params, data_dir)
 
 
 @dataclasses.dataclass
@@ -99,10 +104,10 @@ class Result:
 
 
 class Decoder:
-    """Decodes items with one model; ``search`` turns a (T, V) matrix into token ids."""
+    """Decodes items with one model; ``search`` turns a (T, V) matrix and the language into text."""
 
     def __init__(self, loaded: LoadedModel, config: DecodeConfig,
-                 search: Optional[Callable[[np.ndarray], str]] = None):
+                 search: Optional[Callable[[np.ndarray, Optional[str]], str]] = None):
         self.loaded, self.config = loaded, config
         self.extractor = fbank_extractor()
         self.forced = self._forced_language()
@@ -120,7 +125,7 @@ class Decoder:
             raise ConfigError(f"--lang {lang}: the model knows only {', '.join(known)}")
         return torch.tensor(known.index(lang))
 
-    def _ctc_search(self, log_probs: np.ndarray) -> str:
+    def _ctc_search(self, log_probs: np.ndarray, lang: Optional[str]) -> str:
         ids = (prefix_beam_search(log_probs, self.config.beam) if self.config.method == "ctc-prefix-beam"
                else greedy_search(log_probs))
         return self.loaded.tokenizer.decode(ids)
@@ -153,8 +158,8 @@ class Decoder:
             matrix = np.concatenate([f for _, f in sorted(frames[i], key=lambda x: x[0])])
             if self.allowed is not None:
                 matrix = restrict_tokens(matrix, self.allowed)
-            text = self.search(matrix)
             language, post = self._language(lid.get(i))
+            text = self.search(matrix, language)
             results.append(Result(item.id, text, language, post, item.cut.duration,
                                   spent[i] + time.perf_counter() - start))
         return results

@@ -20,7 +20,9 @@ import torch
 
 from mlkd_cli.config import dump_yaml
 from mlkd_cli.decode.decoder import DecodeConfig, Decoder, LoadedModel, Result, load_for_decoding
+from mlkd_cli.decode.graphs import wfst_search
 from mlkd_cli.decode.inputs import Inputs, Item
+from mlkd_cli.decode.wfst import SearchConfig
 from mlkd_cli.fsutil import atomic_write_text, file_digest
 from mlkd_cli.log import log_to_file
 from mlkd_cli.stage import StageRecord, now, software_versions, write_stage
@@ -39,12 +41,21 @@ class DecodeSummary:
 
 
 def decode_dir_name(name: str, config: DecodeConfig) -> str:
+    method = config.method
+    if method == "wfst":
+        method += f"-{config.graph}{config.lm_order if config.graph == 'lm' else ''}"
     suffix = "".join(f"_{part}" for part in (config.quantize, f"lang-{config.lang}" if config.lang else "") if part)
-    return f"decode_{name}_{config.method}{suffix}"
+    return f"decode_{name}_{method}{suffix}"
+
+
+def make_search(model_dir: Path, loaded: LoadedModel, config: DecodeConfig) -> Optional[Callable]:
+    if config.method != "wfst":
+        return None
+    search = SearchConfig(beam=config.wfst_beam, max_active=config.max_active, acoustic_scale=config.acoustic_scale)
+    return wfst_search(model_dir, loaded.data_dir, loaded.tokenizer, config.graph, config.lm_order, search)
 
 
 def run_decode(model_dir: Path, inputs: Inputs, config: DecodeConfig, name: Optional[str] = None,
-               search_factory: Optional[Callable[[LoadedModel, DecodeConfig, list[Item]], Callable]] = None,
                argv: Optional[list[str]] = None) -> DecodeSummary:
     """Decode ``inputs`` with the model of ``model_dir``; write and return the results."""
     if config.threads:
@@ -55,8 +66,7 @@ def run_decode(model_dir: Path, inputs: Inputs, config: DecodeConfig, name: Opti
     out_dir.mkdir(parents=True, exist_ok=True)
     with log_to_file(out_dir / "log" / "decode.log"):
         started, start = now(), time.perf_counter()
-        search = search_factory(loaded, config, items) if search_factory else None
-        results = Decoder(loaded, config, search).decode(items) if items else []
+        results = Decoder(loaded, config, make_search(model_dir, loaded, config)).decode(items) if items else []
         elapsed = time.perf_counter() - start
         audio = sum(item.cut.duration for item in items)
         rtf = elapsed / max(audio, 1e-9)
