@@ -64,4 +64,21 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     --train-config "conf/train/baseline_$preset.yaml" "$exp/baseline"
 fi
 
-echo "$0: stages up to 5 (corpus, prepare, teachers, distill, finetune, baseline) are all this recipe has so far" >&2
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  # Stage 6: decode the test set with every model (teachers: their own language's utterances).
+  for model in $(for lang in $langs; do echo "$exp/teacher_$lang"; done) "$exp/student" "$exp/baseline"; do
+    run mlkd decode "$model" "$data/manifests/test_cuts.jsonl.gz"
+  done
+  for method in ctc-prefix-beam wfst; do
+    run mlkd decode "$exp/student" "$data/manifests/test_cuts.jsonl.gz" --method "$method"
+  done
+fi
+
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  # Stage 7: score every decode dir, then one table: teachers vs student vs no-KD baseline.
+  dirs=""
+  for lang in $langs; do dirs="$dirs $exp/teacher_$lang/decode_test_ctc-greedy"; done
+  dirs="$dirs $exp/student/decode_test_ctc-greedy $exp/baseline/decode_test_ctc-greedy"
+  run mlkd score $dirs $exp/student/decode_test_ctc-prefix-beam $exp/student/decode_test_wfst-lm3
+  run mlkd score --compare --metric cer $dirs
+fi

@@ -96,7 +96,8 @@ def _write(summary: DecodeSummary, model_dir: Path, loaded: LoadedModel, config:
     atomic_write_text(out / "hyps.jsonl", "".join(json.dumps(dataclasses.asdict(r), ensure_ascii=False) + "\n"
                                                   for r in results))
     if any(item.ref_text is not None for item in items):
-        atomic_write_text(out / "ref.text", "".join(f"{i.id} {i.ref_text or ''}".rstrip() + "\n" for i in items))
+        atomic_write_text(out / "ref.text", "".join(f"{i.id} {i.ref_text}".rstrip() + "\n"
+                                                    for i in items if i.ref_text is not None))
     if any(item.ref_lang for item in items):
         atomic_write_text(out / "ref.utt2lang", "".join(f"{i.id} {i.ref_lang}\n" for i in items if i.ref_lang))
     stats = {
