@@ -39,6 +39,20 @@ def wer_by_language(decode_dir: Path) -> dict[str, float]:
     return {lang: s["wer"]["rate"] for lang, s in report["languages"].items()}
 
 
+def jiwer_check(decode_dir: Path) -> str:
+    import jiwer
+
+    def table(name: str) -> dict[str, str]:
+        rows = (line.split(maxsplit=1) for line in (decode_dir / name).read_text(encoding="utf-8").splitlines())
+        return {row[0]: row[1] if len(row) > 1 else "" for row in rows}
+
+    refs, hyps = table("ref.text"), table("hyp.text")
+    ids = sorted(refs)
+    theirs = jiwer.wer([refs[i] for i in ids], [hyps.get(i, "") for i in ids])
+    ours = json.loads((decode_dir / "score.json").read_text())["overall"]["wer"]["rate"]
+    return f"WER {100 * ours:.3f}% vs {100 * theirs:.3f}% ({'equal' if abs(ours - theirs) < 1e-9 else 'DIFFERENT'})"
+
+
 def sherpa_seconds(export_dir: Path, wavs: list[Path], threads: int) -> float:
     import sherpa_onnx
 
@@ -81,6 +95,7 @@ def main() -> None:
         print(f"  {label:28s} RTF {rtf:.4f}  ({rtf / greedy_rtf:.2f} x greedy)")
 
     greedy, lm = wer_by_language(dirs["ctc-greedy"]), wer_by_language(dirs["wfst, lexicon + 3-gram"])
+    print(f"  jiwer vs mlkd score (kaldialign) on the greedy test hyps: {jiwer_check(dirs['ctc-greedy'])}")
     print("  WER greedy -> WFST with lexicon + 3-gram LM: " +
           "  ".join(f"{lang} {100 * greedy[lang]:.1f}->{100 * lm[lang]:.1f}" for lang in sorted(greedy)))
 

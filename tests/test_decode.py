@@ -212,3 +212,29 @@ def test_wfst_with_the_ctc_topology_alone_equals_greedy_and_lm_graphs_are_cached
     stamp = graph_file.stat().st_mtime_ns
     assert run_cli("decode", tiny_adaptive, cuts, "--method", "wfst", "--lm-order", "2").exit_code == 0
     assert graph_file.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_an_hour_long_file_decodes_in_bounded_memory(tmp_path, tiny_adaptive, tiny_corpus):
+    import resource
+    import subprocess
+    import sys
+
+    wavs = [Path(line.split()[1]) for line in (tiny_corpus / "test" / "wav.scp").read_text().splitlines()]
+    hour = tmp_path / "hour.wav"
+    with sf.SoundFile(hour, "w", samplerate=16000, channels=1, subtype="PCM_16") as out:
+        written = 0
+        while written < 3600 * 16000:
+            for w in wavs:
+                samples, _ = sf.read(w, dtype="int16")
+                out.write(samples)
+                written += len(samples)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = subprocess.run([sys.executable, "-m", "mlkd_cli", "decode", str(tiny_adaptive), str(hour), "--name", "hour"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    peak_mib = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    assert peak_mib < 2048, peak_mib
+    (line,) = [l for l in result.stdout.splitlines() if "\t" in l]
+    hyp = json.loads((tiny_adaptive / "decode_hour_ctc-greedy" / "hyps.jsonl").read_text())
+    assert hyp["duration"] >= 3600 and line.startswith(str(hour))
