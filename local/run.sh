@@ -15,6 +15,7 @@ tokenizer=char   # characters: BPE-500 stays on the blank plateau with 1 h per l
 vocab_size=500
 preset=demo      # conf/model/{,student_}$preset.yaml, conf/train/{teacher,distill,finetune,baseline}_$preset.yaml
 exp=exp
+lid_weight=3     # λ of the language-ID loss (distill, finetune, baseline)
 
 . local/parse_options.sh
 
@@ -49,18 +50,18 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   teachers=""
   for lang in $langs; do teachers="$teachers $exp/teacher_$lang"; done
   run mlkd distill --data "$data" --model-config "conf/model/student_$preset.yaml" --kd-config "conf/kd/$preset.yaml" \
-    --train-config "conf/train/distill_$preset.yaml" $teachers "$exp/student_kd"
+    --lid-weight "$lid_weight" --train-config "conf/train/distill_$preset.yaml" $teachers "$exp/student_kd"
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   # Stage 4: language-adaptive fine-tuning of the student: CTC + λ·CE(language id).
-  run mlkd finetune --data "$data" --init "$exp/student_kd" --train-config "conf/train/finetune_$preset.yaml" \
+  run mlkd finetune --data "$data" --init "$exp/student_kd" --lid-weight "$lid_weight" --train-config "conf/train/finetune_$preset.yaml" \
     "$exp/student"
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   # Stage 5: the no-KD baseline: the same student and stage from scratch, for distill + finetune updates.
-  run mlkd finetune --data "$data" --model-config "conf/model/student_$preset.yaml" \
+  run mlkd finetune --data "$data" --model-config "conf/model/student_$preset.yaml" --lid-weight "$lid_weight" \
     --train-config "conf/train/baseline_$preset.yaml" "$exp/baseline"
 fi
 
