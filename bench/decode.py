@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,17 @@ import soundfile as sf
 def mlkd(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "mlkd_cli", *args], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
+
+
+def peak_rss_mib(args: list[str]) -> float:
+    """Peak memory of `mlkd ARGS` alone: measured by a fresh parent that runs nothing else
+    (RUSAGE_CHILDREN keeps the largest child ever, e.g. an earlier export)."""
+    probe = ("import resource, subprocess, sys; "
+             "subprocess.run([sys.executable, '-m', 'mlkd_cli', *sys.argv[1:]], check=True, "
+             "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", probe, *args], check=True, capture_output=True, text=True)
+    return int(out.stdout.strip()) / 1024
 
 
 def stats(decode_dir: Path) -> dict:
@@ -127,11 +137,9 @@ def main() -> None:
                     written += len(samples)
                     if written >= 3600 * 16000:
                         break
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         start = time.perf_counter()
-        mlkd("decode", str(model), str(hour), "--name", "bench-hour", *threads)
+        peak = peak_rss_mib(["decode", str(model), str(hour), "--name", "bench-hour", *threads])
         seconds = time.perf_counter() - start
-        peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
         audio = sf.info(hour).duration
         print(f"  one {audio / 60:.1f}-minute wav: decoded in {seconds:.1f} s (RTF {seconds / audio:.4f} "
               f"with start-up), peak RSS {peak:.0f} MiB")

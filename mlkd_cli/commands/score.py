@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -41,7 +42,7 @@ def score(decode_dirs: tuple[Path, ...], ref: Path | None, ref_lang: Path | None
         raise click.UsageError("--markdown needs --compare")
     if compare and (ref or ref_lang):
         raise click.UsageError("--compare scores each decode dir against its own reference; drop --ref/--ref-lang")
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=200)  # logs and pipes: never truncate names
     if not compare:
         for decode_dir in decode_dirs:
             console.print(report_table(score_decode_dir(decode_dir, ref, ref_lang)))
