@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages mlkd's recipes need: eSpeak NG (speech synthesis) and the
-# fortunes collections (sentences of the embedded corpus). Installs with apt-get when run
-# as root; otherwise says what to install and fails.
+# Installs the Debian packages mlkd's recipes and tests need: eSpeak NG (speech synthesis),
+# the fortunes collections (sentences of the embedded corpus) and a single-node SLURM with
+# munge (the tests start their own cluster). Installs with apt-get when run as root;
+# otherwise says what to install and fails.
 set -euo pipefail
 
-packages=(espeak-ng fortunes fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl fortunes-cs)
+packages=(espeak-ng fortunes fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl fortunes-cs slurmctld slurmd slurm-client munge)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
