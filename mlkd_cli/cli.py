@@ -21,6 +21,7 @@ COMMANDS = {
     "decode": "mlkd_cli.commands.decode:decode",
     "score": "mlkd_cli.commands.score:score",
     "export": "mlkd_cli.commands.export:export",
+    "slurm": "mlkd_cli.commands.slurm:slurm",
 }
 
 
