@@ -1,0 +1,60 @@
+"""local/run.sh end to end on tiny data: here, and as a SLURM job graph with the same results."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slurm_cluster import slurm_cluster  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def recipe(tmp: Path, name: str, env: dict, *extra: str) -> subprocess.CompletedProcess:
+    venv_bin = str(Path(sys.executable).parent)
+    args = ["bash", "local/run.sh", "--size", "tiny", "--preset", "tiny", "--langs", "en de", "--nj", "1",
+            "--corpus", str(tmp / "corpus"), "--data", str(tmp / f"data_{name}"), "--exp", str(tmp / f"exp_{name}"),
+            *extra]
+    return subprocess.run(args, cwd=ROOT, env={**env, "PATH": f"{venv_bin}:{env['PATH']}"}, capture_output=True,
+                          text=True, timeout=900)
+
+
+def finals(exp: Path) -> dict[str, dict]:
+    return {d: json.loads((exp / d / "final_metrics.json").read_text())
+            for d in ("teacher_en", "teacher_de", "student_kd", "student", "baseline")}
+
+
+def test_tiny_recipe_here_and_as_a_slurm_job_graph_agree(slurm_cluster, tmp_path):  # noqa: F811
+    local = recipe(tmp_path, "local", {**os.environ, "MLKD_CMD": "local"})
+    assert local.returncode == 0, local.stderr[-3000:]
+    assert "Avg" in local.stdout and "student" in local.stdout and "baseline" in local.stdout
+    env = {**os.environ, **slurm_cluster.env, "MLKD_CMD": "slurm",
+           "MLKD_SLURM_OPTS": "--cpus-per-task 1 --mem 2G"}
+    submitted = recipe(tmp_path, "slurm", env, "--stage", "1")  # the corpus is shared
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    jobs = re.findall(r"\[slurm job (\d+)\]", submitted.stderr)
+    assert len(jobs) == 9  # prepare, teachers, distill, finetune, baseline, 2 decodes, score, compare
+    for job in jobs:
+        assert slurm_cluster.wait(job, timeout=600) == "COMPLETED", slurm_cluster.logs()
+    ours, theirs = finals(tmp_path / "exp_local"), finals(tmp_path / "exp_slurm")
+    for name in ours:
+        assert ours[name].keys() == theirs[name].keys()
+        for key, value in ours[name].items():
+            assert theirs[name][key] == (pytest.approx(value, rel=1e-6) if isinstance(value, float) else value), (name, key)
+    table = (tmp_path / "exp_slurm" / "slurm" / "log" / f"compare.{jobs[-1]}.out").read_text()
+    assert "student" in table and "baseline" in table
+    # resubmitting the graph: every training stage is up to date, nothing retrains
+    again = recipe(tmp_path, "slurm", env, "--stage", "2", "--stop-stage", "5")
+    assert again.returncode == 0, again.stderr[-3000:]
+    rerun = re.findall(r"\[slurm job (\d+)\]", again.stderr)
+    for job in rerun:
+        assert slurm_cluster.wait(job, timeout=300) == "COMPLETED"
+    logs = [p.read_text() for job in rerun for p in (tmp_path / "exp_slurm" / "slurm" / "log").glob(f"*.{job}*.out")]
+    assert len(logs) == 5 and all("up to date" in log for log in logs)  # 2 teachers, distill, finetune, baseline
+    assert finals(tmp_path / "exp_slurm") == theirs
