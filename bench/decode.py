@@ -19,13 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
-
-
-def mlkd(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "mlkd_cli", *args], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+from common import mlkd
 
 
 def peak_rss_mib(args: list[str]) -> float:

@@ -10,31 +10,15 @@ Usage: python bench/distill.py DATA_DIR EXP_DIR [--steps 200]   (teachers: EXP_D
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
+from common import mlkd, train_speed
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDENT = ROOT / "conf" / "model" / "student_demo.yaml"
-
-
-def mlkd(*args: str) -> float:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "mlkd_cli", *args], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
-def speed(exp: Path) -> float:
-    records = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines()]
-    speeds = [r["audio_per_s"] for r in records if r["kind"] == "train"][1:]
-    return sum(speeds) / len(speeds)
 
 
 def cache_seconds(exp: Path) -> float:
@@ -65,8 +49,8 @@ def main() -> None:
             kd = work / f"{name}.yaml"
             kd.write_text(yaml.safe_dump({**demo, **change}))
             mlkd("distill", *common, "--kd-config", str(kd), *teachers, str(work / name))
-        ctc = speed(work / "ctc")
-        cached, live, augmented = (speed(work / name) for name in variants)
+        ctc = train_speed(work / "ctc")
+        cached, live, augmented = (train_speed(work / name) for name in variants)
         print(f"student {STUDENT.stem}, {len(teachers)} teachers, {args.steps} steps of 50 s batches, {base['precision']}, "
               "the demo objective (layer KD + KL + CTC + LID):")
         print(f"  plain CTC training                         {ctc:6.0f} s of audio per second")

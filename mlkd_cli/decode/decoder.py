@@ -27,7 +27,7 @@ from mlkd_cli.decode.ctc import greedy_search, prefix_beam_search, restrict_toke
 from mlkd_cli.decode.inputs import Item
 from mlkd_cli.errors import ConfigError, DataError
 from mlkd_cli.log import progress_bar
-from mlkd_cli.models import CtcModel
+from mlkd_cli.models import CtcModel, num_parameters
 from mlkd_cli.train.experiment import load_asr_experiment
 
 logger = logging.getLogger("mlkd")
@@ -78,7 +78,7 @@ def load_for_decoding(model_dir: Path, quantize: str = "") -> LoadedModel:
     except DataError as e:
         raise DataError(f"{model_dir / 'config.yaml'}: the model's tokenizer is not readable ({e}); "
                         f"restore the data dir it names ({data_dir}) or edit `data:` to point at a copy") from None
-    params = sum(p.numel() for p in model.parameters())
+    params = num_parameters(model)
     model.eval()
     if quantize == "int8":
         with warnings.catch_warnings():  # torch.ao is deprecated in favour of torchao, still the CPU path in 2.13
@@ -111,8 +111,7 @@ class Decoder:
         self.loaded, self.config = loaded, config
         self.extractor = fbank_extractor()
         self.forced = self._forced_language()
-        allowed = loaded.tokenizer.language_tokens(config.lang) if config.lang else None
-        self.allowed = allowed
+        self.allowed = loaded.tokenizer.language_tokens(config.lang) if config.lang else None
         self.search = search or self._ctc_search
 
     def _forced_language(self) -> Optional[torch.Tensor]:
@@ -193,8 +192,7 @@ class Decoder:
         for i, f in enumerate(feats):
             padded[i, : f.shape[0]] = torch.from_numpy(f)
         language = self.forced.expand(len(feats)) if self.forced is not None else None
-        out = self.loaded.model(padded, lens, language=language) if self.loaded.languages else \
-            self.loaded.model(padded, lens)
+        out = self.loaded.model(padded, lens, language=language)
         posteriors = out.lid_logits.softmax(-1).numpy() if out.lid_logits is not None else None
         return out.log_probs.numpy(), out.lengths.tolist(), posteriors
 

@@ -23,9 +23,10 @@ from mlkd_cli.decode.decoder import DecodeConfig, Decoder, LoadedModel, Result, 
 from mlkd_cli.decode.graphs import wfst_search
 from mlkd_cli.decode.inputs import Inputs, Item
 from mlkd_cli.decode.wfst import SearchConfig
-from mlkd_cli.fsutil import atomic_write_text, file_digest
+from mlkd_cli.fsutil import atomic_write_text
 from mlkd_cli.log import log_to_file
 from mlkd_cli.stage import StageRecord, now, software_versions, write_stage
+from mlkd_cli.train.experiment import file_input
 
 logger = logging.getLogger("mlkd")
 
@@ -115,8 +116,7 @@ def _write(summary: DecodeSummary, model_dir: Path, loaded: LoadedModel, config:
     atomic_write_text(out / "stats.json", json.dumps(stats, indent=2) + "\n")
     atomic_write_text(out / "config.yaml", dump_yaml(config))
     final = model_dir / "final.pt"
-    record = StageRecord(command="decode", argv=argv, inputs={"model": {"path": str(final.resolve()),
-                                                                        "digest": file_digest(final)}},
+    record = StageRecord(command="decode", argv=argv, inputs={"model": file_input(final)},
                          config=dataclasses.asdict(config), status="done", versions=software_versions(),
                          started=started, finished=now())
     write_stage(out, record)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from lhotse import CutSet, NumpyFilesWriter
 from lhotse.dataset.collation import collate_features
+from torch.nn.utils.rnn import pad_sequence
 
 from mlkd_cli.errors import DataError
 from mlkd_cli.fsutil import atomic_path
@@ -87,11 +88,8 @@ def _compute(out_dir: Path, teacher: Teacher, cuts: CutSet, layers: list[int], l
 
 
 def _pad(arrays: list[np.ndarray]) -> torch.Tensor:
-    longest = max(a.shape[0] for a in arrays)
-    out = torch.zeros((len(arrays), longest, *arrays[0].shape[1:]), dtype=torch.float32)
-    for i, a in enumerate(arrays):
-        out[i, : a.shape[0]] = torch.from_numpy(a.astype(np.float32))
-    return out
+    """(T_i, ...) fp16 arrays → a zero-padded float32 (N, T, ...) batch."""
+    return pad_sequence([torch.from_numpy(a).float() for a in arrays], batch_first=True)
 
 
 def load_cached_targets(cuts: CutSet) -> RoutedTargets:

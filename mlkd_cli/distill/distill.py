@@ -29,7 +29,7 @@ from mlkd_cli.models import CtcModel, CtcOutput, ModelConfig, build_model, ctc_l
 from mlkd_cli.train.batches import AsrDataset, Batch
 from mlkd_cli.train.config import TrainConfig
 from mlkd_cli.train.distributed import DistInfo, barrier
-from mlkd_cli.train.experiment import check_fits_data, data_inputs, training_record
+from mlkd_cli.train.experiment import check_fits_data, data_inputs, file_input, training_record
 from mlkd_cli.train.runner import TrainingSetup, run_training_stage
 from mlkd_cli.train.task import Metrics, char_errors, language_ids
 
@@ -196,8 +196,7 @@ class DistillTask(nn.Module):
 
 
 def teacher_inputs(teachers: dict[str, Teacher]) -> dict[str, dict[str, str]]:
-    return {f"teacher:{lang}": {"path": str((t.exp_dir / "final.pt").resolve()), "digest": t.digest}
-            for lang, t in sorted(teachers.items())}
+    return {f"teacher:{lang}": file_input(t.exp_dir / "final.pt", t.digest) for lang, t in sorted(teachers.items())}
 
 
 def distill(config: DistillConfig, exp_dir: Path, force: bool = False, argv: list[str] | None = None) -> bool:

@@ -65,14 +65,15 @@ def check_fits_data(config: ModelConfig, data: PreparedData, where: Path) -> Non
         )
 
 
+def file_input(path: Path, digest: str | None = None) -> dict[str, str]:
+    """A stage.json input: a file by absolute path and content digest."""
+    return {"path": str(path.resolve()), "digest": digest or file_digest(path)}
+
+
 def data_inputs(data: PreparedData, sets: list[str]) -> dict[str, dict[str, str]]:
     """stage.json inputs for a training stage: the set manifests and the tokenizer, by content."""
-    inputs = {}
-    for name in sets:
-        path = data.root / "manifests" / f"{name}_cuts.jsonl.gz"
-        inputs[f"data:{name}"] = {"path": str(path.resolve()), "digest": file_digest(path)}
-    model = data.lang_dir / "tokenizer.model"
-    inputs["tokenizer"] = {"path": str(model.resolve()), "digest": file_digest(model)}
+    inputs = {f"data:{name}": file_input(data.root / "manifests" / f"{name}_cuts.jsonl.gz") for name in sets}
+    inputs["tokenizer"] = file_input(data.lang_dir / "tokenizer.model")
     return inputs
 
 

@@ -20,13 +20,12 @@ from mlkd_cli.data.features import global_stats
 from mlkd_cli.data.prepare import PreparedData, languages
 from mlkd_cli.data.tokenizer import Tokenizer
 from mlkd_cli.errors import ConfigError
-from mlkd_cli.fsutil import file_digest
 from mlkd_cli.models import CtcModel, ModelConfig, build_model, ctc_loss, greedy_decode, num_parameters
 from mlkd_cli.models.checkpoint import load_model_state
 from mlkd_cli.train.batches import Batch
 from mlkd_cli.train.config import TrainConfig
 from mlkd_cli.train.distributed import DistInfo
-from mlkd_cli.train.experiment import check_fits_data, data_inputs, load_asr_experiment, training_record
+from mlkd_cli.train.experiment import check_fits_data, data_inputs, file_input, load_asr_experiment, training_record
 from mlkd_cli.train.runner import TrainingSetup, run_training_stage
 from mlkd_cli.train.task import Metrics, char_errors, language_ids
 
@@ -96,7 +95,7 @@ def finetune(config: FinetuneConfig, exp_dir: Path, force: bool = False, argv: l
             raise ConfigError(f"{init_dir}: the model knows languages {', '.join(init_model.config.languages)}, "
                               f"the data {', '.join(langs)}; fine-tune a plain (distilled) model instead")
         arch = dataclasses.replace(init_model.config, languages=())
-        inputs["init"] = {"path": str((init_dir / "final.pt").resolve()), "digest": file_digest(init_dir / "final.pt")}
+        inputs["init"] = file_input(init_dir / "final.pt")
         config = dataclasses.replace(config, init=str(init_dir.resolve()))
     else:
         arch = config.model.with_vocab(tokenizer.vocab_size)
