@@ -238,7 +238,10 @@ def test_all_problems_counted_and_logged(kaldi_dir: Path, caplog: pytest.LogCapt
 @pytest.mark.parametrize(
     "value, code",
     [("en", "en"), ("eng", "en"), ("English", "en"), ("ENGLISH", "en"), ("german", "de"), ("ger", "de"),
-     ("ru", "ru"), ("yue", "yue"), ("xx", None), ("zzz", None), ("", None)],
+     ("ru", "ru"), ("yue", "yue"), ("xx", None), ("zzz", None), ("", None),
+     # locale tags of CommonVoice (zh-CN, pt-BR), FLEURS (en_us, cmn_hans_cn) and BCP 47
+     ("zh-CN", "zh"), ("pt-BR", "pt"), ("en_us", "en"), ("cmn_hans_cn", "cmn"), ("de-DE", "de"),
+     ("xx-YY", None)],
 )
 def test_normalize_language(value: str, code: str | None) -> None:
     assert normalize_language(value) == code

@@ -250,3 +250,43 @@ def test_lhotse_manifests_as_sources(prepared: Path, tmp_path: Path):
     assert {c.supervisions[0].language for c in train} == set(TINY_LANGS)
     assert sorted(train.ids) == sorted(supervisions.ids)
     assert len(data.cuts("dev").to_eager()) == len(load_manifest(manifests / "dev_cuts.jsonl.gz"))
+
+
+def test_commonvoice_style_manifests_with_normalize_text(prepared: Path, tmp_path: Path):
+    """`lhotse prepare commonvoice` output: cv-<lang>_{recordings,supervisions}_<split>, locale tags
+    (en-US), cased and punctuated text; --normalize-text lower-cases and drops punctuation."""
+    manifests = prepared / "manifests"
+    locales = {"en": "en-US", "de": "de_de", "ru": "ru"}
+
+    def commonvoice_style(s):
+        return dataclasses.replace(s, language=locales[s.language], text=f"«{s.text.capitalize()}», he said!")
+
+    src = tmp_path / "cv"
+    src.mkdir()
+    shutil.copy(manifests / "train_recordings.jsonl.gz", src / "cv-all_recordings_train.jsonl.gz")
+    original = load_manifest(manifests / "train_supervisions.jsonl.gz")
+    SupervisionSet.from_segments(commonvoice_style(s) for s in original).to_file(src / "cv-all_supervisions_train.jsonl.gz")
+    out = tmp_path / "out"
+    result = run_cli("prepare", "--tokenizer", "char", "--normalize-text", "--train-set", "cv-all_train",
+                     src / "cv-all_recordings_train.jsonl.gz", out)
+    assert result.exit_code == 0, result.output
+    data = PreparedData(out)
+    assert data.config.normalize_text
+    texts = {c.id: (c.supervisions[0].text, c.supervisions[0].language) for c in data.cuts("cv-all_train")}
+    assert texts == {s.id: (f"{s.text} he said", s.language) for s in original}
+    symbols = (out / "lang_char" / "tokens.txt").read_text().split()[::2]
+    assert not {"«", "»", ",", "!"} & set(symbols) and not any(c.isupper() for c in symbols if len(c) == 1)
+
+
+def test_normalize_text_rejects_utterance_without_words(prepared: Path, tmp_path: Path):
+    manifests = prepared / "manifests"
+    first, *rest = load_manifest(manifests / "train_supervisions.jsonl.gz")
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(manifests / "train_recordings.jsonl.gz", src / "x_recordings_train.jsonl.gz")
+    SupervisionSet.from_segments([dataclasses.replace(first, text="...?"), *rest]).to_file(src / "x_supervisions_train.jsonl.gz")
+    out = tmp_path / "out"
+    result = run_cli("prepare", "--normalize-text", "--train-set", "x_train", src / "x_recordings_train.jsonl.gz", out)
+    assert result.exit_code == 1
+    assert f"utterance {first.id} has no words once punctuation is removed ('...?'); drop it" in result.output
+    assert not out.exists()

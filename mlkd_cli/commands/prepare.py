@@ -17,10 +17,12 @@ from mlkd_cli.data.tokenizer import TOKENIZER_TYPES
 @click.option("--tokenizer", "tokenizer_type", type=click.Choice(TOKENIZER_TYPES), default="bpe", help="Token unit.")
 @click.option("--vocab-size", default=500, help="Tokenizer vocabulary size (bpe/unigram).")
 @click.option("--allow-mixed-rates", is_flag=True, help="Accept recordings of different sample rates (all are resampled to 16 kHz).")
+@click.option("--normalize-text", is_flag=True,
+              help="Lower-case transcripts and remove punctuation (CommonVoice, FLEURS raw text, subtitles).")
 @click.option("-j", "--num-jobs", default=1, help="Parallel feature extraction jobs.")
 @click.option("-f", "--force", is_flag=True, help="Redo everything, even over a directory prepared from other inputs.")
 def prepare(sources: tuple[str, ...], out_dir: Path, train_set: str, tokenizer_type: str, vocab_size: int,
-            allow_mixed_rates: bool, num_jobs: int, force: bool) -> None:
+            allow_mixed_rates: bool, normalize_text: bool, num_jobs: int, force: bool) -> None:
     """Validate SRC... and write manifests, fbank features and a tokenizer to OUT_DIR.
 
     Each SRC is a Kaldi data dir (wav.scp, text, utt2spk, utt2lang, ...) or an lhotse
@@ -40,5 +42,6 @@ def prepare(sources: tuple[str, ...], out_dir: Path, train_set: str, tokenizer_t
         train_set=train_set,
         tokenizer=TokenizerConfig(type=tokenizer_type, vocab_size=vocab_size),
         allow_mixed_rates=allow_mixed_rates,
+        normalize_text=normalize_text,
     )
     run_prepare(list(sources), out_dir, config, num_jobs=num_jobs, force=force, argv=["mlkd", *sys.argv[1:]])

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import pycountry
 
 from mlkd_cli.errors import DataError
 
-VALID_FORMS = "an ISO 639-1 code (en), an ISO 639-3 code (eng) or an English name (English)"
+VALID_FORMS = (
+    "an ISO 639-1 code (en), an ISO 639-3 code (eng) or an English name (English), "
+    "optionally with a region or script (en-US, en_us, zh-CN)"
+)
 
 # Earlier fields win on a clash, so "en" is English (alpha_2), not the En language (name).
 _FIELDS = ("alpha_2", "alpha_3", "bibliographic", "name", "common_name", "inverted_name")
@@ -27,8 +31,14 @@ def _index() -> dict[str, str]:
 
 
 def normalize_language(value: str) -> str | None:
-    """``"en"``, ``"eng"``, ``"English"`` (any case) → ``"en"``; None for an unknown language."""
-    return _index().get(value.strip().lower())
+    """``"en"``, ``"eng"``, ``"English"``, ``"en-US"`` (any case) → ``"en"``; None if unknown.
+
+    A locale tag as corpora write it (CommonVoice ``zh-CN``, FLEURS ``en_us``,
+    ``cmn_hans_cn``) is reduced to its language subtag: mlkd's languages are languages.
+    """
+    key = value.strip().lower()
+    index = _index()
+    return index.get(key) or index.get(re.split(r"[-_]", key, maxsplit=1)[0])
 
 
 def require_language(value: str, where: str) -> str:

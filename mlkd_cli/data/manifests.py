@@ -19,6 +19,7 @@ from lhotse.kaldi import get_duration, load_kaldi_data_dir
 from mlkd_cli.data.features import SAMPLING_RATE
 from mlkd_cli.data.kaldi_dir import validate_kaldi_dir
 from mlkd_cli.data.language import normalize_language
+from mlkd_cli.data.text import normalize_transcript
 from mlkd_cli.errors import DataError
 
 logger = logging.getLogger("mlkd")
@@ -67,13 +68,18 @@ def _default_name(path: Path) -> str:
     return name or path.parent.name
 
 
-def load_source(source: Source, allow_mixed_rates: bool = False) -> CutSet:
-    """Validate ``source`` and return one cut per utterance with a normalised language."""
+def load_source(source: Source, allow_mixed_rates: bool = False, normalize_text: bool = False) -> CutSet:
+    """Validate ``source`` and return one cut per utterance with a normalised language.
+
+    With ``normalize_text`` transcripts are lower-cased and stripped of punctuation; an
+    utterance left without words is an error.
+    """
     if source.kind == "kaldi":
         cuts = _load_kaldi_dir(source.path, allow_mixed_rates)
     else:
         cuts = _load_lhotse_manifest(source)
-    return _normalise_languages(cuts, source.path)
+    cuts = _normalise_languages(cuts, source.path)
+    return _normalise_texts(cuts, source.path) if normalize_text else cuts
 
 
 def _load_kaldi_dir(path: Path, allow_mixed_rates: bool) -> CutSet:
@@ -158,6 +164,19 @@ def _normalise_languages(cuts: CutSet, where: Path) -> CutSet:
                 "English language name; set it (Kaldi: utt2lang; lhotse: the supervision's language field)"
             )
         return cut if code == sup.language else cut.map_supervisions(lambda s: dataclasses.replace(s, language=code))
+
+    return CutSet.from_cuts(fix(cut) for cut in cuts)
+
+
+def _normalise_texts(cuts: CutSet, where: Path) -> CutSet:
+    def fix(cut):
+        sup = cut.supervisions[0]
+        text = normalize_transcript(sup.text)
+        if not text:
+            raise DataError(
+                f"{where}: utterance {cut.id} has no words once punctuation is removed ({sup.text!r}); drop it"
+            )
+        return cut if text == sup.text else cut.map_supervisions(lambda s: dataclasses.replace(s, text=text))
 
     return CutSet.from_cuts(fix(cut) for cut in cuts)
 

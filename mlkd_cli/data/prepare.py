@@ -40,6 +40,7 @@ class PrepareConfig:
     train_set: str = "train"
     tokenizer: TokenizerConfig = TokenizerConfig()
     allow_mixed_rates: bool = False
+    normalize_text: bool = False  # lower case, no punctuation (for CommonVoice-style transcripts)
 
 
 def group_sources(args: list[str]) -> dict[str, list[Source]]:
@@ -50,13 +51,13 @@ def group_sources(args: list[str]) -> dict[str, list[Source]]:
     return dict(sets)
 
 
-def load_sets(sets: dict[str, list[Source]], allow_mixed_rates: bool) -> dict[str, CutSet]:
+def load_sets(sets: dict[str, list[Source]], allow_mixed_rates: bool, normalize_text: bool = False) -> dict[str, CutSet]:
     """Validate and load every source; sources of one set are combined (ids must not clash)."""
     loaded = {}
     for name, sources in sets.items():
         cuts: dict[str, object] = {}
         for source in sources:
-            for cut in load_source(source, allow_mixed_rates):
+            for cut in load_source(source, allow_mixed_rates, normalize_text):
                 if cut.id in cuts:
                     raise DataError(f"{source.path}: utterance id {cut.id} also appears in another source of set {name!r}")
                 cuts[cut.id] = cut
@@ -97,7 +98,7 @@ def prepare(source_args: list[str], out_dir: Path, config: PrepareConfig, num_jo
             f"no source for the training set {config.train_set!r} (sets given: {', '.join(sets)}); "
             f"name one with {config.train_set}=PATH or pass --train-set"
         )
-    cuts = load_sets(sets, config.allow_mixed_rates)
+    cuts = load_sets(sets, config.allow_mixed_rates, config.normalize_text)
     _check_languages(cuts, config.train_set)
     record = stage_record(sets, cuts, config, argv or [])
     if is_up_to_date(out_dir, record, force):
