@@ -257,23 +257,30 @@ def test_a_plain_model_initialises_a_language_adaptive_one_and_nothing_else_is_s
         load_model_state(model(ADAPTIVE), plain.state_dict(), "plain.pt")
 
 
-# -- the demo recipe's configs ---------------------------------------------------------------
+# -- the recipe's presets (local/run.sh --preset NAME) ----------------------------------------
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+PRESETS = ("tiny", "demo", "full")
 
 
-def test_demo_baseline_gets_as_many_updates_as_distill_plus_finetune():
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_is_complete_and_baseline_gets_distill_plus_finetune_updates(preset):
+    """Every file local/run.sh reads for the preset loads as its typed config."""
     from mlkd_cli.config import load_yaml
     from mlkd_cli.train.config import TrainConfig
 
-    steps = {name: load_yaml(TrainConfig, CONF / "train" / f"{name}_demo.yaml").max_steps
-             for name in ("distill", "finetune", "baseline")}
+    steps = {name: load_yaml(TrainConfig, CONF / "train" / f"{name}_{preset}.yaml").max_steps
+             for name in ("teacher", "distill", "finetune", "baseline")}
     assert steps["baseline"] == steps["distill"] + steps["finetune"]
-    load_yaml(KdConfig, CONF / "kd" / "demo.yaml")
+    kd = load_yaml(KdConfig, CONF / "kd" / f"{preset}.yaml")
+    student = load_yaml(ModelConfig, CONF / "model" / f"student_{preset}.yaml")
+    load_yaml(ModelConfig, CONF / "model" / f"{preset}.yaml")
+    assert not kd.layer_weights or len(kd.layer_weights) == len(kd.student_layers or range(student.num_layers))
 
 
-@pytest.mark.parametrize("vocab", [60, 77, 120])
-def test_demo_student_has_at_most_a_third_of_a_teachers_parameters(vocab):
+@pytest.mark.parametrize("preset, langs", [("demo", ("de", "en", "es", "it", "ru")), ("full", ("de", "en", "es", "fr", "it"))])
+@pytest.mark.parametrize("vocab", [60, 120, 500])
+def test_student_has_at_most_a_third_of_a_teachers_parameters(preset, langs, vocab):
     from mlkd_cli.config import load_yaml
     from mlkd_cli.models import num_parameters
 
@@ -281,4 +288,4 @@ def test_demo_student_has_at_most_a_third_of_a_teachers_parameters(vocab):
         config = load_yaml(ModelConfig, CONF / "model" / f"{name}.yaml").with_vocab(vocab)
         return num_parameters(build_model(dataclasses.replace(config, languages=languages)))
 
-    assert size("student_demo", ("de", "en", "es", "it", "ru")) <= size("demo") / 3
+    assert size(f"student_{preset}", langs) <= size(preset) / 3

@@ -99,8 +99,11 @@ def mlkd_subprocess(args: list[str], cwd: Path) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True)
 
 
-def test_sigkill_and_resume_reproduce_an_uninterrupted_run(prepared: Path, tmp_path: Path):
-    cfg = write_train_config(tmp_path / "t.yaml")
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigkill_and_resume_reproduce_an_uninterrupted_run(prepared: Path, tmp_path: Path, workers: int):
+    """Also with data-loading workers, which run ahead of training: no batch is skipped on resume.
+    (Their SpecAugment draws happen in the workers, whose random state is not checkpointed.)"""
+    cfg = write_train_config(tmp_path / "t.yaml", num_workers=workers, spec_augment={"enabled": workers == 0})
     full, killed = tmp_path / "full", tmp_path / "killed"
     assert run_cli(*teacher_args(prepared, cfg, full)).exit_code == 0
     proc = mlkd_subprocess(teacher_args(prepared, cfg, killed), tmp_path)
@@ -184,6 +187,17 @@ def test_dropped_in_teacher_is_validated(prepared: Path, tmp_path: Path):
     (exp / "config.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="vocab_size"):
         load_asr_experiment(exp)
+
+
+def test_data_loading_workers_feed_the_same_batches(prepared: Path, tmp_path: Path):
+    """num_workers (the full preset uses 8) changes where batches are built, not which."""
+    runs = {}
+    for workers in (0, 2):
+        cfg = write_train_config(tmp_path / f"w{workers}.yaml", max_steps=10, valid_interval=10, log_interval=1,
+                                 average=1, num_workers=workers, spec_augment={"enabled": False})
+        assert run_cli(*teacher_args(prepared, cfg, tmp_path / f"w{workers}")).exit_code == 0
+        runs[workers] = losses(tmp_path / f"w{workers}")
+    assert len(runs[0]) == 10 and runs[2] == pytest.approx(runs[0], rel=1e-5)
 
 
 def test_speed_perturbation_runs_on_the_fly(prepared: Path, tmp_path: Path):

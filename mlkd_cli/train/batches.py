@@ -109,6 +109,21 @@ def make_loader(dataset: AsrDataset, sampler, num_workers: int = 0) -> DataLoade
                       persistent_workers=num_workers > 0, generator=torch.Generator())
 
 
+def consumed_sampler_state(sampler: DynamicBucketingSampler, consumed_batches: int) -> dict:
+    """The sampler's state as if it had yielded only the ``consumed_batches`` of this epoch.
+
+    DataLoader workers prefetch, so the sampler runs up to 2 × num_workers batches ahead of
+    training and its own state_dict counts those too: a resumed run would skip them. lhotse
+    restores a sampler by re-drawing ``kept_batches + discarded_batches`` batches of the
+    current epoch, so that count is set to the batches training really consumed.
+    """
+    state = sampler.state_dict()  # a copy: diagnostics come from dataclasses.asdict
+    diagnostics = state["diagnostics"]
+    stats = diagnostics["stats_per_epoch"][diagnostics["current_epoch"]]
+    stats["kept_batches"] = consumed_batches - stats["discarded_batches"]
+    return state
+
+
 def speed_perturbed(cuts: CutSet) -> CutSet:
     """The cuts plus 0.9x and 1.1x speed copies (their features are computed on the fly)."""
     audio_only = cuts.drop_features()  # lhotse cannot perturb features, only audio

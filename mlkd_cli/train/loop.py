@@ -18,7 +18,7 @@ from mlkd_cli.data.tokenizer import Tokenizer
 from mlkd_cli.fsutil import atomic_write_text
 from mlkd_cli.log import console
 from mlkd_cli.models.checkpoint import load_model_state, save_model
-from mlkd_cli.train.batches import AsrDataset, make_loader, make_sampler, speed_perturbed
+from mlkd_cli.train.batches import AsrDataset, consumed_sampler_state, make_loader, make_sampler, speed_perturbed
 from mlkd_cli.train.checkpoint import (
     average_state_dicts,
     checkpoint_path,
@@ -93,6 +93,7 @@ class Trainer:
         self.model = DistributedDataParallel(task) if dist.world_size > 1 else task  # what forward() runs
         self.step = 0
         self.epoch = 0
+        self.epoch_batches = 0  # batches of this epoch that training consumed
 
     # -- state ------------------------------------------------------------------------------
     def state_dict(self, valid: dict[str, float]) -> dict:
@@ -100,7 +101,7 @@ class Trainer:
             "task": self.task.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "sampler": self.sampler.state_dict(),
+            "sampler": consumed_sampler_state(self.sampler, self.epoch_batches),
             "rng": rng_state(),
             "step": self.step,
             "epoch": self.epoch,
@@ -120,6 +121,7 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])
         self.step, self.epoch = state["step"], state["epoch"]
+        self.epoch_batches = self.sampler.diagnostics.current_epoch_stats.total_batches  # re-drawn to resume
         if self.dist.is_main:
             truncate_metrics(self.metrics_path, self.step)
         logger.info("resumed from %s (step %d, epoch %d)", path, self.step, self.epoch)
@@ -138,6 +140,7 @@ class Trainer:
                 for batch in self.train_loader:
                     loss, terms = self._update(batch.to(self.device))
                     self.step += 1
+                    self.epoch_batches += 1
                     for name, value in {"loss": loss, **terms}.items():
                         window[name] = window.get(name, 0.0) + value
                     window_audio += batch.duration
@@ -158,7 +161,7 @@ class Trainer:
                     if self.step >= cfg.max_steps:
                         break
                 else:
-                    self.epoch += 1
+                    self.epoch, self.epoch_batches = self.epoch + 1, 0
 
     def _update(self, batch) -> tuple[float, dict[str, float]]:
         with autocast(self.config.precision, self.device):
