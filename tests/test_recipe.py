@@ -1,4 +1,9 @@
-"""local/run.sh end to end on tiny data: here, and as a SLURM job graph with the same results."""
+"""local/run.sh end to end on tiny data: here, and as a SLURM job graph with the same results.
+
+The local run goes the README's "your data" way (per-language Kaldi dirs merged by
+`mlkd prepare train=... train=...`, then `local/run.sh --stage 2`); the SLURM run prepares
+the multilingual dirs in stage 1. Both must end with identical models.
+"""
 
 from __future__ import annotations
 
@@ -25,18 +30,41 @@ def recipe(tmp: Path, name: str, env: dict, *extra: str) -> subprocess.Completed
                           text=True, timeout=900)
 
 
+def mlkd(env: dict, *args: str | Path) -> subprocess.CompletedProcess:
+    venv_bin = str(Path(sys.executable).parent)
+    return subprocess.run(["mlkd", *map(str, args)], cwd=ROOT, env={**env, "PATH": f"{venv_bin}:{env['PATH']}"},
+                          capture_output=True, text=True, timeout=600)
+
+
+def split_by_language(corpus: Path, out: Path, langs: tuple[str, ...]) -> None:
+    """<lang>/<split> Kaldi dirs, as a user's own corpus may come (corpus ids start with the language)."""
+    for split in ("train", "dev", "test"):
+        for lang in langs:
+            (out / lang / split).mkdir(parents=True)
+            for name in ("wav.scp", "text", "utt2spk", "spk2utt", "utt2lang"):
+                lines = (corpus / split / name).read_text().splitlines(keepends=True)
+                (out / lang / split / name).write_text("".join(line for line in lines if line.startswith(f"{lang}-")))
+
+
 def finals(exp: Path) -> dict[str, dict]:
     return {d: json.loads((exp / d / "final_metrics.json").read_text())
             for d in ("teacher_en", "teacher_de", "student_kd", "student", "baseline")}
 
 
 def test_tiny_recipe_here_and_as_a_slurm_job_graph_agree(slurm_cluster, tmp_path):  # noqa: F811
-    local = recipe(tmp_path, "local", {**os.environ, "MLKD_CMD": "local"})
+    env = {**os.environ, "MLKD_CMD": "local"}
+    assert recipe(tmp_path, "local", env, "--stop-stage", "0").returncode == 0  # the shared corpus
+    langs = ("en", "de")
+    split_by_language(tmp_path / "corpus", tmp_path / "own", langs)
+    sources = [f"{split}={tmp_path / 'own' / lang / split}" for split in ("train", "dev", "test") for lang in langs]
+    prepared = mlkd(env, "prepare", "--tokenizer", "char", *sources, tmp_path / "data_local")
+    assert prepared.returncode == 0, prepared.stderr[-3000:]
+    local = recipe(tmp_path, "local", env, "--stage", "2")
     assert local.returncode == 0, local.stderr[-3000:]
     assert "Avg" in local.stdout and "student" in local.stdout and "baseline" in local.stdout
     env = {**os.environ, **slurm_cluster.env, "MLKD_CMD": "slurm",
            "MLKD_SLURM_OPTS": "--cpus-per-task 1 --mem 2G"}
-    submitted = recipe(tmp_path, "slurm", env, "--stage", "1")  # the corpus is shared
+    submitted = recipe(tmp_path, "slurm", env, "--stage", "1")
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     jobs = re.findall(r"\[slurm job (\d+)\]", submitted.stderr)
     assert len(jobs) == 9  # prepare, teachers, distill, finetune, baseline, 2 decodes, score, compare
