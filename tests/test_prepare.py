@@ -13,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from lhotse import SupervisionSet, load_manifest
+from lhotse import CutSet, SupervisionSet, load_manifest
 from lhotse.qa import validate
 
 from conftest import TINY_LANGS, run_cli
 from mlkd_cli.config import load_yaml
 from mlkd_cli.data.prepare import PrepareConfig, PreparedData
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_help_lists_prepare_without_importing_torch():
@@ -276,6 +278,17 @@ def test_commonvoice_style_manifests_with_normalize_text(prepared: Path, tmp_pat
     assert texts == {s.id: (f"{s.text} he said", s.language) for s in original}
     symbols = (out / "lang_char" / "tokens.txt").read_text().split()[::2]
     assert not {"«", "»", ",", "!"} & set(symbols) and not any(c.isupper() for c in symbols if len(c) == 1)
+    # a model trained on it scores raw (cased, punctuated) references in their normalised form
+    raw_cuts = tmp_path / "raw_cuts.jsonl.gz"
+    CutSet.from_manifests(recordings=load_manifest(src / "cv-all_recordings_train.jsonl.gz"),
+                          supervisions=load_manifest(src / "cv-all_supervisions_train.jsonl.gz")).to_file(raw_cuts)
+    model_yaml = ROOT / "conf" / "model" / "tiny.yaml"
+    assert run_cli("train-teacher", "--data", out, "--lang", "en", "--model-config", model_yaml, "--max-steps", "2",
+                   "--train-set", "cv-all_train", "--dev-set", "cv-all_train", tmp_path / "teacher").exit_code == 0
+    assert run_cli("decode", tmp_path / "teacher", raw_cuts).exit_code == 0
+    refs = (tmp_path / "teacher" / "decode_raw_ctc-greedy" / "ref.text").read_text().splitlines()
+    assert sorted(line.split(" ", 1)[1] for line in refs) == sorted(f"{s.text} he said" for s in original
+                                                                      if s.language == "en")
 
 
 def test_normalize_text_rejects_utterance_without_words(prepared: Path, tmp_path: Path):

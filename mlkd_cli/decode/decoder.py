@@ -68,13 +68,15 @@ class LoadedModel:
     own_language: Optional[str]  # a monolingual teacher's language
     num_parameters: int
     data_dir: Path  # the prepared data the model was trained on (tokenizer, training text)
+    normalize_text: bool = False  # its transcripts were normalised by `mlkd prepare --normalize-text`
 
 
 def load_for_decoding(model_dir: Path, quantize: str = "") -> LoadedModel:
     model, raw = load_asr_experiment(model_dir)
     data_dir = Path(raw.get("data") or "")
     try:
-        tokenizer = PreparedData(data_dir).tokenizer()
+        data = PreparedData(data_dir)
+        tokenizer = data.tokenizer()
     except DataError as e:
         raise DataError(f"{model_dir / 'config.yaml'}: the model's tokenizer is not readable ({e}); "
                         f"restore the data dir it names ({data_dir}) or edit `data:` to point at a copy") from None
@@ -84,7 +86,8 @@ def load_for_decoding(model_dir: Path, quantize: str = "") -> LoadedModel:
         with warnings.catch_warnings():  # torch.ao is deprecated in favour of torchao, still the CPU path in 2.13
             warnings.simplefilter("ignore")
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    return LoadedModel(model, tokenizer, tuple(model.config.languages), raw.get("lang"), params, data_dir)
+    return LoadedModel(model, tokenizer, tuple(model.config.languages), raw.get("lang"), params, data_dir,
+                       data.config.normalize_text)
 
 
 @dataclasses.dataclass

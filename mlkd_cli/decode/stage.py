@@ -19,6 +19,7 @@ from typing import Callable, Optional
 import torch
 
 from mlkd_cli.config import dump_yaml
+from mlkd_cli.data.text import normalize_transcript
 from mlkd_cli.decode.decoder import DecodeConfig, Decoder, LoadedModel, Result, load_for_decoding
 from mlkd_cli.decode.graphs import wfst_search
 from mlkd_cli.decode.inputs import Inputs, Item
@@ -62,7 +63,7 @@ def run_decode(model_dir: Path, inputs: Inputs, config: DecodeConfig, name: Opti
     if config.threads:
         torch.set_num_threads(config.threads)
     loaded = load_for_decoding(model_dir, config.quantize)
-    items = _own_language_only(inputs.items, loaded)
+    items = _references_as_in_training(_own_language_only(inputs.items, loaded), loaded)
     out_dir = model_dir / decode_dir_name(name or inputs.name, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     with log_to_file(out_dir / "log" / "decode.log"):
@@ -87,6 +88,14 @@ def _own_language_only(items: list[Item], loaded: LoadedModel) -> list[Item]:
     if len(own) < len(items):
         logger.info("%s teacher: decoding its %d of %d utterances", loaded.own_language, len(own), len(items))
     return own
+
+
+def _references_as_in_training(items: list[Item], loaded: LoadedModel) -> list[Item]:
+    """A model trained on normalised transcripts is scored against normalised references."""
+    if not loaded.normalize_text:
+        return items
+    return [dataclasses.replace(item, ref_text=normalize_transcript(item.ref_text)) if item.ref_text else item
+            for item in items]
 
 
 def _write(summary: DecodeSummary, model_dir: Path, loaded: LoadedModel, config: DecodeConfig, argv: list[str],
