@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -227,8 +228,23 @@ def test_summary_matches_data(corpus):
 
 def test_same_seed_same_corpus_whatever_num_jobs(corpus):
     before = snapshot(corpus)
-    build_corpus(corpus, LANGS, "tiny", seed=3, num_jobs=1)  # also replaces an existing corpus
+    build_corpus(corpus, LANGS, "tiny", seed=3, num_jobs=1, force=True)  # also replaces an existing corpus
     assert snapshot(corpus) == before
+
+
+def test_rebuild_skips_a_complete_corpus_of_the_same_settings(corpus, caplog):
+    """Re-running the recipe keeps the files (and their dates: `mlkd prepare` stays up to date)."""
+    dates = {p: p.stat().st_mtime_ns for p in corpus.rglob("*") if p.is_file()}
+    with caplog.at_level(logging.INFO, logger="mlkd"):
+        summary = build_corpus(corpus, LANGS, "tiny", seed=3, num_jobs=1)
+    assert "up to date" in caplog.text
+    assert summary == json.loads((corpus / "corpus.json").read_text())
+    assert {p: p.stat().st_mtime_ns for p in corpus.rglob("*") if p.is_file()} == dates
+    # a missing wav rebuilds it
+    wav = next((corpus / "wav").rglob("*.wav"))
+    wav.unlink()
+    build_corpus(corpus, LANGS, "tiny", seed=3, num_jobs=1)
+    assert wav.is_file()
 
 
 def test_failed_build_leaves_nothing(tmp_path, monkeypatch):

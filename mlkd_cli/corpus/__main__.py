@@ -26,9 +26,10 @@ from mlkd_cli.log import setup_console_logging
 @click.option("--test-minutes", type=float, help="Test audio per language (overrides --size).")
 @click.option("--seed", type=int, default=0, help="Seed for sentences and speakers; same seed, same corpus.")
 @click.option("-j", "--num-jobs", type=int, default=2, help="Synthesis processes (the output does not depend on it).")
+@click.option("-f", "--force", is_flag=True, help="Synthesize again even if OUT_DIR holds this corpus already.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(out_dir: Path, langs: str, size: str, train_hours: float | None, dev_minutes: float | None,
-         test_minutes: float | None, seed: int, num_jobs: int, verbose: bool) -> None:
+         test_minutes: float | None, seed: int, num_jobs: int, force: bool, verbose: bool) -> None:
     """Synthesize OUT_DIR/{train,dev,test}: Kaldi data dirs of eSpeak NG speech in every language.
 
     Sentences come from the Debian fortune collections; dev and test use held-out voices
@@ -37,7 +38,7 @@ def main(out_dir: Path, langs: str, size: str, train_hours: float | None, dev_mi
     setup_console_logging(logging.DEBUG if verbose else logging.INFO)
     try:
         build_corpus(out_dir, [lang for lang in re.split(r"[\s,]+", langs) if lang],
-                     corpus_size(size, train_hours, dev_minutes, test_minutes), seed, num_jobs)
+                     corpus_size(size, train_hours, dev_minutes, test_minutes), seed, num_jobs, force)
     except MlkdError as e:
         logging.getLogger("mlkd").debug("failed", exc_info=True)
         click.echo(f"Error: {e}", err=True)

@@ -121,10 +121,12 @@ class SpeakerJob:
 
 
 def build_corpus(out_dir: str | Path, langs: Sequence[str] = DEFAULT_LANGS, size: str | CorpusSize = "demo",
-                 seed: int = 0, num_jobs: int = 2) -> dict:
+                 seed: int = 0, num_jobs: int = 2, force: bool = False) -> dict:
     """Synthesize ``out_dir/{train,dev,test}`` (all languages in each) and ``out_dir/corpus.json``.
 
-    Returns the summary written to ``corpus.json``.
+    Returns the summary written to ``corpus.json``. A complete corpus of the same languages,
+    size and seed is left as it is (its files keep their dates, so `mlkd prepare` on it
+    stays up to date) unless ``force``; one made with other settings is replaced.
     """
     out_dir = Path(out_dir).absolute()
     langs = list(dict.fromkeys(langs))
@@ -136,6 +138,10 @@ def build_corpus(out_dir: str | Path, langs: Sequence[str] = DEFAULT_LANGS, size
         raise ConfigError(f"--num-jobs must be at least 1, got {num_jobs}")
     size = corpus_size(size) if isinstance(size, str) else size
     _check_out_dir(out_dir)
+    existing = None if force else _complete_corpus(out_dir, _request(langs, seed, size))
+    if existing:
+        logger.info("%s is up to date (same languages, size and seed); nothing to do (--force rebuilds it)", out_dir)
+        return existing
     sentences = {lang: _shuffled_sentences(lang, seed) for lang in langs}
 
     tmp = out_dir.parent / f".tmp{os.getpid()}-{out_dir.name}"
@@ -178,6 +184,25 @@ def _check_out_dir(out_dir: Path) -> None:
         raise ConfigError(f"{out_dir} exists and is not a directory; choose another output directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "corpus.json").is_file():
         raise ConfigError(f"{out_dir} is not empty and holds no corpus.json; choose a new directory or remove it")
+
+
+def _request(langs: list[str], seed: int, size: CorpusSize) -> dict:
+    """What a corpus is made from: the first entries of its corpus.json."""
+    return {"langs": langs, "seed": seed, "size": size.name,
+            "target_per_language": {k: v for k, v in asdict(size).items() if k != "name"}}
+
+
+def _complete_corpus(out_dir: Path, request: dict) -> dict | None:
+    """The summary of the corpus in ``out_dir`` if it was made from ``request`` and no file is missing."""
+    try:
+        summary = json.loads((out_dir / "corpus.json").read_text())
+        scps = [(out_dir / split / "wav.scp").read_text().splitlines() for split in SPLITS]
+    except (OSError, ValueError):
+        return None
+    if {key: summary.get(key) for key in request} != request:
+        return None
+    complete = all(Path(line.split(maxsplit=1)[1]).is_file() for scp in scps for line in scp)
+    return summary if complete else None
 
 
 def _shuffled_sentences(lang: str, seed: int) -> list[text.Sentence]:
@@ -302,10 +327,7 @@ def _summary(langs: list[str], seed: int, size: CorpusSize, utts: dict[str, list
                 "hours": round(_seconds(mine) / 3600, 4)}
 
     return {
-        "langs": langs,
-        "seed": seed,
-        "size": size.name,
-        "target_per_language": {k: v for k, v in asdict(size).items() if k != "name"},
+        **_request(langs, seed, size),
         "splits": {split: {lang: stats(split, lang) for lang in langs} for split in SPLITS},
         "speakers": {
             "approach": "held-out variants: dev and test speakers use eSpeak voice variants never used in training",
