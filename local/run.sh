@@ -18,6 +18,10 @@ exp=exp
 lid_weight=3     # λ of the language-ID loss (distill, finetune, baseline)
 
 . local/parse_options.sh
+if [ $# -gt 0 ]; then
+  echo "$0: unexpected argument '$1'; options take one value each, so quote lists: --langs \"en de\"" >&2
+  exit 1
+fi
 . local/cmd.sh
 
 echo "$0 $*" >&2

@@ -86,3 +86,15 @@ def test_tiny_recipe_here_and_as_a_slurm_job_graph_agree(slurm_cluster, tmp_path
     logs = [p.read_text() for job in rerun for p in (tmp_path / "exp_slurm" / "slurm" / "log").glob(f"*.{job}*.out")]
     assert len(logs) == 5 and all("up to date" in log for log in logs)  # 2 teachers, distill, finetune, baseline
     assert finals(tmp_path / "exp_slurm") == theirs
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--langs", "en", "de"], "unexpected argument 'de'; options take one value each, so quote lists"),
+    (["--lang", "en"], "unknown option --lang"),
+    (["--stage"], "option --stage needs a value"),
+])
+def test_recipe_options_are_checked_before_anything_runs(tmp_path, args, message):
+    result = subprocess.run(["bash", "local/run.sh", "--corpus", str(tmp_path / "corpus"), *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and message in result.stderr
+    assert list(tmp_path.iterdir()) == []
