@@ -61,6 +61,8 @@ def test_tiny_recipe_here_and_as_a_slurm_job_graph_agree(slurm_cluster, tmp_path
     assert prepared.returncode == 0, prepared.stderr[-3000:]
     local = recipe(tmp_path, "local", env, "--stage", "2")
     assert local.returncode == 0, local.stderr[-3000:]
+    again = recipe(tmp_path, "local", env, "--stop-stage", "0")  # a re-run keeps the corpus (and its dates)
+    assert again.returncode == 0 and "corpus is up to date" in again.stderr
     assert "Avg" in local.stdout and "student" in local.stdout and "baseline" in local.stdout
     env = {**os.environ, **slurm_cluster.env, "MLKD_CMD": "slurm",
            "MLKD_SLURM_OPTS": "--cpus-per-task 1 --mem 2G"}
