@@ -78,8 +78,7 @@ def load_source(source: Source, allow_mixed_rates: bool = False, normalize_text:
         cuts = _load_kaldi_dir(source.path, allow_mixed_rates)
     else:
         cuts = _load_lhotse_manifest(source)
-    cuts = _normalise_languages(cuts, source.path)
-    return _normalise_texts(cuts, source.path) if normalize_text else cuts
+    return _normalise_supervisions(cuts, source.path, normalize_text)
 
 
 def _load_kaldi_dir(path: Path, allow_mixed_rates: bool) -> CutSet:
@@ -154,7 +153,8 @@ def _load_lhotse_manifest(source: Source) -> CutSet:
     return cuts
 
 
-def _normalise_languages(cuts: CutSet, where: Path) -> CutSet:
+def _normalise_supervisions(cuts: CutSet, where: Path, normalize_text: bool) -> CutSet:
+    """Canonical language codes and, with ``normalize_text``, normalised transcripts, in one pass."""
     def fix(cut):
         sup = cut.supervisions[0]
         code = normalize_language(sup.language or "")
@@ -163,20 +163,14 @@ def _normalise_languages(cuts: CutSet, where: Path) -> CutSet:
                 f"{where}: utterance {cut.id} has language {sup.language!r}, not an ISO 639 code or "
                 "English language name; set it (Kaldi: utt2lang; lhotse: the supervision's language field)"
             )
-        return cut if code == sup.language else cut.map_supervisions(lambda s: dataclasses.replace(s, language=code))
-
-    return CutSet.from_cuts(fix(cut) for cut in cuts)
-
-
-def _normalise_texts(cuts: CutSet, where: Path) -> CutSet:
-    def fix(cut):
-        sup = cut.supervisions[0]
-        text = normalize_transcript(sup.text)
+        text = normalize_transcript(sup.text) if normalize_text else sup.text
         if not text:
             raise DataError(
                 f"{where}: utterance {cut.id} has no words once punctuation is removed ({sup.text!r}); drop it"
             )
-        return cut if text == sup.text else cut.map_supervisions(lambda s: dataclasses.replace(s, text=text))
+        if (code, text) == (sup.language, sup.text):
+            return cut
+        return cut.map_supervisions(lambda s: dataclasses.replace(s, language=code, text=text))
 
     return CutSet.from_cuts(fix(cut) for cut in cuts)
 
