@@ -5,7 +5,8 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --help|-h)
       echo "Options (with their defaults):" >&2
-      grep -E '^[a-z_]+=' "$0" | sed -E 's/^([a-z_]+)=/  --\1 /; s/_/-/g' >&2
+      # the defaults are the assignments above the line that sources this file
+      sed -n '/parse_options\.sh/q; p' "$0" | grep -E '^[a-z_]+=' | sed -E 's/^([a-z_]+)=/  --\1 /; :a; s/^(  --[a-z-]*)_/\1-/; ta' >&2
       exit 0 ;;
     --*=*) name="${1%%=*}"; value="${1#*=}"; shift ;;
     --*)

@@ -3,8 +3,10 @@
 #   local/run.sh [--stage N] [--stop-stage M] [--langs "en de es it ru"] [--size demo] [--preset demo]
 set -euo pipefail
 
+echo "$0$([ $# -eq 0 ] || printf ' %q' "$@")" >&2   # the command line as given (Kaldi style)
+
 stage=0
-stop_stage=100
+stop_stage=7     # stages 0..7, below
 langs="en de es it ru"
 size=demo
 seed=0
@@ -24,7 +26,75 @@ if [ $# -gt 0 ]; then
 fi
 . local/cmd.sh
 
-echo "$0 $*" >&2
+# Every input is checked before any stage starts; a problem is one line naming the option.
+die() { echo "$0: $*" >&2; exit 1; }
+runs() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }  # does stage $1 run?
+
+# The files stages 2-5 read for --preset.
+check_preset() {
+  local f
+  for f in conf/model/$preset.yaml conf/model/student_$preset.yaml conf/kd/$preset.yaml \
+           conf/train/{teacher,distill,finetune,baseline}_$preset.yaml; do
+    if [ ! -f "$f" ]; then
+      local known
+      known=$(cd conf/train && ls teacher_*.yaml | sed 's/^teacher_//; s/\.yaml$//' | tr '\n' ' ')
+      die "--preset '$preset': $f not found; presets: ${known% }"
+    fi
+  done
+}
+
+# Stage 0 synthesizes the corpus: each language must be one the builder speaks.
+check_corpus_langs() {
+  python - "$0" $langs <<'EOF'
+import sys
+from mlkd_cli.corpus.text import LANGUAGES
+script, langs = sys.argv[1], sys.argv[2:]
+unknown = [lang for lang in langs if lang not in LANGUAGES]
+if unknown:
+    sys.exit(f"{script}: --langs: the corpus builder has no language {' '.join(unknown)}; it has: {' '.join(LANGUAGES)}")
+EOF
+}
+
+# Stage 1 prepares the corpus: it must exist and, where it says (utt2lang), hold every language.
+check_corpus() {
+  local train=$corpus/train lang
+  [ -d "$train" ] || die "no corpus in --corpus $corpus ($train not found); make it with --stage 0"
+  [ -f "$train/utt2lang" ] || return 0
+  for lang in $langs; do
+    awk -v lang="$lang" '$2 == lang { found = 1; exit } END { exit !found }' "$train/utt2lang" ||
+      die "--langs: no $lang utterances in $train/utt2lang; drop it from --langs, or make the corpus with it (--stage 0)"
+  done
+}
+
+# Stages 2-6 read the prepared data: it must exist and hold training utterances of every language.
+check_data() {
+  local cuts=$data/manifests/train_cuts.jsonl.gz
+  [ -f "$cuts" ] || die "no prepared data in --data $data ($cuts not found); make it with \`mlkd prepare\`, or start at --stage 0"
+  python - "$0" "$cuts" $langs <<'EOF'
+import gzip, json, sys
+script, cuts, langs = sys.argv[1], sys.argv[2], sys.argv[3:]
+with gzip.open(cuts, "rt", encoding="utf-8") as f:
+    found = {cut["supervisions"][0].get("language") for cut in map(json.loads, f) if cut["supervisions"]}
+missing = [lang for lang in langs if lang not in found]
+if missing:
+    sys.exit(f"{script}: --langs: no {' '.join(missing)} utterances in {cuts} (it has: {' '.join(sorted(map(str, found)))}); "
+             "drop them from --langs, or prepare data with them")
+EOF
+}
+
+[[ $stage =~ ^[0-7]$ ]] || die "--stage must be a stage number 0..7, got '$stage'"
+[[ $stop_stage =~ ^[0-7]$ ]] || die "--stop-stage must be a stage number 0..7, got '$stop_stage'"
+[ "$stop_stage" -ge "$stage" ] || die "--stop-stage $stop_stage is before --stage $stage, so nothing would run"
+[ -n "${langs//[[:space:]]/}" ] || die "--langs is empty; give at least one language, e.g. --langs \"en de\""
+if runs 2 || runs 3 || runs 4 || runs 5; then check_preset; fi
+if [ "$stage" -eq 0 ]; then
+  check_corpus_langs
+elif [ "$stage" -eq 1 ]; then
+  check_corpus
+elif [ "$stage" -ge 2 ] && [ "$stage" -le 6 ]; then
+  check_data
+fi
+
 after=""   # the previous stage's job id (cmd=slurm)
 
 # step NAME [ITEMS] -- MLKD_ARGS...: one stage, here or as a SLURM job; with ITEMS, once per
@@ -51,19 +121,19 @@ step() {
   fi
 }
 
-if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+if runs 0; then
   # Stage 0: synthesize the corpus (Kaldi data dirs train/dev/test, all languages); always here.
   echo "+ local/make_corpus.sh" >&2
   local/make_corpus.sh --langs "$langs" --size "$size" --seed "$seed" -j "$nj" "$corpus"
 fi
 
-if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+if runs 1; then
   # Stage 1: validate, manifests, fbank cache, multilingual tokenizer.
   step prepare -- prepare --tokenizer "$tokenizer" --vocab-size "$vocab_size" -j "$nj" \
     "$corpus/train" "$corpus/dev" "$corpus/test" "$data"
 fi
 
-if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+if runs 2; then
   # Stage 2: one Conformer-CTC teacher per language.
   step teachers "$langs" -- train-teacher --data "$data" --lang "{item}" --model-config "conf/model/$preset.yaml" \
     --train-config "conf/train/teacher_$preset.yaml" "$exp/teacher_{item}"
@@ -72,7 +142,7 @@ fi
 teachers=""
 for lang in $langs; do teachers="$teachers $exp/teacher_$lang"; done
 
-if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+if runs 3; then
   # Stage 3: distill every teacher into one multilingual student (each utterance from its own teacher).
   # shellcheck disable=SC2086
   step distill -- distill --data "$data" --model-config "conf/model/student_$preset.yaml" \
@@ -80,19 +150,19 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
     $teachers "$exp/student_kd"
 fi
 
-if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+if runs 4; then
   # Stage 4: language-adaptive fine-tuning of the student: CTC + λ·CE(language id).
   step finetune -- finetune --data "$data" --init "$exp/student_kd" --lid-weight "$lid_weight" \
     --train-config "conf/train/finetune_$preset.yaml" "$exp/student"
 fi
 
-if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+if runs 5; then
   # Stage 5: the no-KD baseline: the same student and stage from scratch, for distill + finetune updates.
   step baseline -- finetune --data "$data" --model-config "conf/model/student_$preset.yaml" \
     --lid-weight "$lid_weight" --train-config "conf/train/baseline_$preset.yaml" "$exp/baseline"
 fi
 
-if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+if runs 6; then
   # Stage 6: decode the test set with every model (a teacher: its own language's utterances),
   # and with the student also by prefix beam and WFST (lexicon + 3-gram).
   step decode "$teachers $exp/student $exp/baseline" -- decode "{item}" "$data/manifests/test_cuts.jsonl.gz"
@@ -100,7 +170,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     --method "{item}"
 fi
 
-if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+if runs 7; then
   # Stage 7: score every decode dir, then one table: teachers vs student vs no-KD baseline.
   dirs=""
   for model in $teachers $exp/student $exp/baseline; do dirs="$dirs $model/decode_test_ctc-greedy"; done

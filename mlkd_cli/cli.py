@@ -22,6 +22,7 @@ COMMANDS = {
     "score": "mlkd_cli.commands.score:score",
     "export": "mlkd_cli.commands.export:export",
     "slurm": "mlkd_cli.commands.slurm:slurm",
+    "upgrade-model": "mlkd_cli.commands.upgrade_model:upgrade_model",
 }
 
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -33,13 +31,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from mlkd_cli.data.features import NUM_MEL_BINS
-from mlkd_cli.data.prepare import PreparedData
 from mlkd_cli.data.tokenizer import BLANK
 from mlkd_cli.errors import DataError, MlkdError
+from mlkd_cli.experiment.model_dir import TOKENIZER_DIR, load_model_dir
 from mlkd_cli.fsutil import file_digest
 from mlkd_cli.models import CtcModel
 from mlkd_cli.models.subsampling import MIN_FRAMES
-from mlkd_cli.train.experiment import load_asr_experiment
+from mlkd_cli.stage import Stage, file_input, new_record
 from mlkd_cli.version import __version__
 
 logger = logging.getLogger("mlkd")
@@ -90,29 +88,33 @@ class SherpaCtc(nn.Module):
 
 
 def export_experiment(exp_dir: str | Path, out_dir: str | Path | None = None, int8: bool = False,
-                      tokens: str | Path | None = None) -> ExportResult:
-    """Export ``exp_dir``'s model and token table to ``out_dir`` (default ``exp_dir/export``).
+                      tokens: str | Path | None = None, force: bool = False,
+                      argv: list[str] | None = None) -> ExportResult | None:
+    """Export ``exp_dir``'s model and token table to ``out_dir`` (default ``exp_dir/export``);
+    None when that export is up to date.
 
-    Files are written under a temporary dir, verified against PyTorch with onnxruntime and
-    checked against the sherpa-onnx contract, then renamed into place.
+    Files are written under a staging dir, verified against PyTorch with onnxruntime and
+    checked against the sherpa-onnx contract, then published as one set (an int8 model of an
+    earlier export does not stay beside a new fp32 one).
     """
     exp_dir = Path(exp_dir)
     out_dir = Path(out_dir) if out_dir is not None else exp_dir / EXPORT_DIR
-    model, raw = load_asr_experiment(exp_dir)
-    model.eval().requires_grad_(False)
-    symbols = read_tokens(Path(tokens) if tokens is not None else experiment_tokens(exp_dir, raw), model.config.vocab_size)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".tmp-export-", dir=out_dir) as tmp:
-        staged = Path(tmp)
+    loaded = load_model_dir(exp_dir)
+    model = loaded.model.eval().requires_grad_(False)
+    tokens_path = Path(tokens) if tokens is not None else loaded.path / TOKENIZER_DIR / TOKENS_FILE
+    symbols = read_tokens(tokens_path, model.config.vocab_size)
+    record = new_record("export", {"model": file_input(loaded.weights), "tokens": file_input(tokens_path)},
+                        {"int8": int8}, argv)
+    with Stage(out_dir, record, force=force).run() as staged:
+        if staged is None:
+            return None
         write_tokens(symbols, staged / TOKENS_FILE)
-        seconds, max_diff = export_verified(model, staged, metadata(model, exp_dir))
+        seconds, max_diff = export_verified(model, staged, metadata(model, loaded.weights))
         logger.info("exported %s in %.1f s; onnxruntime vs PyTorch: max |diff| %.2e", out_dir / MODEL_FILE, seconds, max_diff)
         int8_diff = int8_agreement = None
         if int8:
             int8_diff, int8_agreement = quantize_checked(model, staged)
             logger.info("int8 model: max |diff| %.3f, same best token on %.1f%% of frames", int8_diff, 100 * int8_agreement)
-        for path in sorted(staged.iterdir()):
-            os.replace(path, out_dir / path.name)
     return ExportResult(out_dir, seconds, max_diff, int8_diff, int8_agreement)
 
 
@@ -130,22 +132,6 @@ def quantize_checked(model: CtcModel, staged: Path) -> tuple[float, float]:
     quantize_int8(staged / MODEL_FILE, staged / INT8_FILE)
     check_sherpa_model(staged / INT8_FILE, staged / TOKENS_FILE)
     return compare_onnx(model, staged / INT8_FILE)
-
-
-def experiment_tokens(exp_dir: Path, raw: dict) -> Path:
-    """The ``tokens.txt`` of the prepared data dir that ``exp_dir/config.yaml`` names."""
-    where = exp_dir / "config.yaml"
-    if not raw.get("data"):
-        raise DataError(f"{where}: names no prepared data dir (`data:`), so its tokens are unknown; pass --tokens PATH")
-    data_dir = Path(raw["data"])
-    if not (data_dir / "config.yaml").is_file():
-        raise DataError(
-            f"{data_dir}: the data dir named in {where} is not there (moved?); pass --tokens PATH/tokens.txt of its tokenizer"
-        )
-    path = PreparedData(data_dir).lang_dir / TOKENS_FILE
-    if not path.is_file():
-        raise DataError(f"{path}: token table not found; rerun `mlkd prepare` or pass --tokens PATH")
-    return path
 
 
 def read_tokens(path: Path, vocab_size: int | None = None) -> list[str]:
@@ -175,13 +161,13 @@ def write_tokens(symbols: list[str], path: Path) -> None:
     path.write_text("".join(f"{symbol} {i}\n" for i, symbol in enumerate(symbols)), encoding="utf-8")
 
 
-def metadata(model: CtcModel, exp_dir: Path) -> dict[str, str]:
+def metadata(model: CtcModel, weights: Path) -> dict[str, str]:
     config = model.config
     return {
         "model_type": "conformer_ctc",
         "model_author": "mlkd",
         "mlkd_version": __version__,
-        "final_pt_sha256": file_digest(exp_dir / "final.pt"),
+        "final_pt_sha256": file_digest(weights),
         "vocab_size": str(config.vocab_size),
         "feature_dim": str(config.feature_dim),
         "subsampling_factor": str(config.subsampling),

@@ -1,7 +1,8 @@
 """Atomic file writing and content digests.
 
-Every output is written under a temporary name in the same directory and renamed into
-place, so an interrupted run never leaves a half-written file that looks finished.
+A single file is written under a temporary name in the same directory and renamed into
+place, so an interrupted run never leaves a half-written file that looks finished. Whole
+output directories are staged and published by :mod:`mlkd_cli.stage`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -27,32 +27,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
-def staging_dir(path: str | Path) -> Iterator[Path]:
-    """Yield an empty temporary sibling directory that replaces ``path`` on success."""
-    path = Path(path)
-    tmp = path.parent / f".tmp{os.getpid()}-{path.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-        replace_dir(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move directory ``src`` onto ``dst``, removing an older ``dst`` only once ``src`` is complete."""
-    old = dst.parent / f".old{os.getpid()}-{dst.name}"
-    if dst.exists():
-        os.replace(dst, old)
-    os.replace(src, dst)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def file_digest(path: str | Path) -> str:

@@ -25,10 +25,18 @@ LOG_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 
 
 def setup_console_logging(level: int = logging.INFO) -> None:
+    """Print mlkd's records at ``level`` and up, and other libraries' warnings, on stderr.
+
+    The handler sits on the root logger, where mlkd's records arrive by propagation. A
+    handler on the ``mlkd`` logger would print each record twice as soon as a library logs
+    through ``logging.info()`` & co., which give the root logger a stderr handler of its own
+    (``logging.basicConfig``) if it has none: lhotse does so when it probes audio files.
+    """
     logger.setLevel(logging.DEBUG)
-    for handler in list(logger.handlers):
+    root = logging.getLogger()
+    for handler in list(root.handlers):
         if getattr(handler, "mlkd_console", False):
-            logger.removeHandler(handler)
+            root.removeHandler(handler)
     if console.is_terminal:
         handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False)
     else:
@@ -36,7 +44,7 @@ def setup_console_logging(level: int = logging.INFO) -> None:
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(level)
     handler.mlkd_console = True  # type: ignore[attr-defined]
-    logger.addHandler(handler)
+    root.addHandler(handler)
 
 
 @contextlib.contextmanager

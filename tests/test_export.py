@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +14,16 @@ import onnx
 import pytest
 import soundfile as sf
 import torch
-import yaml
 
 from conftest import TINY_MODEL, run_cli
 from mlkd_cli.cli import COMMANDS
-from mlkd_cli.config import dump_yaml, load_yaml, to_dict
+from mlkd_cli.config import dump_yaml, load_yaml
 from mlkd_cli.data.features import fbank_extractor
 from mlkd_cli.data.prepare import PrepareConfig
 from mlkd_cli.data.tokenizer import TokenizerConfig, train_tokenizer
 from mlkd_cli.errors import DataError
+from mlkd_cli.experiment.config import FinetuneConfig, InferenceSpec
+from mlkd_cli.experiment.model_dir import TOKENIZER_DIR, config_yaml, load_model_dir
 from mlkd_cli.export import PAD_VALUE, check_sherpa_model, compare_onnx, session
 from mlkd_cli.models import ModelConfig, build_model, save_model
 
@@ -103,7 +105,10 @@ def make_experiment(root: Path, data_dir: Path, wav: Path, languages: tuple[str,
         head.bias.copy_(-head.weight @ frames.mean(0))
         head.bias[1] = -100.0  # <unk>: sentencepiece and sherpa-onnx spell it differently
     root.mkdir(parents=True)
-    (root / "config.yaml").write_text(yaml.safe_dump({"data": str(data_dir), "model": to_dict(config)}), encoding="utf-8")
+    shutil.copytree(data_dir / "lang_char", root / TOKENIZER_DIR)
+    spec = InferenceSpec(languages=tuple(TEXTS), tokenizer=TokenizerConfig(type="char"))
+    stage = FinetuneConfig(data=str(data_dir), model=config, inference=spec)
+    (root / "config.yaml").write_text(config_yaml("finetune", stage), encoding="utf-8")
     save_model(root / "final.pt", model, config)
     return root
 
@@ -126,15 +131,13 @@ def adaptive(tmp_path_factory, data_dir, wavs) -> Path:
 
 
 def loaded(exp: Path):
-    from mlkd_cli.train.experiment import load_asr_experiment
-
-    model, _ = load_asr_experiment(exp)
-    return model.eval()
+    return load_model_dir(exp).model.eval()
 
 
 def test_export_writes_model_and_sherpa_token_table(plain, data_dir):
     out = plain / "export"
-    assert sorted(p.name for p in out.iterdir()) == ["model.int8.onnx", "model.onnx", "tokens.txt"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "model.int8.onnx", "model.onnx", "stage.json", "tokens.txt"]
     assert (out / "tokens.txt").read_text(encoding="utf-8") == (data_dir / "lang_char" / "tokens.txt").read_text(encoding="utf-8")
     proto = onnx.load(str(out / "model.onnx"))
     assert [i.name for i in proto.graph.input] == ["x", "x_lens"]

@@ -13,7 +13,8 @@ import click
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--method", type=click.Choice(["ctc-greedy", "ctc-prefix-beam", "wfst"]), default="ctc-greedy")
 @click.option("--beam", type=int, default=8, help="Prefix beam width.")
-@click.option("--lang", default="", help="Force this language (and its token inventory) instead of predicting it.")
+@click.option("--lang", default="", help="Force this language (and its token inventory) instead of predicting it: "
+              "a code or an English name (de, deu, de-DE, German).")
 @click.option("--max-duration", type=float, default=200.0, help="Seconds of audio per batch.")
 @click.option("--chunk", type=float, default=30.0, help="Decode longer inputs in windows of this many seconds.")
 @click.option("--overlap", type=float, default=2.0, help="Overlap of those windows, in seconds.")
@@ -26,14 +27,28 @@ import click
 @click.option("--max-active", type=int, default=7000, help="WFST search: most active states per frame.")
 @click.option("--acoustic-scale", type=float, default=1.0, help="WFST search: weight of the log-probs vs the graph.")
 @click.option("--name", help="Name of the decode dir: decode_<name>_<method> (default: from the inputs).")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where decode_<name>_<method>/ (and WFST graphs) go, e.g. for a read-only model dir  [default: MODEL_DIR]")
+@click.option("--graph-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Cache of WFST graphs  [default: OUTPUT_DIR/graph]")
+@click.option("-f", "--force", is_flag=True, help="Decode again over a decode dir of another model, inputs or settings.")
 def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lang: str, max_duration: float,
            chunk: float, overlap: float, threads: int, int8: bool, graph: str, lm_order: int, wfst_beam: float,
-           max_active: int, acoustic_scale: float, name: str | None) -> None:
+           max_active: int, acoustic_scale: float, name: str | None, output_dir: Path | None, graph_dir: Path | None,
+           force: bool) -> None:
     """Transcribe INPUTs (cuts manifests, Kaldi data dirs, audio files, globs, list files of
-    audio paths) with the model of MODEL_DIR; results go to MODEL_DIR/decode_<name>_<method>/.
+    audio paths) with the model of MODEL_DIR; results go to MODEL_DIR/decode_<name>_<method>/
+    (or OUTPUT_DIR/...). A decode of the same model, inputs and settings is up to date and is
+    not redone; MODEL_DIR is only read when --output-dir is given.
 
-    For audio files each result is also printed as `path<TAB>language<TAB>text`. Files that
-    cannot be read are reported and skipped; the rest of the batch is decoded.
+    A list file (.list, .lst, .txt) names one audio file per line (# starts a comment);
+    relative paths in it are relative to the current directory, as on the command line,
+    not to the list file. `-` (standard input) is not supported yet.
+
+    For audio files each result is also printed as `path<TAB>language<TAB>text`. An input
+    that cannot be decoded (no such file, not a regular file, empty, not audio, too short)
+    is reported on stderr as `skipped PATH: reason` and the rest is decoded (exit status 0);
+    if no input at all can be decoded, the command fails (exit status 1).
 
     \b
     Examples:
@@ -41,15 +56,20 @@ def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lan
       mlkd decode exp/student 'recordings/*.flac' --method ctc-prefix-beam
       mlkd decode exp/student call.wav --lang de
     """
+    from mlkd_cli.data.language import normalize_language
     from mlkd_cli.decode.decoder import DecodeConfig
     from mlkd_cli.decode.inputs import resolve_inputs
     from mlkd_cli.decode.stage import run_decode
 
+    # Names and tags (German, deu, de-DE) become the code the model knows; the decoder refuses
+    # what is still unknown, listing the model's languages.
+    lang = normalize_language(lang) or lang
     config = DecodeConfig(method=method, beam=beam, lang=lang, max_duration=max_duration, chunk=chunk,
                           overlap=overlap, threads=threads, quantize="int8" if int8 else "", graph=graph,
                           lm_order=lm_order, wfst_beam=wfst_beam, max_active=max_active, acoustic_scale=acoustic_scale)
     resolved = resolve_inputs(list(inputs))
-    summary = run_decode(model_dir, resolved, config, name=name, argv=["mlkd", *sys.argv[1:]])
+    summary = run_decode(model_dir, resolved, config, name=name, argv=["mlkd", *sys.argv[1:]], output_dir=output_dir,
+                         graph_dir=graph_dir, force=force)
     if resolved.audio_files:
         paths = {item.id: item.path for item in summary.items}
         for r in summary.results:

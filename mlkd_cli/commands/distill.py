@@ -44,8 +44,8 @@ def distill(data_dir: Path, model_config: Path | None, kd_config: Path | None, t
     """
     from mlkd_cli.commands.options import load_train_config
     from mlkd_cli.config import load_yaml
-    from mlkd_cli.distill.distill import DistillConfig, KdConfig
-    from mlkd_cli.distill.distill import distill as run
+    from mlkd_cli.distill.distill import DistillStage
+    from mlkd_cli.experiment.config import DistillConfig, KdConfig
     from mlkd_cli.models import ModelConfig
 
     model = load_yaml(ModelConfig, model_config) if model_config else ModelConfig()
@@ -56,4 +56,4 @@ def distill(data_dir: Path, model_config: Path | None, kd_config: Path | None, t
                            language_adaptive=not plain_student, lid_weight=lid_weight,
                            train=load_train_config(train_config, max_steps, precision),
                            train_set=train_set, dev_set=dev_set)
-    run(config, exp_dir, force=force, argv=["mlkd", *sys.argv[1:]])
+    DistillStage(config, exp_dir).run(force=force, argv=["mlkd", *sys.argv[1:]])

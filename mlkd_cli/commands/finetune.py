@@ -41,15 +41,18 @@ def finetune(data_dir: Path, init_dir: Path | None, model_config: Path | None, l
     from mlkd_cli.config import load_yaml
     from mlkd_cli.errors import ConfigError
     from mlkd_cli.models import ModelConfig
-    from mlkd_cli.train.finetune import FinetuneConfig
-    from mlkd_cli.train.finetune import finetune as run
+    from mlkd_cli.experiment.config import FinetuneConfig
+    from mlkd_cli.train.finetune import FinetuneStage
 
     if init_dir and model_config:
         raise ConfigError("give --init (fine-tune that model, keeping its architecture) or --model-config "
                           "(train from scratch), not both")
+    if not init_dir and not model_config:
+        raise ConfigError("say what to train: pass --init EXP (fine-tune a distilled student) or --model-config YAML "
+                          "(train from scratch, e.g. the no-KD baseline)")
     model = load_yaml(ModelConfig, model_config) if model_config else ModelConfig()
     model = dataclasses.replace(model, lid_layer=lid_layer)
     config = FinetuneConfig(data=str(data_dir), init=str(init_dir) if init_dir else "", model=model,
                             lid_weight=lid_weight, train=load_train_config(train_config, max_steps, precision),
                             train_set=train_set, dev_set=dev_set)
-    run(config, exp_dir, force=force, argv=["mlkd", *sys.argv[1:]])
+    FinetuneStage(config, exp_dir).run(force=force, argv=["mlkd", *sys.argv[1:]])

@@ -25,7 +25,7 @@ def training_options(command):
 
 def load_train_config(path: Path | None, max_steps: int | None, precision: str | None):
     from mlkd_cli.config import load_yaml
-    from mlkd_cli.train.config import TrainConfig
+    from mlkd_cli.experiment.config import TrainConfig
 
     train = load_yaml(TrainConfig, path) if path else TrainConfig()
     overrides = {k: v for k, v in {"max_steps": max_steps, "precision": precision}.items() if v is not None}

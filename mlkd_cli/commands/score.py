@@ -20,8 +20,9 @@ import click
 @click.option("--markdown", is_flag=True, help="With --compare: print the table as Markdown.")
 @click.option("--metric", type=click.Choice(["primary", "cer", "wer"]), default="primary",
               help="With --compare: the rate shown per language (primary: CER for languages written without spaces, else WER).")
+@click.option("-f", "--force", is_flag=True, help="Score again even when score.json is up to date.")
 def score(decode_dirs: tuple[Path, ...], ref: Path | None, ref_lang: Path | None, compare: bool,
-          markdown: bool, metric: str) -> None:
+          markdown: bool, metric: str, force: bool) -> None:
     """Score each DECODE_DIR: WER and CER per language and overall, LID accuracy.
 
     Writes errs.txt (per-utterance alignments), wer_summary (Kaldi-style %WER/%CER lines) and
@@ -35,19 +36,20 @@ def score(decode_dirs: tuple[Path, ...], ref: Path | None, ref_lang: Path | None
     """
     from rich.console import Console
 
-    from mlkd_cli.score import comparison_markdown, comparison_table, load_or_score, report_table, score_decode_dir
+    from mlkd_cli.score import comparison_markdown, comparison_table, report_table, score_decode_dir
     from mlkd_cli.score import compare as compare_reports
 
     if markdown and not compare:
         raise click.UsageError("--markdown needs --compare")
     if compare and (ref or ref_lang):
         raise click.UsageError("--compare scores each decode dir against its own reference; drop --ref/--ref-lang")
+    argv = ["mlkd", *sys.argv[1:]]
     console = Console() if sys.stdout.isatty() else Console(width=200)  # logs and pipes: never truncate names
     if not compare:
         for decode_dir in decode_dirs:
-            console.print(report_table(score_decode_dir(decode_dir, ref, ref_lang)))
+            console.print(report_table(score_decode_dir(decode_dir, ref, ref_lang, force=force, argv=argv)))
         return
-    comparison = compare_reports([load_or_score(d) for d in decode_dirs], metric)
+    comparison = compare_reports([score_decode_dir(d, force=force, argv=argv) for d in decode_dirs], metric)
     if markdown:
         click.echo(comparison_markdown(comparison), nl=False)
     else:

@@ -34,11 +34,11 @@ def train_teacher(data_dir: Path, lang: str, model_config: Path | None, train_co
     from mlkd_cli.commands.options import load_train_config
     from mlkd_cli.config import load_yaml
     from mlkd_cli.models import ModelConfig
-    from mlkd_cli.train.teacher import TeacherConfig
-    from mlkd_cli.train.teacher import train_teacher as run
+    from mlkd_cli.experiment.config import TeacherConfig
+    from mlkd_cli.train.teacher import TeacherStage
 
     model = load_yaml(ModelConfig, model_config) if model_config else ModelConfig()
     config = TeacherConfig(data=str(data_dir), lang=lang, model=model,
                            train=load_train_config(train_config, max_steps, precision),
                            train_set=train_set, dev_set=dev_set)
-    run(config, exp_dir, force=force, argv=["mlkd", *sys.argv[1:]])
+    TeacherStage(config, exp_dir).run(force=force, argv=["mlkd", *sys.argv[1:]])

@@ -1,5 +1,4 @@
-"""The embedded demo corpus: multilingual Kaldi data dirs synthesized with eSpeak NG from Debian fortunes."""
+"""The embedded demo corpus: multilingual Kaldi data dirs synthesized with eSpeak NG from Debian fortunes.
 
-from mlkd_cli.corpus.build import build_corpus
-
-__all__ = ["build_corpus"]
+``build.build_corpus`` makes it; ``text`` holds the languages and sentences (cheap to import).
+"""

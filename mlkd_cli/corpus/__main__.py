@@ -38,7 +38,8 @@ def main(out_dir: Path, langs: str, size: str, train_hours: float | None, dev_mi
     setup_console_logging(logging.DEBUG if verbose else logging.INFO)
     try:
         build_corpus(out_dir, [lang for lang in re.split(r"[\s,]+", langs) if lang],
-                     corpus_size(size, train_hours, dev_minutes, test_minutes), seed, num_jobs, force)
+                     corpus_size(size, train_hours, dev_minutes, test_minutes), seed, num_jobs, force,
+                     argv=["python", "-m", "mlkd_cli.corpus", *sys.argv[1:]])
     except MlkdError as e:
         logging.getLogger("mlkd").debug("failed", exc_info=True)
         click.echo(f"Error: {e}", err=True)

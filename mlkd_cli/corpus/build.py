@@ -5,8 +5,8 @@ test, then train, so the splits share no sentence and dev/test do not change whe
 training size does. A speaker is one eSpeak voice variant with one pitch, pitch range,
 speed and amplitude; dev and test speakers use variants never heard in training. Every
 speaker is synthesized in a fresh worker process, which makes the audio independent of
-``num_jobs`` (see ``espeak``). The corpus is built in a hidden sibling directory and moved
-into place when complete.
+``num_jobs`` (see ``espeak``). The corpus is built in a staging directory and published
+when complete (mlkd_cli.stage).
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ import json
 import logging
 import math
 import multiprocessing
-import os
 import random
-import shutil
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -28,8 +26,9 @@ import soundfile as sf
 
 from mlkd_cli.corpus import espeak, text
 from mlkd_cli.errors import ConfigError, DataError
-from mlkd_cli.fsutil import atomic_write_text, replace_dir
+from mlkd_cli.fsutil import atomic_write_text
 from mlkd_cli.log import progress_bar
+from mlkd_cli.stage import Stage, new_record
 
 logger = logging.getLogger("mlkd")
 
@@ -121,12 +120,13 @@ class SpeakerJob:
 
 
 def build_corpus(out_dir: str | Path, langs: Sequence[str] = DEFAULT_LANGS, size: str | CorpusSize = "demo",
-                 seed: int = 0, num_jobs: int = 2, force: bool = False) -> dict:
+                 seed: int = 0, num_jobs: int = 2, force: bool = False, argv: list[str] | None = None) -> dict:
     """Synthesize ``out_dir/{train,dev,test}`` (all languages in each) and ``out_dir/corpus.json``.
 
-    Returns the summary written to ``corpus.json``. A complete corpus of the same languages,
-    size and seed is left as it is (its files keep their dates, so `mlkd prepare` on it
-    stays up to date) unless ``force``; one made with other settings is replaced.
+    Returns the summary written to ``corpus.json``. Through the stage protocol: a complete
+    corpus of the same languages, size and seed is left as it is (its files keep their
+    dates, so `mlkd prepare` on it stays up to date); one made with other settings is
+    replaced only with ``force``; an interrupted build leaves the previous corpus intact.
     """
     out_dir = Path(out_dir).absolute()
     langs = list(dict.fromkeys(langs))
@@ -138,23 +138,16 @@ def build_corpus(out_dir: str | Path, langs: Sequence[str] = DEFAULT_LANGS, size
         raise ConfigError(f"--num-jobs must be at least 1, got {num_jobs}")
     size = corpus_size(size) if isinstance(size, str) else size
     _check_out_dir(out_dir)
-    existing = None if force else _complete_corpus(out_dir, _request(langs, seed, size))
-    if existing:
-        logger.info("%s is up to date (same languages, size and seed); nothing to do (--force rebuilds it)", out_dir)
-        return existing
-    sentences = {lang: _shuffled_sentences(lang, seed) for lang in langs}
-
-    tmp = out_dir.parent / f".tmp{os.getpid()}-{out_dir.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    record = new_record("corpus", {}, _request(langs, seed, size), argv)
+    with Stage(out_dir, record, force=force, intact=lambda: _wavs_present(out_dir)).run() as tmp:
+        if tmp is None:
+            return json.loads((out_dir / "corpus.json").read_text(encoding="utf-8"))
+        sentences = {lang: _shuffled_sentences(lang, seed) for lang in langs}
         utts, version = _synthesize(sentences, size, seed, num_jobs, tmp)
         summary = _summary(langs, seed, size, utts, {lang: len(s) for lang, s in sentences.items()}, version)
         for split in SPLITS:
             _write_data_dir(tmp / split, utts[split], out_dir)
         atomic_write_text(tmp / "corpus.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-        replace_dir(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("wrote %s", out_dir)
     return summary
 
@@ -182,7 +175,8 @@ def _check_out_dir(out_dir: Path) -> None:
         raise ConfigError(f"output path {out_dir} contains whitespace, which wav.scp cannot hold; choose another")
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir} exists and is not a directory; choose another output directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "corpus.json").is_file():
+    if out_dir.is_dir() and any(not p.name.startswith(".") for p in out_dir.iterdir()) \
+            and not (out_dir / "corpus.json").is_file():
         raise ConfigError(f"{out_dir} is not empty and holds no corpus.json; choose a new directory or remove it")
 
 
@@ -192,17 +186,11 @@ def _request(langs: list[str], seed: int, size: CorpusSize) -> dict:
             "target_per_language": {k: v for k, v in asdict(size).items() if k != "name"}}
 
 
-def _complete_corpus(out_dir: Path, request: dict) -> dict | None:
-    """The summary of the corpus in ``out_dir`` if it was made from ``request`` and no file is missing."""
-    try:
-        summary = json.loads((out_dir / "corpus.json").read_text())
-        scps = [(out_dir / split / "wav.scp").read_text().splitlines() for split in SPLITS]
-    except (OSError, ValueError):
-        return None
-    if {key: summary.get(key) for key in request} != request:
-        return None
-    complete = all(Path(line.split(maxsplit=1)[1]).is_file() for scp in scps for line in scp)
-    return summary if complete else None
+def _wavs_present(out_dir: Path) -> bool:
+    """Every wav that the corpus's wav.scp files name exists."""
+    scps = [out_dir / split / "wav.scp" for split in SPLITS]
+    return all(scp.is_file() for scp in scps) and all(
+        Path(line.split(maxsplit=1)[1]).is_file() for scp in scps for line in scp.read_text().splitlines())
 
 
 def _shuffled_sentences(lang: str, seed: int) -> list[text.Sentence]:

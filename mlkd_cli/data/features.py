@@ -38,6 +38,15 @@ def resample_to(cuts: CutSet, sampling_rate: int = SAMPLING_RATE) -> CutSet:
     )
 
 
+def downmix(samples: np.ndarray, sampling_rate: int) -> np.ndarray:
+    """The mean of all channels, as ``(1, samples)``: what `mlkd decode` computes its features from.
+
+    lhotse's Fbank would use only the first channel. Passed to lhotse as an ``augment_fn``, which
+    it applies to the loaded audio before extraction.
+    """
+    return samples.mean(axis=0, keepdims=True) if samples.shape[0] > 1 else samples
+
+
 def _audio_source(cut) -> str:
     return " ".join(source.source for source in cut.recording.sources)
 
@@ -49,7 +58,7 @@ def _extract_chunk(cuts: list, storage_path: Path) -> list:
     with LilcomChunkyWriter(storage_path) as writer:
         for cut in cuts:
             try:
-                done.append(cut.compute_and_store_features(extractor, writer))
+                done.append(cut.compute_and_store_features(extractor, writer, augment_fn=downmix))
             except Exception as e:  # soundfile/ffmpeg raise many types for a bad file
                 raise DataError(
                     f"{_audio_source(cut)}: cannot read audio of utterance {cut.id} ({type(e).__name__}: {e}); "

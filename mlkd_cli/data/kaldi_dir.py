@@ -13,9 +13,11 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import soundfile as sf
 
+from mlkd_cli.data.kaldi_table import Row, read_table
 from mlkd_cli.data.language import require_language
 from mlkd_cli.errors import DataError
 
@@ -24,10 +26,15 @@ logger = logging.getLogger("mlkd")
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk")
 OPTIONAL_FILES = ("spk2utt", "segments", "utt2lang")
 SEGMENT_END_TOLERANCE_S = 0.01
+# A WAV header may overstate its data by a few bytes (some writers count their own header);
+# more missing audio than this means the file was cut short.
+TRUNCATION_TOLERANCE_S = 0.01
+# Fluent speech runs at about 15 letters a second (65 ms each) in alphabetic scripts and 5 characters
+# a second in Chinese; even the fastest talkers stay above 30 ms a letter. Audio shorter than 20 ms
+# per letter or digit of its transcript cannot be that transcript spoken: it is cut short or wrong.
+MIN_SECONDS_PER_CHARACTER = 0.02
 _LOGGED_PER_KIND = 10  # further problems of one kind are counted, not logged one by one
 _SHOWN_IDS = 5
-
-
 @dataclass(frozen=True)
 class RecordingInfo:
     """One wav.scp entry: an absolute audio path, or a command ending in ``|`` (not probed)."""
@@ -72,16 +79,10 @@ class KaldiDirInfo:
         return [rate for rate, _ in counts.most_common()]
 
 
-@dataclass(frozen=True)
-class _Row:
-    line: int
-    value: str  # everything after the key, stripped
-
-
 @dataclass
 class _Table:
     path: Path
-    rows: dict[str, _Row]  # key → first row with that key, in file order
+    rows: dict[str, Row]  # key → first row with that key, in file order
 
     def at(self, key: str) -> str:
         return f"{self.path}:{self.rows[key].line}"
@@ -142,6 +143,7 @@ def validate_kaldi_dir(
             "without a segments file each utterance is the whole recording of the same id; write a "
             f"segments file, or make the ids match (utils/fix_data_dir.sh {directory} keeps the common ones)",
         )
+    _check_speech_rates(tables, recordings, segments, problems)
     utt2lang: dict[str, str] = {}
     if "utt2lang" in tables:
         utt2lang = _check_utt2lang(tables["utt2lang"], problems)
@@ -189,52 +191,7 @@ def _check_files_present(directory: Path, require_lang: bool, problems: _Problem
 
 def _read_table(path: Path, problems: _Problems) -> _Table:
     """Parse ``KEY VALUE...`` lines, reporting encoding, CRLF, blank, unsorted and duplicate lines."""
-    data = path.read_bytes()
-    try:
-        content = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        problems.add(
-            f"{path}:{line}: not valid UTF-8 ({e.reason}); fix: convert "
-            f"it, e.g. iconv -f LATIN1 -t UTF-8 {path} > {path}.utf8 && mv {path}.utf8 {path}"
-        )
-        content = data.decode("utf-8", errors="replace")
-    if "\r" in content:
-        line = content.count("\n", 0, content.index("\r")) + 1
-        problems.add(
-            f"{path}:{line}: Windows line endings (CRLF); "
-            f"fix: sed -i 's/\\r$//' {path}"
-        )
-    lines = content.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    if not lines:
-        problems.add(f"{path}: empty file; fix: re-run the data preparation that writes it")
-    rows: dict[str, _Row] = {}
-    previous = ""
-    unsorted_reported = False
-    for number, line in enumerate(lines, start=1):
-        parts = line.rstrip("\r").split(maxsplit=1)
-        if not parts:
-            problems.add(f"{path}:{number}: blank line; fix: sed -i '/^\\s*$/d' {path}", f"{path} blank lines")
-            continue
-        key = parts[0]
-        if key in rows:
-            problems.add(
-                f"{path}:{number}: duplicate key {key} (also on line {rows[key].line}); fix: keep one "
-                f"of the two lines (LC_ALL=C sort -u -o {path} {path} drops exact duplicates)",
-                f"{path} duplicate keys",
-            )
-            continue
-        if key < previous and not unsorted_reported:  # str order = UTF-8 byte order = LC_ALL=C
-            problems.add(
-                f"{path}:{number}: not sorted: {key} follows {previous} (LC_ALL=C order); "
-                f"fix: LC_ALL=C sort -o {path} {path}"
-            )
-            unsorted_reported = True
-        previous = key
-        rows[key] = _Row(number, parts[1].strip() if len(parts) > 1 else "")
-    return _Table(path, rows)
+    return _Table(path, read_table(path, problems.add, check_sorted=True, allow_empty=False))
 
 
 def _check_utt2spk(table: _Table, problems: _Problems) -> dict[str, str]:
@@ -364,7 +321,53 @@ def _probe_audio(value: str, where: str, problems: _Problems) -> RecordingInfo |
             "wav.scp empty audio",
         )
         return None
+    if (sizes := _wav_data_sizes(path)) is not None:
+        declared, available = (n // sizes.bytes_per_frame / info.samplerate for n in sizes[:2])
+        if declared - available > TRUNCATION_TOLERANCE_S:
+            problems.add(
+                f"{where}: {value} is truncated: its header declares {declared:.2f} s of audio, the file holds "
+                f"{available:.2f} s; fix: copy or convert it again from the original (the copy or download was "
+                "cut short), or remove the recording and its utterances",
+                "wav.scp truncated audio",
+            )
+            return None
     return RecordingInfo(os.path.abspath(path), info.samplerate, info.frames / info.samplerate)
+
+
+class _WavDataSizes(NamedTuple):
+    declared: int  # bytes of samples the data chunk header announces
+    available: int  # bytes of samples the file holds after that header
+    bytes_per_frame: int  # the fmt chunk's block align: channels x bytes per sample
+
+
+def _wav_data_sizes(path: Path) -> _WavDataSizes | None:
+    """Sizes of the data chunk of a RIFF WAV; None for other files and for an unset (streamed) size.
+
+    libsndfile silently clamps the length of a WAV cut short (an interrupted copy, ``head -c``)
+    to the bytes present, so only the header tells that audio is missing. Reads chunk headers only.
+    """
+    with open(path, "rb") as f:
+        riff = f.read(12)
+        if riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+            return None
+        bytes_per_frame = 0
+        while len(header := f.read(8)) == 8:
+            name, size = header[:4], int.from_bytes(header[4:], "little")
+            if name == b"data":
+                if not bytes_per_frame or _is_unset_size(size, bytes_per_frame):
+                    return None
+                return _WavDataSizes(size, os.fstat(f.fileno()).st_size - f.tell(), bytes_per_frame)
+            if name == b"fmt ":
+                bytes_per_frame = int.from_bytes(f.read(size + size % 2)[12:14], "little")
+            else:
+                f.seek(size + size % 2, os.SEEK_CUR)  # chunks are padded to an even size
+    return None
+
+
+def _is_unset_size(size: int, bytes_per_frame: int) -> bool:
+    """The placeholders of writers to a pipe, which cannot go back to fill in the size: ffmpeg
+    leaves 0xFFFFFFFF, sox its "unspecified" 0x7FFFF000 rounded down to whole frames."""
+    return size in (0, 0xFFFFFFFF) or size == 0x7FFFF000 // bytes_per_frame * bytes_per_frame
 
 
 def _check_single_rate(table: _Table, recordings: dict[str, RecordingInfo], problems: _Problems) -> None:
@@ -423,6 +426,44 @@ def _check_segments(
             )
         segments[utt] = Segment(rec, start, end)
     return segments
+
+
+def _check_speech_rates(
+    tables: dict[str, _Table], recordings: dict[str, RecordingInfo], segments: dict[str, Segment] | None,
+    problems: _Problems,
+) -> None:
+    """Each utterance's audio must be long enough to say its transcript (MIN_SECONDS_PER_CHARACTER)."""
+    text = tables["text"]
+    for utt, row in text.rows.items():
+        characters = sum(c.isalnum() for c in row.value)  # punctuation and spaces take no time
+        needed = characters * MIN_SECONDS_PER_CHARACTER
+        audio = _utterance_audio(utt, tables, recordings, segments)
+        if audio is None or audio[2] >= needed:
+            continue
+        where, what, duration, fix = audio
+        problems.add(
+            f"{where}: {what} {duration:.2f} s of audio, too short to say the {characters} letters and digits of "
+            f"its transcript ({text.at(utt)}), which needs at least {needed:.2f} s "
+            f"({MIN_SECONDS_PER_CHARACTER * 1000:.0f} ms each); fix: {fix}, or remove the utterance",
+            "audio too short for the transcript",
+        )
+
+
+def _utterance_audio(
+    utt: str, tables: dict[str, _Table], recordings: dict[str, RecordingInfo], segments: dict[str, Segment] | None
+) -> tuple[str, str, float, str] | None:
+    """(file:line, description, duration, fix) of an utterance's audio; None when its duration is unknown."""
+    wav_scp = tables["wav.scp"]
+    if segments is None:
+        recording = recordings.get(utt)
+        if recording is None or recording.duration is None:
+            return None
+        fix = "the file is cut short or the wrong one: re-create it or correct its path"
+        return wav_scp.at(utt), f"{wav_scp.rows[utt].value} holds", recording.duration, fix
+    if (segment := segments.get(utt)) is None:
+        return None
+    what = f"segment {utt} of {wav_scp.rows[segment.recording_id].value} has"
+    return tables["segments"].at(utt), what, segment.end - segment.start, "correct the segment times"
 
 
 def _parse_segment(value: str) -> tuple[str, float, float] | None:

@@ -109,7 +109,11 @@ def _load_kaldi_dir(path: Path, allow_mixed_rates: bool) -> CutSet:
 
 
 def _absolute_and_true_rate(recording, info):
-    """Use the absolute path (resolved as Kaldi does, from the current dir) and each file's own rate."""
+    """Use the absolute path (resolved as Kaldi does, from the current dir) and each file's own rate.
+
+    lhotse's importer declares one channel but loads every channel of the file; fbank
+    (:func:`mlkd_cli.data.features.downmix`) and `mlkd decode` both use their mean.
+    """
     entry = info.recordings[recording.id]
     source = recording.sources[0]
     if source.type == "file":

@@ -4,33 +4,33 @@ Layout of a prepared data dir::
 
   config.yaml  stage.json  log/prepare.log
   manifests/<set>_{recordings,supervisions,cuts}.jsonl.gz   (cuts carry the features)
-  fbank/<set>.<run>/feats-*.lca                           (lilcom feature archives)
+  fbank/<set>/feats-*.lca                                 (lilcom feature archives)
   lang_<type><size>/                                       (see mlkd_cli.data.tokenizer)
 
-Feature dirs carry a run id, so the manifests of a finished run keep pointing at their own
-features until the new manifests are renamed into place; stale feature dirs go last.
+Everything is written into a staging dir and published as one set by the stage protocol
+(mlkd_cli.stage), so a failed or killed run leaves the previous preparation intact; other
+entries of OUT_DIR (e.g. the corpus in data/corpus) are never touched.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 
 from lhotse import CutSet
+from lhotse.utils import fastcopy
 
 from mlkd_cli.config import dump_yaml, load_yaml, to_dict
 from mlkd_cli.data.features import compute_fbank, resample_to
 from mlkd_cli.data.manifests import Source, audio_paths, load_source
 from mlkd_cli.data.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
 from mlkd_cli.errors import DataError
-from mlkd_cli.fsutil import atomic_path, atomic_write_text, path_digest, staging_dir, stat_digest
+from mlkd_cli.fsutil import atomic_path, path_digest, stat_digest
 from mlkd_cli.log import log_to_file
-from mlkd_cli.stage import StageRecord, is_up_to_date, now, software_versions, write_stage
+from mlkd_cli.stage import Stage, StageRecord, new_record
 
 logger = logging.getLogger("mlkd")
 
@@ -86,7 +86,7 @@ def stage_record(sets: dict[str, list[Source]], cuts: dict[str, CutSet], config:
     }
     all_audio = [p for c in cuts.values() for p in audio_paths(c)]
     inputs["audio"] = {"path": f"{len(all_audio)} files", "digest": stat_digest(all_audio)}
-    return StageRecord(command="prepare", argv=argv, inputs=inputs, config=to_dict(config), versions=software_versions())
+    return new_record("prepare", inputs, to_dict(config), argv)
 
 
 def prepare(source_args: list[str], out_dir: Path, config: PrepareConfig, num_jobs: int = 1,
@@ -100,35 +100,27 @@ def prepare(source_args: list[str], out_dir: Path, config: PrepareConfig, num_jo
         )
     cuts = load_sets(sets, config.allow_mixed_rates, config.normalize_text)
     _check_languages(cuts, config.train_set)
-    record = stage_record(sets, cuts, config, argv or [])
-    if is_up_to_date(out_dir, record, force):
-        logger.info("%s is up to date (inputs and config unchanged); nothing to do", out_dir)
-        return False
-
-    record.started = now()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with log_to_file(out_dir / "log" / "prepare.log"):
-        # Heavy work first, into new names only: a failure here leaves earlier outputs intact.
-        run_id = uuid.uuid4().hex[:8]
-        feats_dirs = {name: (out_dir / "fbank" / f"{name}.{run_id}").resolve() for name in cuts}
-        lang_dir = out_dir / config.tokenizer.dir_name
-        try:
-            with_feats = {name: _fbank_set(name, set_cuts, feats_dirs[name], num_jobs) for name, set_cuts in cuts.items()}
-            with staging_dir(lang_dir) as tmp:
-                train_tokenizer(texts_by_language(cuts[config.train_set]), tmp, config.tokenizer)
-        except BaseException:
-            for d in feats_dirs.values():
-                shutil.rmtree(d, ignore_errors=True)
-            raise
+    out_dir = Path(out_dir)
+    with Stage(out_dir, stage_record(sets, cuts, config, argv or []), force=force).run() as staging, \
+            log_to_file(out_dir / "log" / "prepare.log"):
+        if staging is None:
+            return False
+        lang_dir = staging / config.tokenizer.dir_name
+        train_tokenizer(texts_by_language(cuts[config.train_set]), lang_dir, config.tokenizer)
         _report_unknown_tokens(Tokenizer(lang_dir), cuts)
-        for name, set_cuts in with_feats.items():
-            write_manifests(set_cuts, out_dir / "manifests", name)
-        atomic_write_text(out_dir / "config.yaml", dump_yaml(config))
-        record.status, record.finished = "done", now()
-        write_stage(out_dir, record)
-        _remove_stale_features(out_dir / "fbank", {d.name for d in feats_dirs.values()})
+        for name, set_cuts in cuts.items():
+            with_feats = _fbank_set(name, set_cuts, staging.resolve() / "fbank" / name, num_jobs)
+            final_dir = out_dir.resolve() / "fbank" / name
+            write_manifests(with_feats.map(lambda c: _moved_features(c, final_dir)), staging / "manifests", name)
+        (staging / "config.yaml").write_text(dump_yaml(config), encoding="utf-8")
         logger.info("prepared %s: sets %s, tokenizer %s", out_dir, ", ".join(cuts), lang_dir.name)
     return True
+
+
+def _moved_features(cut, feats_dir: Path):
+    """``cut`` with its feature archive in ``feats_dir`` (where the staged one is published)."""
+    storage = feats_dir / Path(cut.features.storage_path).name
+    return fastcopy(cut, features=fastcopy(cut.features, storage_path=str(storage)))
 
 
 def _fbank_set(name: str, cuts: CutSet, feats_dir: Path, num_jobs: int) -> CutSet:
@@ -164,12 +156,6 @@ def _report_unknown_tokens(tokenizer: Tokenizer, cuts: dict[str, CutSet]) -> Non
         ratio = Tokenizer.unk_ratio(ids)
         if ratio > 0:
             logger.warning("set %s: %.2f%% of tokens are <unk> (characters unseen in training text)", name, 100 * ratio)
-
-
-def _remove_stale_features(fbank_dir: Path, keep: set[str]) -> None:
-    for child in fbank_dir.iterdir():
-        if child.is_dir() and child.name not in keep:
-            shutil.rmtree(child)
 
 
 @dataclasses.dataclass

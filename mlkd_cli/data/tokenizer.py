@@ -18,6 +18,7 @@ from mlkd_cli.errors import ConfigError, DataError
 logger = logging.getLogger("mlkd")
 
 BLANK = "<blk>"
+BLANK_ID = 0  # the CTC blank is token 0 of every mlkd vocabulary (models, decoding and export rely on it)
 UNK = "<unk>"
 MODEL_FILE = "tokenizer.model"
 TOKENIZER_TYPES = ("bpe", "unigram", "char")
@@ -92,7 +93,7 @@ def train_tokenizer(texts_by_lang: dict[str, list[str]], out_dir: Path, config: 
         "".join(f"{tokenizer.id_to_piece(i)} {i}\n" for i in range(tokenizer.vocab_size)), encoding="utf-8"
     )
     for lang, texts in texts_by_lang.items():
-        used = sorted({0} | {i for t in texts for i in tokenizer.encode(t)})
+        used = sorted({BLANK_ID} | {i for t in texts for i in tokenizer.encode(t)})
         (out_dir / f"tokens.{lang}.txt").write_text(
             "".join(f"{tokenizer.id_to_piece(i)} {i}\n" for i in used), encoding="utf-8"
         )
@@ -102,7 +103,7 @@ def train_tokenizer(texts_by_lang: dict[str, list[str]], out_dir: Path, config: 
 class Tokenizer:
     """Text ↔ token ids with the blank at id 0, loaded from a tokenizer directory."""
 
-    blank_id = 0
+    blank_id = BLANK_ID
 
     def __init__(self, lang_dir: str | Path):
         import sentencepiece as spm
@@ -112,8 +113,9 @@ class Tokenizer:
         if not model.is_file():
             raise DataError(f"{model}: tokenizer model not found; create it with `mlkd prepare`")
         self._sp = spm.SentencePieceProcessor(model_file=str(model))
-        if self._sp.id_to_piece(0) != BLANK:
-            raise DataError(f"{model}: token 0 is {self._sp.id_to_piece(0)!r}, not {BLANK}; rebuild it with `mlkd prepare`")
+        if self._sp.id_to_piece(BLANK_ID) != BLANK:
+            raise DataError(f"{model}: token {BLANK_ID} is {self._sp.id_to_piece(BLANK_ID)!r}, not {BLANK}; "
+                            "rebuild it with `mlkd prepare`")
 
     @property
     def vocab_size(self) -> int:

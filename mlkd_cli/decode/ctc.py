@@ -6,16 +6,15 @@ import math
 
 import numpy as np
 
-BLANK_ID = 0
+from mlkd_cli.data.tokenizer import BLANK_ID
+from mlkd_cli.models.asr import collapse
+
 NEG_INF = -math.inf
 
 
 def greedy_search(log_probs: np.ndarray) -> list[int]:
-    """Best path: argmax per frame, repeats collapsed, blanks dropped."""
-    best = log_probs.argmax(axis=-1)
-    keep = np.ones(len(best), dtype=bool)
-    keep[1:] = best[1:] != best[:-1]
-    return [int(t) for t in best[keep] if t != BLANK_ID]
+    """Best path of one utterance: argmax per frame, collapsed."""
+    return collapse(log_probs.argmax(axis=-1).tolist())
 
 
 def restrict_tokens(log_probs: np.ndarray, allowed: list[int]) -> np.ndarray:

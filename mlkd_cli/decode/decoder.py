@@ -20,15 +20,12 @@ import numpy as np
 import torch
 
 from mlkd_cli.data.features import fbank_extractor
-from mlkd_cli.data.prepare import PreparedData
-from mlkd_cli.data.tokenizer import Tokenizer
 from mlkd_cli.decode.chunks import Window, plan_windows
 from mlkd_cli.decode.ctc import greedy_search, prefix_beam_search, restrict_tokens
 from mlkd_cli.decode.inputs import Item
-from mlkd_cli.errors import ConfigError, DataError
+from mlkd_cli.errors import ConfigError
+from mlkd_cli.experiment.model_dir import ModelDir, load_model_dir
 from mlkd_cli.log import progress_bar
-from mlkd_cli.models import CtcModel, num_parameters
-from mlkd_cli.train.experiment import load_asr_experiment
 
 logger = logging.getLogger("mlkd")
 
@@ -51,43 +48,41 @@ class DecodeConfig:
     max_active: int = 7000
     acoustic_scale: float = 1.0
 
+    # (field, the option that sets it, its least value, whether that value itself is allowed).
+    # A chunk under a second would decode in windows too short to carry any context.
+    _limits = (
+        ("beam", "--beam", 1, True),
+        ("max_duration", "--max-duration", 0, False),
+        ("chunk", "--chunk", 1, True),
+        ("threads", "--threads", 0, True),
+        ("lm_order", "--lm-order", 1, True),
+        ("wfst_beam", "--wfst-beam", 0, False),
+        ("max_active", "--max-active", 1, True),
+        ("acoustic_scale", "--acoustic-scale", 0, False),
+    )
+
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"decoding method {self.method!r} is not one of {', '.join(METHODS)}")
         if self.quantize not in ("", "int8"):
             raise ConfigError(f"quantize {self.quantize!r} is not supported; use int8 or nothing")
+        for field, option, least, inclusive in self._limits:
+            value = getattr(self, field)
+            if not (value >= least if inclusive else value > least):  # also refuses NaN
+                raise ConfigError(f"{option} {value}: must be {'at least' if inclusive else 'over'} {least}")
         if not 0 <= self.overlap < self.chunk / 2:
-            raise ConfigError(f"overlap {self.overlap} must be at least 0 and under half the chunk ({self.chunk})")
+            raise ConfigError(f"--overlap {self.overlap}: must be at least 0 and under half of --chunk ({self.chunk})")
 
 
-@dataclasses.dataclass
-class LoadedModel:
-    model: CtcModel
-    tokenizer: Tokenizer
-    languages: tuple[str, ...]  # what the model can tell apart (empty: monolingual)
-    own_language: Optional[str]  # a monolingual teacher's language
-    num_parameters: int
-    data_dir: Path  # the prepared data the model was trained on (tokenizer, training text)
-    normalize_text: bool = False  # its transcripts were normalised by `mlkd prepare --normalize-text`
-
-
-def load_for_decoding(model_dir: Path, quantize: str = "") -> LoadedModel:
-    model, raw = load_asr_experiment(model_dir)
-    data_dir = Path(raw.get("data") or "")
-    try:
-        data = PreparedData(data_dir)
-        tokenizer = data.tokenizer()
-    except DataError as e:
-        raise DataError(f"{model_dir / 'config.yaml'}: the model's tokenizer is not readable ({e}); "
-                        f"restore the data dir it names ({data_dir}) or edit `data:` to point at a copy") from None
-    params = num_parameters(model)
-    model.eval()
+def load_for_decoding(model_dir: Path, quantize: str = "") -> ModelDir:
+    """The model dir, its model in eval mode (and int8-quantized when asked)."""
+    loaded = load_model_dir(model_dir)
+    loaded.model.eval()
     if quantize == "int8":
         with warnings.catch_warnings():  # torch.ao is deprecated in favour of torchao, still the CPU path in 2.13
             warnings.simplefilter("ignore")
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    return LoadedModel(model, tokenizer, tuple(model.config.languages), raw.get("lang"), params, data_dir,
-                       data.config.normalize_text)
+            loaded.model = torch.ao.quantization.quantize_dynamic(loaded.model, {torch.nn.Linear}, dtype=torch.qint8)
+    return loaded
 
 
 @dataclasses.dataclass
@@ -109,7 +104,7 @@ class Result:
 class Decoder:
     """Decodes items with one model; ``search`` turns a (T, V) matrix and the language into text."""
 
-    def __init__(self, loaded: LoadedModel, config: DecodeConfig,
+    def __init__(self, loaded: ModelDir, config: DecodeConfig,
                  search: Optional[Callable[[np.ndarray, Optional[str]], str]] = None):
         self.loaded, self.config = loaded, config
         self.extractor = fbank_extractor()
@@ -121,7 +116,8 @@ class Decoder:
         lang, known = self.config.lang, self.loaded.languages
         if not lang or not known:
             if lang and self.loaded.own_language and lang != self.loaded.own_language:
-                raise ConfigError(f"the model is a {self.loaded.own_language} teacher; it cannot decode {lang!r}")
+                raise ConfigError(f"--lang {lang}: the model is a {self.loaded.own_language} teacher; "
+                                  f"it knows only {self.loaded.own_language}")
             return None
         if lang not in known:
             raise ConfigError(f"--lang {lang}: the model knows only {', '.join(known)}")

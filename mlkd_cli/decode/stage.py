@@ -1,15 +1,18 @@
-"""The decode stage: model dir + inputs → ``<MODEL_DIR>/decode_<name>_<method>/``.
+"""The decode stage: model dir + inputs → ``<OUTPUT_DIR>/decode_<name>_<method>/``.
 
+``OUTPUT_DIR`` is the model dir unless ``--output-dir`` says otherwise (a read-only or shared
+model dir); WFST graphs are cached in ``<OUTPUT_DIR>/graph`` unless ``--graph-dir`` says so.
 Outputs: ``hyp.text`` (Kaldi text), ``hyps.jsonl`` (id, text, language, language posteriors,
 duration, processing time), ``ref.text``/``ref.utt2lang`` when the inputs carry them,
 ``stats.json`` (model, method, parameters, real-time factor, failures), ``config.yaml`` and
-``stage.json``. Files go in under temporary names, so a failed run leaves an earlier decode
-of the same name intact.
+``stage.json``; published as one set by the stage protocol, so a decode of the same model,
+inputs and settings is up to date, and a failed run leaves an earlier decode intact.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -20,14 +23,14 @@ import torch
 
 from mlkd_cli.config import dump_yaml
 from mlkd_cli.data.text import normalize_transcript
-from mlkd_cli.decode.decoder import DecodeConfig, Decoder, LoadedModel, Result, load_for_decoding
+from mlkd_cli.decode.decoder import DecodeConfig, Decoder, Result, load_for_decoding
 from mlkd_cli.decode.graphs import wfst_search
 from mlkd_cli.decode.inputs import Inputs, Item
 from mlkd_cli.decode.wfst import SearchConfig
-from mlkd_cli.fsutil import atomic_write_text
+from mlkd_cli.experiment.model_dir import ModelDir
+from mlkd_cli.fsutil import atomic_write_text, stat_digest
 from mlkd_cli.log import log_to_file
-from mlkd_cli.stage import StageRecord, now, software_versions, write_stage
-from mlkd_cli.train.experiment import file_input
+from mlkd_cli.stage import Stage, file_input, new_record
 
 logger = logging.getLogger("mlkd")
 
@@ -50,37 +53,71 @@ def decode_dir_name(name: str, config: DecodeConfig) -> str:
     return f"decode_{name}_{method}{suffix}"
 
 
-def make_search(model_dir: Path, loaded: LoadedModel, config: DecodeConfig) -> Optional[Callable]:
+def make_search(loaded: ModelDir, graph_root: Path, config: DecodeConfig) -> Optional[Callable]:
     if config.method != "wfst":
         return None
     search = SearchConfig(beam=config.wfst_beam, max_active=config.max_active, acoustic_scale=config.acoustic_scale)
-    return wfst_search(model_dir, loaded.data_dir, loaded.tokenizer, config.graph, config.lm_order, search)
+    return wfst_search(loaded, graph_root, config.graph, config.lm_order, search)
 
 
 def run_decode(model_dir: Path, inputs: Inputs, config: DecodeConfig, name: Optional[str] = None,
-               argv: Optional[list[str]] = None) -> DecodeSummary:
-    """Decode ``inputs`` with the model of ``model_dir``; write and return the results."""
+               argv: Optional[list[str]] = None, output_dir: Optional[Path] = None,
+               graph_dir: Optional[Path] = None, force: bool = False) -> DecodeSummary:
+    """Decode ``inputs`` with the model of ``model_dir``; write and return the results
+    (read back from the decode dir when it is up to date)."""
     if config.threads:
         torch.set_num_threads(config.threads)
     loaded = load_for_decoding(model_dir, config.quantize)
     items = _references_as_in_training(_own_language_only(inputs.items, loaded), loaded)
-    out_dir = model_dir / decode_dir_name(name or inputs.name, config)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with log_to_file(out_dir / "log" / "decode.log"):
-        started, start = now(), time.perf_counter()
-        results = Decoder(loaded, config, make_search(model_dir, loaded, config)).decode(items) if items else []
+    out_root = Path(output_dir) if output_dir is not None else Path(model_dir)
+    out_dir = out_root / decode_dir_name(name or inputs.name, config)
+    record = new_record("decode", {"model": file_input(loaded.weights), "inputs": items_input(items)},
+                        _recorded_config(config), argv)
+    stage = Stage(out_dir, record, force=force)
+    with stage.run() as staging, log_to_file(out_dir / "log" / "decode.log"):
+        if staging is None:
+            return _read_back(out_dir, items, inputs.failed)
+        start = time.perf_counter()
+        search = make_search(loaded, graph_dir if graph_dir is not None else out_root / "graph", config)
+        results = Decoder(loaded, config, search).decode(items) if items else []
         elapsed = time.perf_counter() - start
         audio = sum(item.cut.duration for item in items)
         rtf = elapsed / max(audio, 1e-9)
         summary = DecodeSummary(out_dir, results, items, rtf, audio, inputs.failed)
-        _write(summary, model_dir, loaded, config, argv or [], started)
+        _write(staging, summary, model_dir, loaded, config)
         logger.info("decoded %d utterances (%.1f s of audio) in %.2f s: real-time factor %.4f%s -> %s",
                     len(results), audio, elapsed, rtf,
                     f"; {len(inputs.failed)} input(s) skipped" if inputs.failed else "", out_dir)
     return summary
 
 
-def _own_language_only(items: list[Item], loaded: LoadedModel) -> list[Item]:
+def _recorded_config(config: DecodeConfig) -> dict:
+    """The settings that change results (threads do not)."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k != "threads"}
+
+
+def items_input(items: list[Item]) -> dict[str, str]:
+    """A record input for the decoded utterances: their cuts, references and audio files (by size and date)."""
+    h = hashlib.sha256()
+    files = []
+    for item in items:
+        h.update(json.dumps([item.id, item.ref_text, item.ref_lang, item.cut.to_dict()], sort_keys=True,
+                            default=str).encode())
+        if item.cut.has_recording:
+            files += [s.source for s in item.cut.recording.sources if s.type == "file"]
+        if item.cut.has_features:
+            files.append(item.cut.features.storage_path)
+    h.update(stat_digest(files).encode())
+    return {"path": f"{len(items)} utterances", "digest": h.hexdigest()}
+
+
+def _read_back(out_dir: Path, items: list[Item], failed: list[dict]) -> DecodeSummary:
+    stats = json.loads((out_dir / "stats.json").read_text(encoding="utf-8"))
+    results = [Result(**json.loads(line)) for line in (out_dir / "hyps.jsonl").read_text(encoding="utf-8").splitlines()]
+    return DecodeSummary(out_dir, results, items, stats["rtf"], stats["audio_seconds"], failed)
+
+
+def _own_language_only(items: list[Item], loaded: ModelDir) -> list[Item]:
     """A monolingual teacher transcribes only the utterances known to be in its language."""
     if loaded.languages or not loaded.own_language:
         return items
@@ -90,17 +127,15 @@ def _own_language_only(items: list[Item], loaded: LoadedModel) -> list[Item]:
     return own
 
 
-def _references_as_in_training(items: list[Item], loaded: LoadedModel) -> list[Item]:
+def _references_as_in_training(items: list[Item], loaded: ModelDir) -> list[Item]:
     """A model trained on normalised transcripts is scored against normalised references."""
-    if not loaded.normalize_text:
+    if not loaded.inference.normalize_text:
         return items
     return [dataclasses.replace(item, ref_text=normalize_transcript(item.ref_text)) if item.ref_text else item
             for item in items]
 
 
-def _write(summary: DecodeSummary, model_dir: Path, loaded: LoadedModel, config: DecodeConfig, argv: list[str],
-           started: str) -> None:
-    out = summary.out_dir
+def _write(out: Path, summary: DecodeSummary, model_dir: Path, loaded: ModelDir, config: DecodeConfig) -> None:
     results, items = summary.results, summary.items
     atomic_write_text(out / "hyp.text", "".join(f"{r.id} {r.text}".rstrip() + "\n" for r in results))
     atomic_write_text(out / "hyps.jsonl", "".join(json.dumps(dataclasses.asdict(r), ensure_ascii=False) + "\n"
@@ -111,8 +146,8 @@ def _write(summary: DecodeSummary, model_dir: Path, loaded: LoadedModel, config:
     if any(item.ref_lang for item in items):
         atomic_write_text(out / "ref.utt2lang", "".join(f"{i.id} {i.ref_lang}\n" for i in items if i.ref_lang))
     stats = {
-        "model_dir": str(model_dir.resolve()),
-        "model_name": model_dir.name,
+        "model_dir": str(Path(model_dir).resolve()),
+        "model_name": Path(model_dir).resolve().name,
         "method": config.method,
         "num_parameters": loaded.num_parameters,
         "languages": list(loaded.languages) or [loaded.own_language],
@@ -124,9 +159,3 @@ def _write(summary: DecodeSummary, model_dir: Path, loaded: LoadedModel, config:
     }
     atomic_write_text(out / "stats.json", json.dumps(stats, indent=2) + "\n")
     atomic_write_text(out / "config.yaml", dump_yaml(config))
-    final = model_dir / "final.pt"
-    record = StageRecord(command="decode", argv=argv, inputs={"model": file_input(final)},
-                         config=dataclasses.asdict(config), status="done", versions=software_versions(),
-                         started=started, finished=now())
-    write_stage(out, record)
-

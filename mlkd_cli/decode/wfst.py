@@ -29,7 +29,7 @@ import numpy as np
 
 from mlkd_cli.decode.ngram import BOS, EOS, estimate_kneser_ney
 from mlkd_cli.errors import ConfigError, DataError
-from mlkd_cli.fsutil import staging_dir
+from mlkd_cli.stage import Stage, new_record
 
 if TYPE_CHECKING:
     import kaldi_decoder
@@ -214,15 +214,10 @@ def _build_word_graph(
     return graph, {"num_words": len(lexicon), "num_disambig": num_disambig, "num_sentences": len(texts)}
 
 
-def graph_key(
-    tokens: Sequence[str], lexicon: Optional[Lexicon], texts: Optional[Sequence[str]], lm_order: Optional[int]
-) -> str:
-    """Digest of everything a graph depends on: tokens, lexicon, LM text and order, builder version."""
+def _digest(values: Sequence[str]) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([GRAPH_VERSION, list(tokens), lm_order, sorted((lexicon or {}).items())]).encode())
-    if lm_order is not None:
-        for t in texts or []:
-            h.update(t.encode() + b"\n")
+    for v in values:
+        h.update(v.encode() + b"\n")
     return h.hexdigest()
 
 
@@ -238,8 +233,8 @@ def build_or_load_graph(
     Without ``texts``: T alone, outputs token ids. With ``texts`` (one language's training
     transcripts) and ``encode`` (the tokenizer's text → ids): T∘L over their words, plus an
     n-gram LM of order ``lm_order`` estimated on them (T∘L∘G). ``cache_dir`` belongs to the
-    graph: it holds graph.fst, graph.json (the key and facts), words.txt and lm.arpa, and is
-    replaced whole when the key (tokens, lexicon, LM text and order) changes.
+    graph: it holds graph.fst, graph.json (facts), words.txt and lm.arpa, and is rebuilt by
+    the stage protocol when the tokens, the lexicon, the LM text or order change.
     """
     cache_dir = Path(cache_dir)
     if len(tokens) < 2:
@@ -250,31 +245,24 @@ def build_or_load_graph(
         raise ConfigError(f"{cache_dir}: building a lexicon from texts needs the tokenizer's encode function")
     texts = list(texts) if texts is not None else None
     lexicon = make_lexicon(texts, encode, len(tokens)) if texts is not None and encode is not None else None
-    key = graph_key(tokens, lexicon, texts, lm_order)
-    if _cached_key(cache_dir) != key:
-        start = time.perf_counter()
-        with staging_dir(cache_dir) as out:
+    inputs = {"tokens": {"path": "tokens", "digest": _digest(tokens)},
+              "lexicon": {"path": "lexicon", "digest": _digest([f"{w} {p}" for w, p in (lexicon or {}).items()])}}
+    if lm_order is not None:
+        inputs["lm_text"] = {"path": "text", "digest": _digest(texts or [])}
+    record = new_record("graph", inputs, {"version": GRAPH_VERSION, "lm_order": lm_order})
+    with Stage(cache_dir, record, on_change="redo").run() as out:
+        if out is not None:
+            start = time.perf_counter()
             if lexicon is None:
                 graph, info = ctc_topology(len(tokens)), {}
             else:
                 graph, info = _build_word_graph(out, len(tokens), lexicon, texts or [], lm_order)
             graph.write(str(out / GRAPH_FILE))
-            info.update(
-                key=key, version=GRAPH_VERSION, num_tokens=len(tokens), lm_order=lm_order,
-                num_states=graph.num_states, seconds=round(time.perf_counter() - start, 3),
-            )
+            info.update(num_tokens=len(tokens), lm_order=lm_order, num_states=graph.num_states,
+                        seconds=round(time.perf_counter() - start, 3))
             (out / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        logger.info("graph: built %s (%d states) in %.1f s", cache_dir / GRAPH_FILE, graph.num_states, info["seconds"])
+            logger.info("graph: built %s (%d states) in %.1f s", cache_dir / GRAPH_FILE, graph.num_states, info["seconds"])
     return _load(cache_dir, tokens, has_words=lexicon is not None)
-
-
-def _cached_key(cache_dir: Path) -> Optional[str]:
-    """The key in ``cache_dir``'s graph.json when its graph file is there too."""
-    try:
-        key = json.loads((cache_dir / INFO_FILE).read_text(encoding="utf-8")).get("key")
-    except (OSError, ValueError):
-        return None
-    return key if (cache_dir / GRAPH_FILE).is_file() else None
 
 
 def _load(cache_dir: Path, tokens: Sequence[str], has_words: bool) -> Graph:

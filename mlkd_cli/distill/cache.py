@@ -1,9 +1,9 @@
 """Teacher targets computed once and stored as fp16 lhotse arrays attached to the cuts.
 
-Layout: ``<exp>/teacher_targets/<lang>.<key>/{arrays/, cuts.jsonl.gz}``, where the key hashes
-the teacher's checkpoint digest, the layers kept, whether posteriors are kept and the cuts,
-so a retrained teacher (or other layers, or other data) gets a new cache and the stale one
-is removed. A cache is complete once its ``cuts.jsonl.gz`` exists (written last).
+Layout: ``<exp>/teacher_targets/<lang>/{arrays/, cuts.jsonl.gz, stage.json}``, built through
+the stage protocol: its record holds the teacher's checkpoint digest, the cuts, the layers
+kept and whether posteriors are kept, so a retrained teacher (or other layers, or other
+data) rebuilds the cache, and an interrupted build is never mistaken for a complete one.
 
 Each cut carries ``kd_hidden`` (T', layers, D_teacher) and, for the KL term, ``kd_log_probs``
 (T', V). Frames are counted at the encoder's output rate; the cached features are the clean
@@ -13,9 +13,7 @@ ones (SpecAugment only ever touches the student's input).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -23,13 +21,14 @@ import numpy as np
 import torch
 from lhotse import CutSet, NumpyFilesWriter
 from lhotse.dataset.collation import collate_features
+from lhotse.utils import fastcopy
 from torch.nn.utils.rnn import pad_sequence
 
 from mlkd_cli.errors import DataError
-from mlkd_cli.fsutil import atomic_path
 from mlkd_cli.distill.teachers import LanguageTargets, RoutedTargets, Teacher, language_groups
 from mlkd_cli.log import progress_bar
 from mlkd_cli.models.subsampling import subsampled_lengths
+from mlkd_cli.stage import Stage, StageRecord, new_record
 from mlkd_cli.train.batches import make_sampler
 from mlkd_cli.train.loop import autocast
 
@@ -39,38 +38,40 @@ CACHE_FORMAT = 1
 HIDDEN, LOG_PROBS = "kd_hidden", "kd_log_probs"
 
 
-def cache_key(teacher: Teacher, layers: list[int], log_probs: bool, cuts: CutSet) -> str:
+def cache_record(teacher: Teacher, layers: list[int], log_probs: bool, cuts: CutSet) -> StageRecord:
     ids = hashlib.sha256("\n".join(f"{c.id} {c.num_frames}" for c in cuts).encode()).hexdigest()
-    spec = json.dumps([CACHE_FORMAT, teacher.digest, layers, log_probs, ids])
-    return hashlib.sha256(spec.encode()).hexdigest()[:16]
+    return new_record("teacher-targets", {"teacher": {"path": str(teacher.exp_dir), "digest": teacher.digest},
+                                          "cuts": {"path": f"{len(cuts)} cuts", "digest": ids}},
+                      {"format": CACHE_FORMAT, "layers": layers, "log_probs": log_probs})
 
 
 def cached_targets(root: Path, teacher: Teacher, cuts: CutSet, layers: list[int], log_probs: bool,
                    device: torch.device, precision: str, max_duration: float) -> CutSet:
     """``cuts`` with their teacher's targets attached: reused when cached, else computed now."""
-    key = cache_key(teacher, layers, log_probs, cuts)
-    cache_dir = root / f"{teacher.lang}.{key}"
-    manifest = cache_dir / "cuts.jsonl.gz"
-    if not manifest.is_file():
-        start = time.perf_counter()
-        shutil.rmtree(cache_dir, ignore_errors=True)  # an interrupted attempt: no manifest, start over
-        _compute(cache_dir, teacher, cuts, layers, log_probs, device, precision, max_duration)
-        logger.info("teacher %s targets for %d cuts cached in %s (%.1f s)", teacher.lang, len(cuts), cache_dir,
-                    time.perf_counter() - start)
-    for stale in root.glob(f"{teacher.lang}.*"):
-        if stale != cache_dir:
-            shutil.rmtree(stale)
-    return CutSet.from_file(manifest).to_eager()
+    cache_dir = root / teacher.lang
+    with Stage(cache_dir, cache_record(teacher, layers, log_probs, cuts), on_change="redo").run() as out:
+        if out is not None:
+            start = time.perf_counter()
+            _compute(out, cache_dir, teacher, cuts, layers, log_probs, device, precision, max_duration)
+            logger.info("teacher %s targets for %d cuts cached in %s (%.1f s)", teacher.lang, len(cuts), cache_dir,
+                        time.perf_counter() - start)
+    return CutSet.from_file(cache_dir / "cuts.jsonl.gz").to_eager()
 
 
 @torch.inference_mode()
-def _compute(out_dir: Path, teacher: Teacher, cuts: CutSet, layers: list[int], log_probs: bool,
+def _compute(out_dir: Path, final_dir: Path, teacher: Teacher, cuts: CutSet, layers: list[int], log_probs: bool,
              device: torch.device, precision: str, max_duration: float) -> None:
+    """Targets into ``out_dir`` (staging); the manifest points at their place once published, ``final_dir``."""
     model = teacher.model.to(device)
     sampler = make_sampler(cuts, max_duration, shuffle=False, seed=0)
+    arrays = str((final_dir / "arrays").resolve())
     done = {}
     with NumpyFilesWriter(out_dir / "arrays") as writer, progress_bar() as bar:
         task = bar.add_task(f"teacher {teacher.lang} targets", total=len(cuts))
+
+        def store(key: str, array: np.ndarray):
+            return fastcopy(writer.store_array(key, np.ascontiguousarray(array)), storage_path=arrays)
+
         for batch_cuts in sampler:
             features, lens = collate_features(batch_cuts)
             with autocast(precision, device):
@@ -78,13 +79,12 @@ def _compute(out_dir: Path, teacher: Teacher, cuts: CutSet, layers: list[int], l
             hidden = torch.stack([out.hidden[i - 1] for i in layers], dim=2).half().cpu().numpy()
             posteriors = out.log_probs.half().cpu().numpy() if log_probs else None
             for i, (cut, n) in enumerate(zip(batch_cuts, out.lengths.tolist())):
-                cut = cut.with_custom(HIDDEN, writer.store_array(f"{cut.id}.h", np.ascontiguousarray(hidden[i, :n])))
+                cut = cut.with_custom(HIDDEN, store(f"{cut.id}.h", hidden[i, :n]))
                 if posteriors is not None:
-                    cut = cut.with_custom(LOG_PROBS, writer.store_array(f"{cut.id}.p", np.ascontiguousarray(posteriors[i, :n])))
+                    cut = cut.with_custom(LOG_PROBS, store(f"{cut.id}.p", posteriors[i, :n]))
                 done[cut.id] = cut
             bar.advance(task, len(batch_cuts))
-    with atomic_path(out_dir / "cuts.jsonl.gz") as tmp:  # last: its presence marks the cache complete
-        CutSet.from_cuts(done[c.id] for c in cuts).to_file(tmp)  # in the given order
+    CutSet.from_cuts(done[c.id] for c in cuts).to_file(out_dir / "cuts.jsonl.gz")  # in the given order
 
 
 def _pad(arrays: list[np.ndarray]) -> torch.Tensor:

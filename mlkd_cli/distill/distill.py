@@ -19,70 +19,20 @@ from torch import nn
 from torch.nn import functional as F
 
 from mlkd_cli.data.features import global_stats
-from mlkd_cli.data.prepare import PreparedData, languages
 from mlkd_cli.data.tokenizer import Tokenizer
 from mlkd_cli.errors import ConfigError
+from mlkd_cli.experiment.config import DistillConfig, KdConfig
 from mlkd_cli.distill.cache import cached_targets, load_cached_targets
 from mlkd_cli.distill.losses import attention_kd_loss, even_layer_map, hidden_kd_loss, posterior_kl_loss
 from mlkd_cli.distill.teachers import RoutedTargets, Teacher, load_teachers, run_teachers
 from mlkd_cli.models import CtcModel, CtcOutput, ModelConfig, build_model, ctc_loss, greedy_decode, num_parameters
+from mlkd_cli.stage import file_input
 from mlkd_cli.train.batches import AsrDataset, Batch
-from mlkd_cli.train.config import TrainConfig
 from mlkd_cli.train.distributed import DistInfo, barrier
-from mlkd_cli.train.experiment import check_fits_data, data_inputs, file_input, training_record
-from mlkd_cli.train.runner import TrainingSetup, run_training_stage
+from mlkd_cli.train.runner import TrainingSetup, TrainingStage
 from mlkd_cli.train.task import Metrics, char_errors, language_ids
 
 logger = logging.getLogger("mlkd")
-
-TARGET_MODES = ("cached", "on-the-fly")
-
-
-@dataclasses.dataclass(frozen=True)
-class KdConfig:
-    """The distillation objective. Layer numbers are 1-based encoder layers."""
-
-    student_layers: tuple[int, ...] = ()  # empty: every student layer
-    teacher_layers: tuple[int, ...] = ()  # empty: the same relative depth in each teacher
-    layer_weights: tuple[float, ...] = ()  # λ_l; empty: 1 for every layer pair
-    ctc_weight: float = 0.0  # CTC on the transcripts
-    kl_weight: float = 0.0  # teacher → student CTC posteriors
-    kl_temperature: float = 2.0
-    attention_weight: float = 0.0  # head-averaged attention maps (needs on-the-fly targets)
-    targets: str = "cached"  # teacher targets computed once to disk, or every step
-    # "augmented": the teachers see the student's SpecAugmented input (on-the-fly targets only),
-    # so they teach on the same view the student gets instead of the clean one.
-    teacher_input: str = "clean"
-
-    def __post_init__(self) -> None:
-        if self.targets not in TARGET_MODES:
-            raise ConfigError(f"kd targets {self.targets!r} is not one of {', '.join(TARGET_MODES)}")
-        if self.attention_weight > 0 and self.targets == "cached":
-            raise ConfigError("kd attention_weight > 0 needs targets: on-the-fly (attention maps are too big to cache)")
-        if self.teacher_input not in ("clean", "augmented"):
-            raise ConfigError(f"kd teacher_input {self.teacher_input!r} is not one of clean, augmented")
-        if self.teacher_input == "augmented" and self.targets == "cached":
-            raise ConfigError("kd teacher_input: augmented needs targets: on-the-fly (augmentation differs every step)")
-        if self.teacher_layers and len(self.teacher_layers) != len(self.student_layers):
-            raise ConfigError("kd teacher_layers needs one entry per student_layers entry")
-        if min(self.ctc_weight, self.kl_weight, self.attention_weight) < 0 or self.kl_temperature <= 0:
-            raise ConfigError("kd weights must be >= 0 and kl_temperature > 0")
-
-
-@dataclasses.dataclass(frozen=True)
-class DistillConfig:
-    data: str
-    teachers: tuple[str, ...]  # LANG=EXP_DIR, one per language of the training data
-    model: ModelConfig = ModelConfig()  # the student
-    kd: KdConfig = KdConfig()
-    # The student is language-adaptive from the start (conditioned on the true language,
-    # with the language-ID loss at this weight), like the model fine-tuning makes of it.
-    language_adaptive: bool = True
-    lid_weight: float = 1.0
-    train: TrainConfig = TrainConfig()
-    train_set: str = "train"
-    dev_set: str = "dev"
-
 
 @dataclasses.dataclass(frozen=True)
 class LayerPlan:
@@ -199,33 +149,31 @@ def teacher_inputs(teachers: dict[str, Teacher]) -> dict[str, dict[str, str]]:
     return {f"teacher:{lang}": file_input(t.exp_dir / "final.pt", t.digest) for lang, t in sorted(teachers.items())}
 
 
-def distill(config: DistillConfig, exp_dir: Path, force: bool = False, argv: list[str] | None = None) -> bool:
-    """Distill the teachers into a new student in ``exp_dir``; False when already up to date."""
-    data = PreparedData(Path(config.data))
-    tokenizer = data.tokenizer()
-    student_config = config.model.with_vocab(tokenizer.vocab_size)
-    check_fits_data(student_config, data, Path(config.data))
-    train_cuts = data.cuts(config.train_set).to_eager()
-    dev_cuts = data.cuts(config.dev_set).to_eager()
-    langs = languages(train_cuts)
-    if config.language_adaptive:
-        student_config = dataclasses.replace(student_config, languages=tuple(langs))
-    teachers = load_teachers(list(config.teachers), data, langs)
-    for teacher in teachers.values():
-        if teacher.model.config.subsampling != student_config.subsampling:
-            raise ConfigError(f"{teacher.exp_dir}: the teacher subsamples by {teacher.model.config.subsampling}, "
-                              f"the student by {student_config.subsampling}; their frames must line up")
-    layers = plan_layers(config.kd, student_config, teachers)
-    config = dataclasses.replace(
-        config, data=str(data.root.resolve()), model=student_config,
-        teachers=tuple(f"{lang}={t.exp_dir.resolve()}" for lang, t in sorted(teachers.items())),
-    )
-    inputs = {**data_inputs(data, [config.train_set, config.dev_set]), **teacher_inputs(teachers)}
-    record = training_record("distill", argv or [], inputs, config)
+class DistillStage(TrainingStage):
+    command = "distill"
+    config: DistillConfig
 
-    def setup(dist: DistInfo) -> TrainingSetup:
-        student = build_model(student_config)
-        student.encoder.normalizer.set_stats(*global_stats(train_cuts))
+    def resolve(self, config: DistillConfig) -> DistillConfig:
+        student = config.model.with_vocab(self.tokenizer.vocab_size)
+        langs = self.languages()
+        if config.language_adaptive:
+            student = dataclasses.replace(student, languages=tuple(langs))
+        self.teachers = load_teachers(list(config.teachers), self.data, langs)
+        for teacher in self.teachers.values():
+            if teacher.model.config.subsampling != student.subsampling:
+                raise ConfigError(f"{teacher.exp_dir}: the teacher subsamples by {teacher.model.config.subsampling}, "
+                                  f"the student by {student.subsampling}; their frames must line up")
+        self.layers = plan_layers(config.kd, student, self.teachers)
+        self.inputs.update(teacher_inputs(self.teachers))
+        return dataclasses.replace(
+            config, model=student,
+            teachers=tuple(f"{lang}={t.exp_dir.resolve()}" for lang, t in sorted(self.teachers.items())),
+        )
+
+    def setup(self, dist: DistInfo) -> TrainingSetup:
+        config, teachers, layers, tokenizer = self.config, self.teachers, self.layers, self.tokenizer
+        student = build_model(config.model)
+        student.encoder.normalizer.set_stats(*global_stats(self.train_cuts))
         task = DistillTask(student, teachers, layers, config.kd, tokenizer, config.lid_weight)
         teacher_params = max(num_parameters(t.model) for t in teachers.values())
         logger.info("student: %d parameters (%.2f of the largest teacher's %d); layers %s from teachers %s",
@@ -233,13 +181,11 @@ def distill(config: DistillConfig, exp_dir: Path, force: bool = False, argv: lis
                     "  ".join(f"{lang}:{ls}" for lang, ls in layers.teacher.items()))
         if config.kd.targets == "on-the-fly":
             keep_clean = config.kd.teacher_input == "clean"
-            return TrainingSetup(task, train_cuts, dev_cuts,
+            return TrainingSetup(task, self.train_cuts, self.dev_cuts,
                                  AsrDataset(tokenizer, config.train.spec_augment, keep_clean=keep_clean))
-        cuts = cache_all(exp_dir / "teacher_targets", teachers, train_cuts, layers, config, dist)
-        return TrainingSetup(task, cuts, dev_cuts,
+        cuts = cache_all(self.exp_dir / "teacher_targets", teachers, self.train_cuts, layers, config, dist)
+        return TrainingSetup(task, cuts, self.dev_cuts,
                              AsrDataset(tokenizer, config.train.spec_augment, extra=load_cached_targets))
-
-    return run_training_stage(exp_dir, record, config, config.train, tokenizer, setup, force)
 
 
 def cache_all(root: Path, teachers: dict[str, Teacher], cuts: CutSet, layers: LayerPlan, config: DistillConfig,

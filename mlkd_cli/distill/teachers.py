@@ -15,9 +15,10 @@ import torch
 
 from mlkd_cli.data.prepare import PreparedData
 from mlkd_cli.errors import ConfigError, DataError
+from mlkd_cli.experiment.config import FeatureSpec
+from mlkd_cli.experiment.model_dir import load_model_dir
 from mlkd_cli.fsutil import file_digest
 from mlkd_cli.models import CtcModel
-from mlkd_cli.train.experiment import load_asr_experiment
 
 logger = logging.getLogger("mlkd")
 
@@ -47,13 +48,14 @@ def parse_teacher_arg(arg: str) -> tuple[Optional[str], Path]:
 def load_teachers(args: list[str], data: PreparedData, data_langs: list[str]) -> dict[str, Teacher]:
     """One teacher per language of the data, each checked against the data's tokens and features."""
     teachers: dict[str, Teacher] = {}
-    signature = data.feature_signature()
+    features = FeatureSpec(**data.feature_signature())
     for arg in args:
         lang, exp_dir = parse_teacher_arg(arg)
-        model, raw = load_asr_experiment(exp_dir, data)
-        lang = lang or raw.get("lang")
+        loaded = load_model_dir(exp_dir)
+        loaded.check_fits(data)
+        lang = lang or loaded.own_language
         if not lang:
-            raise ConfigError(f"{exp_dir / 'config.yaml'}: no `lang:`; name the teacher's language as LANG={exp_dir}")
+            raise ConfigError(f"{exp_dir / 'config.yaml'}: not a teacher of one language; name its language as LANG={exp_dir}")
         if lang in teachers:
             raise ConfigError(f"two teachers for language {lang!r}: {teachers[lang].exp_dir} and {exp_dir}; keep one")
         if lang not in data_langs:
@@ -61,9 +63,16 @@ def load_teachers(args: list[str], data: PreparedData, data_langs: list[str]) ->
                 f"{exp_dir}: teacher for language {lang!r}, which the training data in {data.root} does not have "
                 f"(its languages: {', '.join(data_langs)}); leave this teacher out"
             )
-        _check_features(exp_dir, raw, signature, data.root)
-        model.eval().requires_grad_(False)
-        teachers[lang] = Teacher(lang, exp_dir, model, file_digest(exp_dir / "final.pt"))
+        theirs = loaded.inference.features
+        if theirs != features:
+            diff = ", ".join(f"{f.name} {getattr(theirs, f.name)} vs {getattr(features, f.name)}"
+                             for f in dataclasses.fields(FeatureSpec) if getattr(theirs, f.name) != getattr(features, f.name))
+            raise ConfigError(
+                f"{exp_dir}: the teacher was trained on features that differ from {data.root}'s ({diff}); "
+                "prepare the data with the teacher's feature settings or retrain the teacher"
+            )
+        loaded.model.eval().requires_grad_(False)
+        teachers[lang] = Teacher(lang, exp_dir, loaded.model, file_digest(loaded.weights))
     missing = [lang for lang in data_langs if lang not in teachers]
     if missing:
         raise DataError(
@@ -71,20 +80,6 @@ def load_teachers(args: list[str], data: PreparedData, data_langs: list[str]) ->
             f"`mlkd train-teacher --data {data.root} --lang {missing[0]} exp/teacher_{missing[0]}` and pass it"
         )
     return teachers
-
-
-def _check_features(exp_dir: Path, raw: dict, signature: dict, data_root: Path) -> None:
-    """A teacher trained on another data dir must have seen the same kind of features."""
-    teacher_data = Path(raw.get("data") or data_root)
-    if teacher_data.resolve() == data_root.resolve() or not (teacher_data / "config.yaml").is_file():
-        return
-    theirs = PreparedData(teacher_data).feature_signature()
-    if theirs != signature:
-        diff = ", ".join(f"{k} {theirs[k]} vs {signature[k]}" for k in signature if theirs.get(k) != signature[k])
-        raise ConfigError(
-            f"{exp_dir}: the teacher was trained on features that differ from {data_root}'s ({diff}); "
-            "prepare the data with the teacher's feature settings or retrain the teacher"
-        )
 
 
 @dataclasses.dataclass

@@ -8,11 +8,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mlkd_cli.data.tokenizer import BLANK_ID
 from mlkd_cli.errors import ConfigError
 from mlkd_cli.models.conformer import ConformerEncoder
 from mlkd_cli.models.config import ModelConfig
-
-BLANK_ID = 0
 
 Targets = Union[Sequence[Sequence[int]], tuple[torch.Tensor, torch.Tensor]]
 
@@ -123,11 +122,17 @@ def ctc_loss(log_probs: torch.Tensor, lengths: torch.Tensor, targets: Targets, r
     return losses.sum() if reduction == "sum" else losses.mean()
 
 
+def collapse(best_path: Sequence[int]) -> list[int]:
+    """The tokens of a frame-level path: repeats collapsed, then blanks dropped."""
+    tokens, previous = [], None
+    for t in best_path:
+        if t != previous and t != BLANK_ID:
+            tokens.append(int(t))
+        previous = t
+    return tokens
+
+
 def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
-    """Best path per utterance: argmax per frame, repeats collapsed, blanks dropped."""
+    """Best path per utterance of a batch: argmax per frame, collapsed."""
     best = log_probs.argmax(dim=-1).cpu()
-    hyps = []
-    for ids, n in zip(best, lengths.tolist()):
-        ids = torch.unique_consecutive(ids[:n])
-        hyps.append(ids[ids != BLANK_ID].tolist())
-    return hyps
+    return [collapse(ids[:n].tolist()) for ids, n in zip(best, lengths.tolist())]

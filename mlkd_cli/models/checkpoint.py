@@ -7,6 +7,7 @@ rebuild the model from the file alone.
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,22 +30,37 @@ def save_model(path: str | Path, model: nn.Module, config: ModelConfig) -> None:
         torch.save({"config": to_dict(config), "model": model.state_dict()}, tmp)
 
 
-def load_checkpoint_file(path: str | Path, weights_only: bool = True) -> dict[str, Any]:
-    """Read a checkpoint written with ``torch.save``; a missing or unreadable file is a DataError.
+def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written with ``torch.save``; a missing, unreadable or unsafe file is a DataError.
 
-    ``weights_only=False`` is for mlkd's own training checkpoints, which hold RNG states.
+    Only tensors and plain values are unpickled (``weights_only``): a file that names any
+    other Python object is refused, since unpickling it could run arbitrary code.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=weights_only)
+        data = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, ValueError, zipfile.BadZipFile) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
+        raise DataError(_load_failure(path, e)) from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: not an mlkd checkpoint (holds a {type(data).__name__}, not a dict)")
     return data
+
+
+def _load_failure(path: Path, error: Exception) -> str:
+    """One line for a failed ``torch.load``: an unsafe file, or an unreadable one and why."""
+    message = str(error)
+    unsafe = re.search(r"GLOBAL (\S+)", message)
+    if unsafe:
+        return (f"{path}: refused: it names the Python object {unsafe.group(1)}, which unpickling would call; "
+                "mlkd checkpoints hold only tensors and plain values, so this file is not mlkd's: delete it")
+    detail = re.search(r"WeightsUnpickler error: \s*(\S.*)", message)
+    lines = message.strip().splitlines()
+    reason = detail.group(1) if detail else lines[0].split(". ")[0] if lines else type(error).__name__
+    if path.stat().st_size == 0:
+        reason = "the file is empty"
+    return f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}"
 
 
 def _named(keys: list[str]) -> str:

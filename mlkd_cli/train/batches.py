@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mlkd_cli.data.features import fbank_extractor
 from mlkd_cli.data.tokenizer import Tokenizer
-from mlkd_cli.train.config import SpecAugmentConfig
+from mlkd_cli.experiment.config import SpecAugmentConfig
 
 
 @dataclasses.dataclass

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlkd_cli.errors import DataError
 from mlkd_cli.fsutil import atomic_path
 from mlkd_cli.models.checkpoint import load_checkpoint_file
 
@@ -21,7 +22,14 @@ STEP_RE = re.compile(r"step-(\d+)\.pt$")
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The random states of python, numpy and torch as tensors and plain values (``weights_only``-loadable)."""
+    _, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    state = {
+        "python": random.getstate(),  # (version, tuple of 625 ints, None or float)
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached_gaussian)},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -29,7 +37,9 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy = state["numpy"]
+    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"],
+                         numpy["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -50,9 +60,16 @@ def save_training_state(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
+TRAINING_STATE_KEYS = ("task", "optimizer", "scheduler", "sampler", "rng", "step", "epoch")
+
+
 def load_training_state(path: Path) -> dict[str, Any]:
-    # RNG states hold numpy arrays and tuples: not loadable with weights_only.
-    return load_checkpoint_file(path, weights_only=False)
+    """Read a :func:`save_training_state` file; an unreadable, unsafe or incomplete one is a DataError."""
+    state = load_checkpoint_file(path)
+    lacking = [k for k in TRAINING_STATE_KEYS if k not in state]
+    if lacking:
+        raise DataError(f"{path}: not an mlkd training checkpoint (no {', '.join(lacking)} entry)")
+    return state
 
 
 def average_state_dicts(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -17,36 +17,21 @@ from torch import nn
 from torch.nn import functional as F
 
 from mlkd_cli.data.features import global_stats
-from mlkd_cli.data.prepare import PreparedData, languages
 from mlkd_cli.data.tokenizer import Tokenizer
 from mlkd_cli.errors import ConfigError
-from mlkd_cli.models import CtcModel, ModelConfig, build_model, ctc_loss, greedy_decode, num_parameters
+from mlkd_cli.experiment.config import FinetuneConfig
+from mlkd_cli.experiment.model_dir import load_model_dir
+from mlkd_cli.models import CtcModel, build_model, ctc_loss, greedy_decode, num_parameters
 from mlkd_cli.models.checkpoint import load_model_state
+from mlkd_cli.stage import file_input
 from mlkd_cli.train.batches import Batch
-from mlkd_cli.train.config import TrainConfig
 from mlkd_cli.train.distributed import DistInfo
-from mlkd_cli.train.experiment import check_fits_data, data_inputs, file_input, load_asr_experiment, training_record
-from mlkd_cli.train.runner import TrainingSetup, run_training_stage
+from mlkd_cli.train.runner import TrainingSetup, TrainingStage
 from mlkd_cli.train.task import Metrics, char_errors, language_ids
 
 logger = logging.getLogger("mlkd")
 
 LANGUAGE_MODULES = ("lid_head", "language_embedding")
-
-
-@dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
-    data: str
-    init: str = ""  # experiment dir of the model to start from (a distilled student); "" = from scratch
-    model: ModelConfig = ModelConfig()  # the architecture when from scratch; with init, the init's
-    lid_weight: float = 1.0  # λ
-    train: TrainConfig = TrainConfig()
-    train_set: str = "train"
-    dev_set: str = "dev"
-
-    def __post_init__(self) -> None:
-        if self.lid_weight < 0:
-            raise ConfigError(f"lid_weight must be >= 0, got {self.lid_weight}")
 
 
 class FinetuneTask(nn.Module):
@@ -79,42 +64,37 @@ class FinetuneTask(nn.Module):
         }
 
 
-def finetune(config: FinetuneConfig, exp_dir: Path, force: bool = False, argv: list[str] | None = None) -> bool:
-    """Fine-tune (or train from scratch) the language-adaptive model in ``exp_dir``; False when up to date."""
-    data = PreparedData(Path(config.data))
-    tokenizer = data.tokenizer()
-    train_cuts = data.cuts(config.train_set).to_eager()
-    dev_cuts = data.cuts(config.dev_set).to_eager()
-    langs = tuple(languages(train_cuts))
-    inputs = data_inputs(data, [config.train_set, config.dev_set])
-    init_model = None
-    if config.init:
-        init_dir = Path(config.init)
-        init_model, _ = load_asr_experiment(init_dir, data)
-        if init_model.config.languages and init_model.config.languages != langs:
-            raise ConfigError(f"{init_dir}: the model knows languages {', '.join(init_model.config.languages)}, "
-                              f"the data {', '.join(langs)}; fine-tune a plain (distilled) model instead")
-        arch = dataclasses.replace(init_model.config, languages=())
-        inputs["init"] = file_input(init_dir / "final.pt")
-        config = dataclasses.replace(config, init=str(init_dir.resolve()))
-    else:
-        arch = config.model.with_vocab(tokenizer.vocab_size)
-    lid_layer = config.model.lid_layer or arch.lid_layer  # an adaptive init keeps its split unless told
-    model_config = dataclasses.replace(arch, languages=langs, lid_layer=lid_layer)
-    check_fits_data(model_config, data, Path(config.data))
-    config = dataclasses.replace(config, data=str(data.root.resolve()), model=model_config)
-    record = training_record("finetune", argv or [], inputs, config)
+class FinetuneStage(TrainingStage):
+    command = "finetune"
+    config: FinetuneConfig
 
-    def setup(dist: DistInfo) -> TrainingSetup:
-        model = build_model(model_config)
-        if init_model is not None:
-            load_model_state(model, init_model.state_dict(), where=str(Path(config.init) / "final.pt"),
+    def resolve(self, config: FinetuneConfig) -> FinetuneConfig:
+        langs = tuple(self.languages())
+        self.init_model = None
+        if config.init:
+            init = load_model_dir(config.init)
+            init.check_fits(self.data)
+            self.init_model = init.model
+            if init.languages and init.languages != langs:
+                raise ConfigError(f"{init.path}: the model knows languages {', '.join(init.languages)}, "
+                                  f"the data {', '.join(langs)}; fine-tune a plain (distilled) model instead")
+            arch = dataclasses.replace(init.model.config, languages=())
+            self.inputs["init"] = file_input(init.weights)
+            config = dataclasses.replace(config, init=str(init.path.resolve()))
+        else:
+            arch = config.model.with_vocab(self.tokenizer.vocab_size)
+        lid_layer = config.model.lid_layer or arch.lid_layer  # an adaptive init keeps its split unless told
+        return dataclasses.replace(config, model=dataclasses.replace(arch, languages=langs, lid_layer=lid_layer))
+
+    def setup(self, dist: DistInfo) -> TrainingSetup:
+        config = self.config
+        model = build_model(config.model)
+        if self.init_model is not None:
+            load_model_state(model, self.init_model.state_dict(), where=str(Path(config.init) / "final.pt"),
                              new_modules=LANGUAGE_MODULES)
         else:
-            model.encoder.normalizer.set_stats(*global_stats(train_cuts))
+            model.encoder.normalizer.set_stats(*global_stats(self.train_cuts))
         logger.info("%s: %d parameters, languages %s, language ID after layer %d of %d",
                     f"fine-tuning {config.init}" if config.init else "training from scratch", num_parameters(model),
-                    " ".join(langs), model_config.conditioned_layer, model_config.num_layers)
-        return TrainingSetup(FinetuneTask(model, tokenizer, config.lid_weight), train_cuts, dev_cuts)
-
-    return run_training_stage(exp_dir, record, config, config.train, tokenizer, setup, force)
+                    " ".join(config.model.languages), config.model.conditioned_layer, config.model.num_layers)
+        return TrainingSetup(FinetuneTask(model, self.tokenizer, config.lid_weight), self.train_cuts, self.dev_cuts)

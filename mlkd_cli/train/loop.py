@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.nn.parallel import DistributedDataParallel
 
 from mlkd_cli.data.tokenizer import Tokenizer
+from mlkd_cli.errors import DataError
 from mlkd_cli.fsutil import atomic_write_text
 from mlkd_cli.log import console
 from mlkd_cli.models.checkpoint import load_model_state, save_model
@@ -30,7 +31,7 @@ from mlkd_cli.train.checkpoint import (
     select_for_average,
     set_rng_state,
 )
-from mlkd_cli.train.config import TrainConfig
+from mlkd_cli.experiment.config import TrainConfig
 from mlkd_cli.train.curves import append_metrics, plot_curves, read_metrics, truncate_metrics
 from mlkd_cli.train.distributed import DistInfo, barrier
 from mlkd_cli.train.sampling import language_mix
@@ -109,12 +110,17 @@ class Trainer:
         }
 
     def resume(self) -> bool:
-        """Continue from the newest checkpoint in ``ckpt/``; False when there is none."""
+        """Continue from the newest readable checkpoint in ``ckpt/``; False when there is none.
+
+        An unreadable newest checkpoint (a truncated copy, a full disk) is skipped with a
+        warning for the one before it; when none is readable the run stops.
+        """
         ckpts = list_checkpoints(self.ckpt_dir)
         if not ckpts:
+            if self.dist.is_main:
+                truncate_metrics(self.metrics_path, 0)  # steps logged before the first checkpoint are redone
             return False
-        step, path = ckpts[-1]
-        state = load_training_state(path)
+        path, state = self._newest_readable(ckpts)
         load_model_state(self.task, state["task"], str(path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -126,6 +132,17 @@ class Trainer:
             truncate_metrics(self.metrics_path, self.step)
         logger.info("resumed from %s (step %d, epoch %d)", path, self.step, self.epoch)
         return True
+
+    def _newest_readable(self, ckpts: list[tuple[int, Path]]) -> tuple[Path, dict]:
+        failures = []
+        for _, path in reversed(ckpts):
+            try:
+                return path, load_training_state(path)
+            except DataError as e:
+                failures.append(str(e))
+                logger.warning("%s; trying the checkpoint before it", e)
+        raise DataError(f"{failures[0]}; no checkpoint in {self.ckpt_dir} is readable: delete the unreadable ones "
+                        "to retrain from step 0, or rerun with --force to start this stage afresh")
 
     # -- loop ---------------------------------------------------------------------------------
     def train(self) -> None:
@@ -215,16 +232,16 @@ class Trainer:
                         console=console, disable=not (console.is_terminal and self.dist.is_main))
 
     # -- result ---------------------------------------------------------------------------------
-    def finalize(self) -> dict[str, float]:
-        """Average the chosen checkpoints into ``final.pt``; return its dev metrics."""
+    def finalize(self, out_dir: Path) -> dict[str, float]:
+        """Average the chosen checkpoints into ``out_dir/final.pt``; return its dev metrics."""
         cfg = self.config
         paths = select_for_average(list_checkpoints(self.ckpt_dir), self._valid_losses(), cfg.average, cfg.average_by)
         states = [load_training_state(p)["task"] for p in paths]
         load_model_state(self.task, average_state_dicts(states), f"average of {len(paths)} checkpoints")
         valid = self.evaluate()
         model = self.task.asr_model
-        save_model(self.exp_dir / "final.pt", model, model.config)
-        atomic_write_text(self.exp_dir / "final_metrics.json",
+        save_model(out_dir / "final.pt", model, model.config)
+        atomic_write_text(out_dir / "final_metrics.json",
                           json.dumps({"averaged": [p.name for p in paths], **valid}, indent=2) + "\n")
         logger.info("final.pt = average of %s: %s", ", ".join(p.name for p in paths),
                     "  ".join(f"dev {k} {v:.4f}" for k, v in valid.items()))

@@ -1,31 +1,39 @@
-"""What every training stage does around its task: plan, experiment dir, logging, train, finalize."""
+"""What every training stage does around its task: the base that teacher, distill and finetune extend.
+
+A stage resolves its config against the prepared data, then :meth:`TrainingStage.run` plans
+it with the stage protocol (skip when up to date, resume an interrupted run, refuse other
+inputs without ``--force``), trains in the experiment dir under its lock, and publishes the
+self-contained model directory (final.pt, config.yaml, tokenizer/, text/) as one set.
+"""
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import dataclasses
 import logging
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import ClassVar
 
 from lhotse import CutSet
 from lhotse.utils import fix_random_seed
 
-from mlkd_cli.config import dump_yaml
-from mlkd_cli.data.tokenizer import Tokenizer
-from mlkd_cli.fsutil import atomic_write_text
+from mlkd_cli.config import to_dict
+from mlkd_cli.data.prepare import PreparedData, languages
+from mlkd_cli.experiment.config import StageConfig
+from mlkd_cli.experiment.model_dir import check_fits_data, inference_spec, write_model_files
 from mlkd_cli.log import log_to_file
-from mlkd_cli.stage import StageRecord, now, plan_stage, read_stage, write_stage
+from mlkd_cli.stage import Stage, file_input, new_record
 from mlkd_cli.train.batches import AsrDataset
-from mlkd_cli.train.config import TrainConfig
 from mlkd_cli.train.distributed import DistInfo, barrier, init_distributed, shutdown
 from mlkd_cli.train.loop import Trainer
 from mlkd_cli.train.task import Task
 
 logger = logging.getLogger("mlkd")
 
-# Outputs of a training run; a fresh start removes them (other files, e.g. caches, stay).
-RUN_OUTPUTS = ("ckpt", "metrics.jsonl", "final.pt", "final_metrics.json", "train_curves.png")
+# The state of a run in progress, kept in the experiment dir for resuming; a fresh start removes it.
+WORK_STATE = ("ckpt", "metrics.jsonl", "train_curves.png")
 
 
 @dataclasses.dataclass
@@ -38,40 +46,72 @@ class TrainingSetup:
     train_dataset: AsrDataset | None = None
 
 
-def run_training_stage(exp_dir: Path, record: StageRecord, config, train: TrainConfig, tokenizer: Tokenizer,
-                       setup: Callable[[DistInfo], TrainingSetup], force: bool = False) -> bool:
-    """Train (or resume, or skip when up to date) in ``exp_dir``; False when skipped.
+class TrainingStage(abc.ABC):
+    """One training command: ``resolve`` the config, ``setup`` the task; ``run`` does the rest."""
 
-    ``config`` is the stage's whole config (written to ``config.yaml``), ``train`` its
-    optimisation part; ``record`` describes inputs and config for ``stage.json``.
-    """
-    plan = plan_stage(exp_dir, record, force)
-    if plan == "skip":
-        logger.info("%s is up to date (inputs and config unchanged); nothing to do", exp_dir)
-        return False
-    dist = init_distributed()
-    if dist.is_main and plan == "fresh":
-        for stale in RUN_OUTPUTS:
-            path = exp_dir / stale
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(exp_dir / "config.yaml", dump_yaml(config))
-        record.started = now()
-        write_stage(exp_dir, record)
-    barrier(dist)
-    with log_to_file(exp_dir / "log" / f"train.{dist.rank}.log"):
-        fix_random_seed(train.seed)
-        built = setup(dist)
-        trainer = Trainer(built.task, exp_dir, train, built.train_cuts, built.dev_cuts, tokenizer, dist,
-                          built.train_dataset)
-        if plan == "resume":
-            record.started = read_stage(exp_dir).started
-            trainer.resume()
-        trainer.train()
-        if dist.is_main:
-            trainer.finalize()
-            record.status, record.finished = "done", now()
-            write_stage(exp_dir, record)
-    barrier(dist)
-    shutdown(dist)
-    return True
+    command: ClassVar[str]
+
+    def __init__(self, config: StageConfig, exp_dir: Path):
+        self.exp_dir = Path(exp_dir)
+        self.data = PreparedData(Path(config.data))
+        self.tokenizer = self.data.tokenizer()
+        self.inputs = {f"data:{name}": file_input(self.data.root / "manifests" / f"{name}_cuts.jsonl.gz")
+                       for name in (config.train_set, config.dev_set)}
+        self.inputs["tokenizer"] = file_input(self.data.lang_dir / "tokenizer.model")
+        self.config = dataclasses.replace(config, data=str(self.data.root.resolve()))
+        self.train_cuts = self.select(config.train_set)
+        self.dev_cuts = self.select(config.dev_set)
+        self.config = self.resolve(self.config)
+        self.config = dataclasses.replace(self.config, inference=inference_spec(self.data, self.languages()))
+        check_fits_data(self.config.model, self.data, self.data.root)
+
+    def select(self, set_name: str) -> CutSet:
+        """The utterances of ``set_name`` this stage trains or validates on."""
+        return self.data.cuts(set_name).to_eager()
+
+    def languages(self) -> list[str]:
+        """The languages the model is trained on."""
+        return languages(self.train_cuts)
+
+    @abc.abstractmethod
+    def resolve(self, config: StageConfig) -> StageConfig:
+        """The config as it will be recorded (vocabulary, languages, absolute paths filled in);
+        adds the stage's own inputs to ``self.inputs``."""
+
+    @abc.abstractmethod
+    def setup(self, dist: DistInfo) -> TrainingSetup:
+        """Build the task (model, losses) and the data it trains on."""
+
+    def run(self, force: bool = False, argv: list[str] | None = None) -> bool:
+        """Train (or resume, or skip when up to date) in the experiment dir; False when skipped."""
+        stage = Stage(self.exp_dir, new_record(self.command, self.inputs, to_dict(self.config), argv), force=force,
+                      resumable=True)
+        dist = init_distributed()
+        with stage.locked() if dist.is_main else contextlib.nullcontext():
+            plan = stage.plan()
+            if plan == "skip":
+                logger.info("%s is up to date (inputs and config unchanged); nothing to do", self.exp_dir)
+                shutdown(dist)
+                return False
+            if dist.is_main:
+                if plan == "fresh":
+                    for name in WORK_STATE:
+                        path = self.exp_dir / name
+                        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+                stage.start_in_place(plan)
+            barrier(dist)
+            with log_to_file(self.exp_dir / "log" / f"train.{dist.rank}.log"):
+                fix_random_seed(self.config.train.seed)
+                built = self.setup(dist)
+                trainer = Trainer(built.task, self.exp_dir, self.config.train, built.train_cuts, built.dev_cuts,
+                                  self.tokenizer, dist, built.train_dataset)
+                if plan == "resume":
+                    trainer.resume()
+                trainer.train()
+                if dist.is_main:
+                    with stage.staged() as out:
+                        trainer.finalize(out)
+                        write_model_files(out, self.command, self.config, self.data)
+            barrier(dist)
+        shutdown(dist)
+        return True

@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
-from kaldialign import edit_distance
 from torch import nn
 
 from mlkd_cli.data.tokenizer import Tokenizer
 from mlkd_cli.errors import DataError
 from mlkd_cli.models import CtcModel, ctc_loss, greedy_decode
+from mlkd_cli.score.alignment import ErrorCounts
+from mlkd_cli.score.alignment import char_errors as count_char_errors
 from mlkd_cli.train.batches import Batch
 
 Metrics = dict[str, tuple[float, float]]
@@ -41,13 +42,9 @@ def language_ids(languages: tuple[str, ...], batch: Batch) -> torch.Tensor:
 
 
 def char_errors(tokenizer: Tokenizer, hyps: list[list[int]], refs: list[str]) -> tuple[int, int]:
-    """Character edit errors and reference length (spaces excluded) over a batch."""
-    errors = length = 0
-    for hyp, ref in zip(hyps, refs):
-        ref_chars = list(ref.replace(" ", ""))
-        errors += edit_distance(ref_chars, list(tokenizer.decode(hyp).replace(" ", "")))["total"]
-        length += len(ref_chars)
-    return errors, length
+    """Character edit errors and reference length (whitespace excluded) over a batch."""
+    total = sum((count_char_errors(ref, tokenizer.decode(hyp)) for hyp, ref in zip(hyps, refs)), ErrorCounts())
+    return total.errors, total.ref_len
 
 
 class CtcTask(nn.Module):

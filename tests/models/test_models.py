@@ -23,7 +23,7 @@ from mlkd_cli.models import (
     save_model,
 )
 
-PRESETS = Path(__file__).resolve().parent.parent / "conf" / "model"
+PRESETS = Path(__file__).resolve().parents[2] / "conf" / "model"
 TINY = ModelConfig(d_model=32, num_layers=2, num_heads=2, ff_mult=2, conv_kernel=7, subsampling_channels=16, vocab_size=11)
 PAD = -23.0259  # what sherpa-onnx pads batches with
 

@@ -20,7 +20,7 @@ from conftest import TINY_LANGS, run_cli
 from mlkd_cli.config import load_yaml
 from mlkd_cli.data.prepare import PrepareConfig, PreparedData
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_help_lists_prepare_without_importing_torch():
@@ -138,6 +138,12 @@ def corrupt_first_wav(d: Path) -> None:
     first_wav(d).write_bytes(np.random.default_rng(0).bytes(3000))
 
 
+def truncate_first_wav(d: Path) -> None:
+    """As an interrupted copy or `head -c` leaves it: the header still announces the whole audio."""
+    audio = first_wav(d).read_bytes()
+    first_wav(d).write_bytes(audio[: len(audio) // 10])
+
+
 def resample_first_wav(d: Path) -> None:
     audio, rate = sf.read(first_wav(d))
     sf.write(first_wav(d), audio[::2], rate // 2)
@@ -176,6 +182,9 @@ BAD_INPUTS = {
     "empty transcript": (edit("text", lambda ls: [ls[0].split()[0], *ls[1:]]), "text:1", "empty transcript"),
     "segments past the end of the audio": (segments_past_end, "segments:1", "past the end of the audio"),
     "mixed sample rates": (resample_first_wav, "wav.scp", "mixed sampling rates"),
+    "truncated wav": (truncate_first_wav, "wav.scp:1", "is truncated: its header declares"),
+    "UTF-8 byte-order mark": (lambda d: (d / "text").write_bytes(b"\xef\xbb\xbf" + (d / "text").read_bytes()),
+                              "text:1", "starts with a UTF-8 byte-order mark"),
     "CRLF line endings": (lambda d: (d / "utt2spk").write_bytes((d / "utt2spk").read_bytes().replace(b"\n", b"\r\n")), "utt2spk:1", "CRLF"),
 }
 

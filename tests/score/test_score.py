@@ -20,7 +20,6 @@ from mlkd_cli.score import (
     count_errors,
     format_alignment,
     format_params,
-    load_or_score,
     score_decode_dir,
     score_languages,
     score_lid,
@@ -220,16 +219,17 @@ def test_ref_from_kaldi_data_dir(tmp_path):
     assert str((data / "utt2lang").resolve()) in report.inputs
 
 
-def test_score_json_reused_only_when_newer_than_inputs(decode_dir):
-    first = load_or_score(decode_dir)
+def test_score_is_up_to_date_until_an_input_changes_by_content(decode_dir):
+    first = score_decode_dir(decode_dir)
+    stamp = (decode_dir / "score.json").stat().st_mtime_ns
+    assert score_decode_dir(decode_dir) == first  # up to date: reused, nothing rewritten
+    assert (decode_dir / "score.json").stat().st_mtime_ns == stamp
     hyp = decode_dir / "hyp.text"
     hyp.write_text(hyp.read_text().replace("hello word", "hello world"))
-    stamp = (decode_dir / "score.json").stat().st_mtime_ns
-    os.utime(hyp, ns=(stamp - 10**9, stamp - 10**9))
-    assert load_or_score(decode_dir) == first  # score.json newer: reused
-    os.utime(hyp, ns=(stamp + 10**9, stamp + 10**9))
-    again = load_or_score(decode_dir)
+    os.utime(hyp, ns=(stamp - 10**9, stamp - 10**9))  # older than score.json: a date check would reuse it
+    again = score_decode_dir(decode_dir)
     assert again.languages["en"].words == ErrorCounts(ref_len=7, ins=1, dels=2, sub=1)
+    assert json.loads((decode_dir / "score.json").read_text())["overall"] == again.to_dict()["overall"]
 
 
 # ---------------------------------------------------------------------------- comparison
@@ -277,7 +277,7 @@ def test_compare_markdown_cli(tmp_path):
 def test_compare_labels_same_model_by_decode_dir(tmp_path):
     greedy = make_decode_dir(tmp_path / "student" / "decode_test_greedy", REFS, HYPS)
     beam = make_decode_dir(tmp_path / "student" / "decode_test_beam", REFS, HYPS)
-    labels = [row.label for row in compare([load_or_score(greedy), load_or_score(beam)]).rows]
+    labels = [row.label for row in compare([score_decode_dir(greedy), score_decode_dir(beam)]).rows]
     assert labels == ["student (decode_test_greedy)", "student (decode_test_beam)"]
 
 
@@ -314,7 +314,7 @@ def _break(decode_dir: Path, name: str, content: str) -> Path:
 
 
 @pytest.mark.parametrize("name,content,where", [
-    ("hyp.text", "u1 a\nu1 b\n", "hyp.text:2: duplicate id u1"),
+    ("hyp.text", "u1 a\nu1 b\n", "hyp.text:2: duplicate key u1"),
     ("hyp.text", "u1 a\n\nu2 b\n", "hyp.text:2: blank line"),
     ("ref.text", "u1 a\r\n", "ref.text:1: Windows line endings"),
     ("ref.utt2lang", "u1 en\nu2 en de\n", "ref.utt2lang:2: expected 'UTT LANG'"),

@@ -47,21 +47,25 @@ def write_spk2utt(data: Path) -> None:
     write_lines(data / "spk2utt", [f"{spk} {' '.join(utts)}" for spk, utts in sorted(speakers.items())])
 
 
+def write_kaldi_dir(root: Path, utterances: dict[str, tuple[str, str, str, float]]) -> Path:
+    """``root/data`` with the utterances in the given order and one wav each in ``root/wav``."""
+    (root / "wav").mkdir()
+    data = root / "data"
+    data.mkdir()
+    for utt, (_, _, _, seconds) in utterances.items():
+        write_wav(root / "wav" / f"{utt}.wav", seconds)
+    write_lines(data / "wav.scp", [f"{u} {root / 'wav' / u}.wav" for u in utterances])
+    write_lines(data / "text", [f"{u} {v[2]}" for u, v in utterances.items()])
+    write_lines(data / "utt2spk", [f"{u} {v[0]}" for u, v in utterances.items()])
+    write_lines(data / "utt2lang", [f"{u} {v[1]}" for u, v in utterances.items()])
+    write_spk2utt(data)
+    return data
+
+
 @pytest.fixture
 def kaldi_dir(tmp_path: Path) -> Path:
     """A valid dir: 6 utterances, 4 speakers, English and Russian, one 16 kHz wav each."""
-    (tmp_path / "wav").mkdir()
-    data = tmp_path / "data"
-    data.mkdir()
-    for utt, (_, _, _, seconds) in UTTERANCES.items():
-        write_wav(tmp_path / "wav" / f"{utt}.wav", seconds)
-    utts = sorted(UTTERANCES)
-    write_lines(data / "wav.scp", [f"{u} {tmp_path / 'wav' / u}.wav" for u in utts])
-    write_lines(data / "text", [f"{u} {UTTERANCES[u][2]}" for u in utts])
-    write_lines(data / "utt2spk", [f"{u} {UTTERANCES[u][0]}" for u in utts])
-    write_lines(data / "utt2lang", [f"{u} {UTTERANCES[u][1]}" for u in utts])
-    write_spk2utt(data)
-    return data
+    return write_kaldi_dir(tmp_path, {u: UTTERANCES[u] for u in sorted(UTTERANCES)})
 
 
 def test_valid_dir(kaldi_dir: Path) -> None:
@@ -131,9 +135,16 @@ def move_to_other_speaker(data: Path) -> None:
     write_lines(data / "spk2utt", spk2utt)
 
 
-def wrong_speaker(data: Path) -> None:
-    edit("utt2spk", replace_line(1, "en_a-002 en_x"))(data)
-    write_spk2utt(data)
+def speaker_of_second(speaker: str) -> Callable[[Path], None]:
+    def mutate(data: Path) -> None:
+        edit("utt2spk", replace_line(1, f"en_a-002 {speaker}"))(data)
+        write_spk2utt(data)
+
+    return mutate
+
+
+def with_bom(name: str) -> Callable[[Path], None]:
+    return lambda data: (data / name).write_bytes(b"\xef\xbb\xbf" + (data / name).read_bytes())
 
 
 def wav_of(data: Path, utt: str) -> Path:
@@ -192,13 +203,25 @@ BAD_CASES = {
     "not UTF-8": (latin1_text, "text:1", "not valid UTF-8"),
     "blank line": (edit("wav.scp", insert_line(2, "")), "wav.scp:3", "blank line"),
     "3-column utt2spk": (edit("utt2spk", replace_line(2, "en_b-001 en_b extra")), "utt2spk:3", "expected 2"),
-    "no speaker prefix": (wrong_speaker, "utt2spk:2", "does not start with its speaker id en_x"),
+    "no speaker prefix": (speaker_of_second("en_x"), "utt2spk:2", "does not start with its speaker id en_x;"),
+    "speaker id inside, not a prefix": (
+        speaker_of_second("a"), "utt2spk:2", "utterance id en_a-002 does not start with its speaker id a;"
+    ),
     "wav.scp ids differ without segments": (
         edit("wav.scp", lambda ls: [ls[0].replace("en_a-001 ", "en_a-000 ", 1)] + ls[1:]),
         "wav.scp",
         "without a segments file",
     ),
     "missing required file": (remove("wav.scp"), "wav.scp", "not a Kaldi data dir"),
+}
+
+
+BAD_CASES |= {
+    f"byte-order mark in {name}": (
+        with_bom(name), f"{name}:1",
+        f"{name}:1: starts with a UTF-8 byte-order mark; fix: sed -i '1s/^\\xEF\\xBB\\xBF//' ",
+    )
+    for name in ("text", "wav.scp", "utt2spk", "utt2lang")
 }
 
 
@@ -210,6 +233,31 @@ def test_bad_input(kaldi_dir: Path, mutate: Callable[[Path], None], where: str, 
     message = str(error.value)
     assert where in message and phrase in message
     assert "fix:" in message
+
+
+MIXED_CASE = {"B-001": ("B", "en", "hello", 0.25), "a-001": ("a", "en", "world", 0.25)}
+
+
+def test_mixed_case_ids_sorted_in_c_order_are_accepted(tmp_path: Path) -> None:
+    assert validate_kaldi_dir(write_kaldi_dir(tmp_path, MIXED_CASE)).utterances == ["B-001", "a-001"]
+
+
+def test_case_insensitive_order_is_not_sorted(tmp_path: Path) -> None:
+    data = write_kaldi_dir(tmp_path, dict(reversed(MIXED_CASE.items())))
+    with pytest.raises(DataError) as error:
+        validate_kaldi_dir(data)
+    assert str(error.value).startswith(
+        f"{data / 'wav.scp'}:2: not sorted: B-001 follows a-001 (LC_ALL=C order); "
+        f"fix: LC_ALL=C sort -o {data / 'wav.scp'} {data / 'wav.scp'}"
+    )
+
+
+def test_byte_order_mark_is_the_only_problem(kaldi_dir: Path) -> None:
+    with_bom("utt2spk")(kaldi_dir)
+    with pytest.raises(DataError) as error:
+        validate_kaldi_dir(kaldi_dir)
+    path = kaldi_dir / "utt2spk"
+    assert str(error.value) == f"{path}:1: starts with a UTF-8 byte-order mark; fix: sed -i '1s/^\\xEF\\xBB\\xBF//' {path}"
 
 
 def test_mixed_rates_allowed(kaldi_dir: Path) -> None:

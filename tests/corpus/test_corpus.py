@@ -29,7 +29,7 @@ def read_table(path: Path) -> list[tuple[str, str]]:
 def snapshot(corpus: Path) -> dict[str, bytes]:
     """Every file of a corpus, with the corpus path removed from wav.scp."""
     files = {}
-    for path in sorted(p for p in corpus.rglob("*") if p.is_file()):
+    for path in sorted(p for p in corpus.rglob("*") if p.is_file() and p.name not in ("stage.json", ".stage.lock")):
         data = path.read_bytes()
         files[str(path.relative_to(corpus))] = data.replace(str(corpus).encode(), b"OUT")
     return files
@@ -222,7 +222,8 @@ def test_summary_matches_data(corpus):
         for lang in LANGS:
             stats = summary["splits"][split][lang]
             assert stats["utterances"] == sum(1 for _, lg in utt2lang if lg == lang) > 0
-            assert stats["hours"] > 0
+            wavs = [Path(w) for u, w in read_table(corpus / split / "wav.scp") if dict(utt2lang)[u] == lang]
+            assert stats["hours"] == pytest.approx(sum(sf.info(w).duration for w in wavs) / 3600, abs=1e-3)
     assert summary["splits"]["train"]["en"]["utterances"] >= 8
 
 
@@ -234,12 +235,12 @@ def test_same_seed_same_corpus_whatever_num_jobs(corpus):
 
 def test_rebuild_skips_a_complete_corpus_of_the_same_settings(corpus, caplog):
     """Re-running the recipe keeps the files (and their dates: `mlkd prepare` stays up to date)."""
-    dates = {p: p.stat().st_mtime_ns for p in corpus.rglob("*") if p.is_file()}
+    dates = {p: p.stat().st_mtime_ns for p in corpus.rglob("*") if p.is_file() and not p.name.startswith(".")}
     with caplog.at_level(logging.INFO, logger="mlkd"):
         summary = build_corpus(corpus, LANGS, "tiny", seed=3, num_jobs=1)
     assert "up to date" in caplog.text
     assert summary == json.loads((corpus / "corpus.json").read_text())
-    assert {p: p.stat().st_mtime_ns for p in corpus.rglob("*") if p.is_file()} == dates
+    assert {p: p.stat().st_mtime_ns for p in corpus.rglob("*") if p.is_file() and not p.name.startswith(".")} == dates
     # a missing wav rebuilds it
     wav = next((corpus / "wav").rglob("*.wav"))
     wav.unlink()

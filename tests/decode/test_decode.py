@@ -16,9 +16,11 @@ from conftest import run_cli
 from mlkd_cli.data.prepare import PreparedData
 from mlkd_cli.decode.chunks import OUTPUT_FRAME, plan_windows
 from mlkd_cli.decode.ctc import greedy_search, prefix_beam_search, restrict_tokens
-from mlkd_cli.decode.decoder import DecodeConfig, Decoder, LoadedModel
+from mlkd_cli.decode.decoder import DecodeConfig, Decoder
+from mlkd_cli.experiment.config import TeacherConfig
+from mlkd_cli.experiment.model_dir import ModelDir
 from mlkd_cli.decode.inputs import resolve_inputs
-from mlkd_cli.models import CtcOutput
+from mlkd_cli.models import CtcOutput, ModelConfig
 from mlkd_cli.models.subsampling import subsampled_lengths
 
 
@@ -81,6 +83,7 @@ class FrameLocalModel(torch.nn.Module):
         super().__init__()
         torch.manual_seed(0)
         self.proj = torch.nn.Linear(80, vocab)
+        self.config = ModelConfig(vocab_size=vocab)
 
     def forward(self, features, lens, language=None):
         lengths = subsampled_lengths(lens)
@@ -95,7 +98,8 @@ def test_chunked_decoding_of_long_audio_equals_whole_decoding(tmp_path, prepared
     rng = np.random.default_rng(1)
     sf.write(tmp_path / "long.wav", (0.1 * rng.standard_normal(16000 * 75)).astype(np.float32), 16000)
     items = resolve_inputs([str(tmp_path / "long.wav")]).items
-    loaded = LoadedModel(FrameLocalModel(tokenizer.vocab_size), tokenizer, (), "en", 0, prepared)
+    config = TeacherConfig(data=str(prepared), lang="en")
+    loaded = ModelDir(tmp_path, "train-teacher", config, FrameLocalModel(tokenizer.vocab_size), tokenizer, 0)
     captured = {}
 
     def keep(matrix, lang):
@@ -116,6 +120,7 @@ def test_decode_cuts_writes_kaldi_text_jsonl_refs_and_stats(prepared, tiny_adapt
     result = run_cli("decode", tiny_adaptive, prepared / "manifests" / "dev_cuts.jsonl.gz")
     assert result.exit_code == 0, result.output
     out = tiny_adaptive / "decode_dev_ctc-greedy"
+    durations = {c.id: c.duration for c in PreparedData(prepared).cuts("dev")}
     hyps = [json.loads(line) for line in (out / "hyps.jsonl").read_text().splitlines()]
     ids = [line.split()[0] for line in (out / "hyp.text").read_text().splitlines()]
     refs = dict(line.split(maxsplit=1) for line in (out / "ref.text").read_text().splitlines())
@@ -123,15 +128,19 @@ def test_decode_cuts_writes_kaldi_text_jsonl_refs_and_stats(prepared, tiny_adapt
     for h in hyps:
         assert h["language"] in ("de", "en", "ru") and sum(h["language_posteriors"].values()) == pytest.approx(1, abs=1e-4)
         assert h["language"] == max(h["language_posteriors"], key=h["language_posteriors"].get)
-        assert h["duration"] > 0 and h["processing_time"] > 0
+        assert h["duration"] == pytest.approx(durations[h["id"]], abs=1e-3) and h["processing_time"] > 0
     langs = dict(line.split() for line in (out / "ref.utt2lang").read_text().splitlines())
     assert set(langs.values()) == {"de", "en", "ru"}
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["num_utts"] == len(hyps) and stats["rtf"] > 0 and stats["predicts_language"]
+    assert stats["num_utts"] == len(hyps) and stats["predicts_language"]
+    assert stats["audio_seconds"] == pytest.approx(sum(durations.values()), abs=1e-2)
+    # the whole run's real-time factor covers at least each utterance's share of the work
+    assert stats["rtf"] >= sum(h["processing_time"] for h in hyps) / stats["audio_seconds"] - 1e-6 > 0
     assert json.loads((out / "stage.json").read_text())["command"] == "decode"
 
 
-def test_audio_files_globs_lists_any_rate_and_corrupt_files(tmp_path, prepared, tiny_adaptive, tiny_corpus):
+def test_audio_files_globs_lists_any_rate_and_corrupt_files(tmp_path, prepared, tiny_adaptive, tiny_corpus,
+                                                            monkeypatch):
     wavs = [Path(line.split()[1]) for line in (tiny_corpus / "dev" / "wav.scp").read_text().splitlines()[:2]]
     audio, rate = sf.read(wavs[0])
     stereo8k = tmp_path / "in" / "stereo 8k.flac"
@@ -142,6 +151,7 @@ def test_audio_files_globs_lists_any_rate_and_corrupt_files(tmp_path, prepared, 
     (tmp_path / "in" / "broken.wav").write_bytes(b"RIFF\x00\x00not audio at all")
     listing = tmp_path / "files.list"
     listing.write_text("in/b.wav\n# a comment\n")
+    monkeypatch.chdir(tmp_path)  # list entries are relative to the current directory
     result = run_cli("decode", tiny_adaptive, str(tmp_path / "in" / "*.*"), listing, "--name", "mine")
     assert result.exit_code == 0, result.output
     printed = [line.split("\t") for line in result.stdout.splitlines() if "\t" in line]
@@ -181,7 +191,7 @@ def test_teacher_decodes_its_own_language_and_int8_works(prepared, tiny_teachers
 def test_bad_model_dirs_are_errors(prepared, tmp_path, tiny_adaptive):
     cuts = prepared / "manifests" / "dev_cuts.jsonl.gz"
     result = run_cli("decode", tmp_path / "nowhere", cuts)
-    assert result.exit_code == 1 and "is not an mlkd experiment" in result.output
+    assert result.exit_code == 1 and "is not an mlkd model directory" in result.output
     broken = tmp_path / "broken"
     shutil.copytree(tiny_adaptive, broken)
     (broken / "final.pt").write_bytes(b"\x00" * 10)

@@ -17,11 +17,11 @@ import yaml
 from conftest import run_cli
 from mlkd_cli.errors import ConfigError
 from mlkd_cli.train.checkpoint import average_state_dicts, prune_checkpoints, select_for_average
-from mlkd_cli.train.config import TrainConfig
-from mlkd_cli.train.experiment import load_asr_experiment
+from mlkd_cli.experiment.config import TrainConfig
+from mlkd_cli.experiment.model_dir import load_model_dir
 from mlkd_cli.train.loop import lr_lambda
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY_MODEL = ROOT / "conf" / "model" / "tiny.yaml"
 
 
@@ -86,8 +86,8 @@ def test_teacher_learns_its_own_tiny_data(prepared: Path, tmp_path: Path):
     assert (exp / "train_curves.png").read_bytes()[:4] == b"\x89PNG"
     stage = json.loads((exp / "stage.json").read_text())
     assert stage["status"] == "done" and set(stage["inputs"]) == {"data:train", "tokenizer"}
-    model, raw = load_asr_experiment(exp)
-    assert raw["lang"] == "de" and model.config.vocab_size > 2
+    loaded = load_model_dir(exp)
+    assert loaded.own_language == "de" and loaded.model.config.vocab_size > 2
     # unchanged inputs and config: up to date, nothing rewritten
     before = (exp / "final.pt").stat().st_mtime_ns
     assert run_cli(*teacher_args(prepared, cfg, exp, "de", "--dev-set", "train")).exit_code == 0
@@ -158,19 +158,21 @@ def test_finished_and_interrupted_runs_are_protected(prepared: Path, tmp_path: P
     cfg = write_train_config(tmp_path / "t.yaml", max_steps=10, valid_interval=5)
     exp = tmp_path / "teacher"
     assert run_cli(*teacher_args(prepared, cfg, exp)).exit_code == 0
-    snapshot = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file() and "log" not in p.parts}
+    snapshot = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file() and "log" not in p.parts
+                and not p.name.startswith(".")}
     other = write_train_config(tmp_path / "t2.yaml", max_steps=12, valid_interval=5)
     result = run_cli(*teacher_args(prepared, other, exp))
     assert result.exit_code == 1 and "changed: config" in result.output and "--force" in result.output
     assert {p: p.read_bytes() for p in snapshot} == snapshot
-    # an interrupted run whose newest checkpoint is corrupt: a clear error, nothing touched
+    # an interrupted run whose checkpoints are all corrupt: a clear error, nothing touched
     stage = json.loads((exp / "stage.json").read_text())
     (exp / "stage.json").write_text(json.dumps({**stage, "status": "running"}))
-    newest = exp / "ckpt" / "step-10.pt"
-    newest.write_bytes(newest.read_bytes()[:1000])
-    before = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file() and "log" not in p.parts}
+    for ckpt in (exp / "ckpt").glob("step-*.pt"):
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    before = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file() and "log" not in p.parts
+              and not p.name.startswith(".")}
     result = run_cli(*teacher_args(prepared, cfg, exp))
-    assert result.exit_code == 1 and "step-10.pt: not a readable checkpoint" in result.output
+    assert result.exit_code == 1 and "no checkpoint in" in result.output and "--force" in result.output
     assert {p: p.read_bytes() for p in before} == before
 
 
@@ -182,11 +184,11 @@ def test_dropped_in_teacher_is_validated(prepared: Path, tmp_path: Path):
     raw["model"]["d_model"] = 48
     (exp / "config.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="differs from config.yaml in d_model"):
-        load_asr_experiment(exp)
+        load_model_dir(exp)
     raw["model"]["d_model"], raw["model"]["vocab_size"] = 32, 7
     (exp / "config.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="vocab_size"):
-        load_asr_experiment(exp)
+        load_model_dir(exp)
 
 
 def test_data_loading_workers_feed_the_same_batches(prepared: Path, tmp_path: Path):
@@ -203,7 +205,7 @@ def test_data_loading_workers_feed_the_same_batches(prepared: Path, tmp_path: Pa
 def test_speed_perturbation_runs_on_the_fly(prepared: Path, tmp_path: Path):
     from mlkd_cli.data.prepare import PreparedData
     from mlkd_cli.train.batches import AsrDataset, speed_perturbed
-    from mlkd_cli.train.config import SpecAugmentConfig
+    from mlkd_cli.experiment.config import SpecAugmentConfig
 
     data = PreparedData(prepared)
     cuts = data.cuts("train").to_eager().subset(first=4)

@@ -13,32 +13,15 @@ import torch
 from lhotse import CutSet, MonoCut, SupervisionSegment
 
 from mlkd_cli.errors import ConfigError, DataError
-from mlkd_cli.distill.distill import DistillTask, KdConfig, LayerPlan, plan_layers
+from mlkd_cli.distill.distill import DistillTask, LayerPlan, plan_layers
 from mlkd_cli.distill.losses import attention_kd_loss, even_layer_map, hidden_kd_loss, posterior_kl_loss
 from mlkd_cli.distill.teachers import Teacher, parse_teacher_arg, run_teachers
 from mlkd_cli.models import ModelConfig, build_model, ctc_loss
 from mlkd_cli.models.checkpoint import load_model_state
-from mlkd_cli.train.batches import Batch
+from mlkd_cli.experiment.config import KdConfig
 from mlkd_cli.train.finetune import LANGUAGE_MODULES, FinetuneTask
 from mlkd_cli.train.sampling import language_mix, language_weights
-
-TINY = ModelConfig(d_model=32, num_layers=2, num_heads=2, ff_mult=2, conv_kernel=7, subsampling_channels=16, vocab_size=9)
-
-
-def model(config: ModelConfig = TINY, seed: int = 0):
-    torch.manual_seed(seed)
-    return build_model(config).eval()
-
-
-def make_batch(lengths: list[int], langs: list[str], seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    features = torch.zeros(len(lengths), max(lengths), 80)
-    for i, n in enumerate(lengths):
-        features[i, :n] = torch.randn(n, 80, generator=g)
-    targets = [[1 + (i + j) % 8 for j in range(3)] for i in range(len(lengths))]
-    return Batch(features, torch.tensor(lengths), targets, ["abc"] * len(lengths), langs,
-                 [f"u{i}" for i in range(len(lengths))], sum(lengths) / 100)
-
+from tiny_tasks import TINY, make_batch, model
 
 # -- losses ------------------------------------------------------------------------------------
 
@@ -259,7 +242,7 @@ def test_a_plain_model_initialises_a_language_adaptive_one_and_nothing_else_is_s
 
 # -- the recipe's presets (local/run.sh --preset NAME) ----------------------------------------
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 PRESETS = ("tiny", "demo", "full")
 
 
@@ -267,7 +250,7 @@ PRESETS = ("tiny", "demo", "full")
 def test_preset_is_complete_and_baseline_gets_distill_plus_finetune_updates(preset):
     """Every file local/run.sh reads for the preset loads as its typed config."""
     from mlkd_cli.config import load_yaml
-    from mlkd_cli.train.config import TrainConfig
+    from mlkd_cli.experiment.config import TrainConfig
 
     steps = {name: load_yaml(TrainConfig, CONF / "train" / f"{name}_{preset}.yaml").max_steps
              for name in ("teacher", "distill", "finetune", "baseline")}

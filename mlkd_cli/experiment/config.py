@@ -1,0 +1,166 @@
+"""Typed configs of the training stages: what ``config.yaml`` in an experiment directory holds.
+
+``config.yaml`` is the envelope ``{format, command, <the stage's config>}``: ``command`` names
+the dataclass below that reads the rest, strictly (an unknown or mistyped key is an error
+naming the key, the file and the valid keys). The ``inference`` section says what decoding
+needs besides the weights (features, text normalisation, tokenizer, languages); its files
+travel in the model directory (see :mod:`mlkd_cli.experiment.model_dir`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mlkd_cli.data.tokenizer import TokenizerConfig
+from mlkd_cli.errors import ConfigError
+from mlkd_cli.models.config import ModelConfig
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+AVERAGE_BY = ("last", "best")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecAugmentConfig:
+    """lhotse SpecAugment settings (its defaults are tuned for LibriSpeech-scale training)."""
+
+    enabled: bool = True
+    time_warp_factor: int = 80
+    num_feature_masks: int = 2
+    features_mask_size: int = 27
+    num_frame_masks: int = 10
+    frames_mask_size: int = 100
+    max_frames_mask_fraction: float = 0.15
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    max_steps: int = 3000
+    max_duration: float = 50.0  # seconds of audio per batch (per process)
+    lr: float = 2e-3  # peak, after linear warm-up; cosine decay to final_lr_ratio * lr
+    warmup_steps: int = 300
+    final_lr_ratio: float = 0.05
+    weight_decay: float = 0.01
+    grad_clip: float = 5.0
+    precision: str = "fp32"  # bf16 autocast works on CPU and GPU; fp16 only on GPU
+    spec_augment: SpecAugmentConfig = SpecAugmentConfig()
+    speed_perturb: bool = False  # 0.9x/1.1x copies of the training data, features on the fly
+    language_sampling: float = 0.0  # multilingual data: draw languages ∝ hours^this (0 = equally often)
+    valid_interval: int = 500  # validate and write a resumable checkpoint every N steps
+    log_interval: int = 25
+    keep_checkpoints: int = 3
+    average: int = 3  # final.pt = average of N checkpoints
+    average_by: str = "last"  # "last" N, or "best" N by validation loss
+    seed: int = 42
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.average_by not in AVERAGE_BY:
+            raise ConfigError(f"average_by {self.average_by!r} is not one of {', '.join(AVERAGE_BY)}")
+        for name in ("max_steps", "valid_interval", "log_interval", "keep_checkpoints", "average"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.language_sampling <= 1:
+            raise ConfigError(f"language_sampling must be in [0, 1], got {self.language_sampling}")
+        if self.max_duration <= 0 or self.lr <= 0:
+            raise ConfigError("max_duration and lr must be positive")
+
+
+TARGET_MODES = ("cached", "on-the-fly")
+
+
+@dataclasses.dataclass(frozen=True)
+class KdConfig:
+    """The distillation objective. Layer numbers are 1-based encoder layers."""
+
+    student_layers: tuple[int, ...] = ()  # empty: every student layer
+    teacher_layers: tuple[int, ...] = ()  # empty: the same relative depth in each teacher
+    layer_weights: tuple[float, ...] = ()  # λ_l; empty: 1 for every layer pair
+    ctc_weight: float = 0.0  # CTC on the transcripts
+    kl_weight: float = 0.0  # teacher → student CTC posteriors
+    kl_temperature: float = 2.0
+    attention_weight: float = 0.0  # head-averaged attention maps (needs on-the-fly targets)
+    targets: str = "cached"  # teacher targets computed once to disk, or every step
+    # "augmented": the teachers see the student's SpecAugmented input (on-the-fly targets only),
+    # so they teach on the same view the student gets instead of the clean one.
+    teacher_input: str = "clean"
+
+    def __post_init__(self) -> None:
+        if self.targets not in TARGET_MODES:
+            raise ConfigError(f"kd targets {self.targets!r} is not one of {', '.join(TARGET_MODES)}")
+        if self.attention_weight > 0 and self.targets == "cached":
+            raise ConfigError("kd attention_weight > 0 needs targets: on-the-fly (attention maps are too big to cache)")
+        if self.teacher_input not in ("clean", "augmented"):
+            raise ConfigError(f"kd teacher_input {self.teacher_input!r} is not one of clean, augmented")
+        if self.teacher_input == "augmented" and self.targets == "cached":
+            raise ConfigError("kd teacher_input: augmented needs targets: on-the-fly (augmentation differs every step)")
+        if self.teacher_layers and len(self.teacher_layers) != len(self.student_layers):
+            raise ConfigError("kd teacher_layers needs one entry per student_layers entry")
+        if min(self.ctc_weight, self.kl_weight, self.attention_weight) < 0 or self.kl_temperature <= 0:
+            raise ConfigError("kd weights must be >= 0 and kl_temperature > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """The features a model reads (lhotse's names)."""
+
+    type: str = "kaldi-fbank"
+    num_features: int = 80
+    frame_shift: float = 0.01
+    sampling_rate: int = 16000
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceSpec:
+    """What inference needs besides the weights; filled in by the stage from its data."""
+
+    languages: tuple[str, ...] = ()  # of the training text (the model dir's text/<lang>.txt)
+    normalize_text: bool = False  # transcripts normalised by `mlkd prepare --normalize-text`
+    features: FeatureSpec = FeatureSpec()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StageConfig:
+    """What every training stage reads: data, architecture, optimisation, sets."""
+
+    data: str
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    train_set: str = "train"
+    dev_set: str = "dev"
+    inference: InferenceSpec = InferenceSpec()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TeacherConfig(StageConfig):
+    lang: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FinetuneConfig(StageConfig):
+    init: str = ""  # experiment dir of the model to start from (a distilled student); "" = from scratch
+    lid_weight: float = 1.0  # λ
+
+    def __post_init__(self) -> None:
+        if self.lid_weight < 0:
+            raise ConfigError(f"lid_weight must be >= 0, got {self.lid_weight}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DistillConfig(StageConfig):
+    teachers: tuple[str, ...]  # LANG=EXP_DIR, one per language of the training data
+    kd: KdConfig = KdConfig()
+    # The student is language-adaptive from the start (conditioned on the true language,
+    # with the language-ID loss at this weight), like the model fine-tuning makes of it.
+    language_adaptive: bool = True
+    lid_weight: float = 1.0
+
+
+# config.yaml's ``command`` → the dataclass that reads it
+STAGE_CONFIGS: dict[str, type[StageConfig]] = {
+    "train-teacher": TeacherConfig,
+    "distill": DistillConfig,
+    "finetune": FinetuneConfig,
+}

@@ -1,0 +1,191 @@
+"""What scoring shows: errs.txt, wer_summary, rich tables, and the side-by-side comparison."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+from rich.table import Table
+
+from mlkd_cli.score.alignment import BLANK, percent, primary_metric
+from mlkd_cli.score.metrics import LidScore, UttScore
+
+if TYPE_CHECKING:
+    from mlkd_cli.score.report import ScoreReport
+
+
+def format_alignment(pairs: Iterable[tuple[str, str]]) -> str:
+    """Correct units as they are, errors as ``(ref->hyp)`` with ``*`` for a gap."""
+    return " ".join(r if r == h else f"({r or '*'}->{h or '*'})" for r, h in pairs)
+
+
+def format_errs(report: ScoreReport, utts: Sequence[UttScore]) -> str:
+    """errs.txt: overall figures, per-utterance alignments, missing ids, and the most common errors."""
+    subs: Counter[tuple[str, str]] = Counter()
+    dels: Counter[str] = Counter()
+    ins: Counter[str] = Counter()
+    details = []
+    for u in utts:
+        pairs = u.alignment()
+        details.append(f"{u.utt_id}\t{u.lang or BLANK}\t{format_alignment(pairs)}")
+        for r, h in pairs:
+            if r and h and r != h:
+                subs[r, h] += 1
+            elif not h:
+                dels[r] += 1
+            elif not r:
+                ins[h] += 1
+    lines = [
+        report.overall.words.kaldi_line("WER"),
+        report.overall.chars.kaldi_line("CER"),
+        "Search below for sections starting with PER-UTT DETAILS:, MISSING:, SUBSTITUTIONS:, DELETIONS:, INSERTIONS:",
+        "",
+        "PER-UTT DETAILS: utt-id, reference language, alignment (correct units as they are, errors as "
+        "(ref->hyp), * for nothing); by character for languages scored by CER, else by word",
+        *details,
+        "",
+        "MISSING: reference utterances without a hypothesis (scored as all deletions)",
+        *report.missing,
+        "",
+        "SUBSTITUTIONS: count ref -> hyp",
+        *(f"{n}\t{r} -> {h}" for (r, h), n in subs.most_common()),
+        "",
+        "DELETIONS: count ref",
+        *(f"{n}\t{r}" for r, n in dels.most_common()),
+        "",
+        "INSERTIONS: count hyp",
+        *(f"{n}\t{h}" for h, n in ins.most_common()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def format_summary(report: ScoreReport) -> str:
+    """wer_summary: one Kaldi-style line per language and overall, LID accuracy and confusion."""
+    lines = [f"# {report.decode_dir}: {report.overall.num_utts} reference utterances, "
+             f"{len(report.missing)} without hypothesis (all deletions), "
+             f"{hypotheses(len(report.extra))} without reference (ignored)"]
+    rows = [*report.languages.items(), ("all", report.overall)]
+    width = max(len(name) for name, _ in rows)
+    for name, s in rows:
+        primary = f"primary {s.primary.upper()}" if s.primary else "primary —"
+        lines.append(f"{name:<{width}}  {s.words.kaldi_line('WER')}  {s.chars.kaldi_line('CER')}  "
+                     f"{primary}  {s.num_utts} utts")
+    if report.lid:
+        lid = report.lid
+        lines += [f"%LID {percent(lid.accuracy)} [ {lid.correct} / {lid.num_utts} correct ]", "",
+                  *_confusion_lines(lid)]
+    return "\n".join(lines) + "\n"
+
+
+def _confusion_lines(lid: LidScore) -> list[str]:
+    """Plain-text confusion matrix, rows reference and columns predicted languages."""
+    labels = sorted(set(lid.confusion) | {p for row in lid.confusion.values() for p in row})
+    rows = [["ref\\hyp", *labels]]
+    rows += [[ref, *(str(row.get(p, 0)) for p in labels)] for ref, row in lid.confusion.items()]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["LID confusion (rows: reference language, columns: predicted language)",
+            *("  ".join([row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:]))])
+              for row in rows)]
+
+
+def report_table(report: ScoreReport) -> Table:
+    """Rich table of one report: per language and overall, the primary metric marked."""
+    title = " ".join(x for x in (report.model_name, report.method) if x)
+    table = Table(title=f"{title}: {report.decode_dir}")
+    for name in ("Language", "Utts", "%WER", "%CER", "Primary", "%LID"):
+        table.add_column(name, justify="left" if name in ("Language", "Primary") else "right")
+    for name, s in [*report.languages.items(), ("all", report.overall)]:
+        lid = None
+        if report.lid:
+            lid = report.lid.accuracy if name == "all" else report.lid.language_accuracy(name)
+        table.add_row(name, str(s.num_utts), percent(s.words.rate), percent(s.chars.rate),
+                      s.primary.upper() if s.primary else BLANK, percent(lid))
+    return table
+
+
+# ---------------------------------------------------------------------------- comparison
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    label: str
+    num_parameters: int | None
+    rates: dict[str, float | None]  # language → primary error rate, for languages with hypotheses
+    average: float | None  # mean of the primary rates; None unless the model covers every language
+    lid_accuracy: float | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Several decode dirs side by side: rows are models, columns languages."""
+
+    languages: list[str]
+    rows: list[ComparisonRow]
+    metric: str = "primary"  # what the rates are: "primary" (per language), "wer" or "cer"
+
+    def header(self) -> list[str]:
+        def name(lang: str) -> str:
+            return (primary_metric(lang) if self.metric == "primary" else self.metric).upper()
+
+        average = "Avg %ER" if self.metric == "primary" else f"Avg %{self.metric.upper()}"
+        return ["Model", "Params", *(f"{lang} %{name(lang)}" for lang in self.languages), average, "%LID"]
+
+    def cells(self) -> list[list[str]]:
+        return [[row.label, format_params(row.num_parameters),
+                 *(percent(row.rates.get(lang)) for lang in self.languages),
+                 percent(row.average), percent(row.lid_accuracy)] for row in self.rows]
+
+
+def compare(reports: Sequence[ScoreReport], metric: str = "primary") -> Comparison:
+    """Per language each model's error rate (``metric``: the language's primary one, "wer" or
+    "cer"), its average over languages, LID accuracy and size.
+
+    A language counts for a model when it has a hypothesis for at least one of its utterances;
+    the average is the unweighted mean over the table's languages and is left blank for a model
+    that does not cover all of them (a monolingual teacher).
+    """
+    covered = [{lang: s.rate(metric) for lang, s in r.languages.items() if s.num_missing < s.num_utts}
+               for r in reports]
+    languages = sorted({lang for rates in covered for lang in rates})
+    names = Counter(r.model_name for r in reports)
+    rows = []
+    for r, rates in zip(reports, covered):
+        values = [rates.get(lang) for lang in languages]
+        average = sum(values) / len(values) if values and None not in values else None
+        label = r.model_name if names[r.model_name] == 1 else f"{r.model_name} ({Path(r.decode_dir).name})"
+        rows.append(ComparisonRow(label, r.num_parameters, rates, average, r.lid.accuracy if r.lid else None))
+    return Comparison(languages, rows, metric)
+
+
+def format_params(n: int | None) -> str:
+    """12345678 → ``12.3M``."""
+    if n is None:
+        return BLANK
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.1f}{suffix}"
+    return str(n)
+
+
+def comparison_markdown(comparison: Comparison) -> str:
+    header = comparison.header()
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", *["---:"] * (len(header) - 1)]) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in comparison.cells()]
+    return "\n".join(lines) + "\n"
+
+
+def comparison_table(comparison: Comparison) -> Table:
+    title = {"primary": "Error rates (%): WER, or CER for languages written without spaces",
+             "wer": "Word error rates (%)", "cer": "Character error rates (%, spaces removed)"}[comparison.metric]
+    table = Table(title=title)
+    for i, name in enumerate(comparison.header()):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for row in comparison.cells():
+        table.add_row(*row)
+    return table
+
+
+def hypotheses(n: int) -> str:
+    return f"{n} hypothes{'is' if n == 1 else 'es'}"

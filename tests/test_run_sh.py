@@ -1,0 +1,120 @@
+"""local/run.sh checks its inputs before any stage runs: one error line each, exit 1, nothing made."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = "demo full tiny"
+BUILDER_LANGS = "en de es it fr ru pl cs"
+NO_DATA = ("no prepared data in --data {tmp}/data ({tmp}/data/manifests/train_cuts.jsonl.gz not found); "
+           "make it with `mlkd prepare`, or start at --stage 0")
+
+
+def run_sh(tmp: Path, *args: str, path: str = "") -> subprocess.CompletedProcess:
+    """`bash local/run.sh` from the repo root, every output dir inside ``tmp``; ``path`` goes first on PATH."""
+    env = {**os.environ, "PATH": f"{path}{Path(sys.executable).parent}:{os.environ['PATH']}", "MLKD_CMD": "local"}
+    dirs = ["--corpus", str(tmp / "corpus"), "--data", str(tmp / "data"), "--exp", str(tmp / "exp")]
+    return subprocess.run(["bash", "local/run.sh", *dirs, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=30)
+
+
+@pytest.fixture(scope="module")
+def prepared_en_de(tmp_path_factory) -> Path:
+    """A --data dir whose training manifest has English and German cuts (lhotse's JSON, metadata only)."""
+    data = tmp_path_factory.mktemp("prepared")
+    (data / "manifests").mkdir()
+    with gzip.open(data / "manifests" / "train_cuts.jsonl.gz", "wt") as f:
+        for utt in ("en-1", "de-1", "en-2", "de-2"):
+            supervision = {"id": utt, "recording_id": utt, "start": 0.0, "duration": 1.0, "channel": 0, "text": "a",
+                           "language": utt[:2]}
+            f.write(json.dumps({"id": utt, "start": 0.0, "duration": 1.0, "channel": 0,
+                                "supervisions": [supervision], "type": "MonoCut"}) + "\n")
+    return data
+
+
+def assert_refused(result: subprocess.CompletedProcess, tmp: Path, error: str, inputs: tuple[str, ...] = ()) -> None:
+    """Exit 1 after the command line and exactly one error line, and no dir made but the inputs."""
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1 and lines[0].startswith("local/run.sh --corpus ")
+    assert lines[1:] == [f"local/run.sh: {error}"]
+    assert result.stdout == ""
+    assert sorted(p.name for p in tmp.iterdir()) == sorted(inputs)
+
+
+@pytest.mark.parametrize("args, error", [
+    (["--lang", "en"], "unknown option --lang"),
+    (["--stage", "x"], "--stage must be a stage number 0..7, got 'x'"),
+    (["--stage", "8"], "--stage must be a stage number 0..7, got '8'"),
+    (["--stop-stage", "100"], "--stop-stage must be a stage number 0..7, got '100'"),
+    (["--stage", "3", "--stop-stage", "2"], "--stop-stage 2 is before --stage 3, so nothing would run"),
+    (["--langs", " "], '--langs is empty; give at least one language, e.g. --langs "en de"'),
+    (["--preset", "huge"], f"--preset 'huge': conf/model/huge.yaml not found; presets: {PRESETS}"),
+    (["--langs", "en xx de yy"], f"--langs: the corpus builder has no language xx yy; it has: {BUILDER_LANGS}"),
+    (["--stage", "1"], "no corpus in --corpus {tmp}/corpus ({tmp}/corpus/train not found); make it with --stage 0"),
+    (["--stage", "2"], NO_DATA),
+    (["--stage", "6", "--stop-stage", "6"], NO_DATA),
+])
+def test_a_bad_option_is_one_error_before_anything_runs(tmp_path, args, error):
+    assert_refused(run_sh(tmp_path, *args), tmp_path, error.format(tmp=tmp_path))
+
+
+def test_a_preset_needs_all_its_files_only_when_training_runs(tmp_path):
+    """`--preset` names conf/*/<preset>.yaml for stages 2-5; a stage-0-only run does not read it."""
+    result = run_sh(tmp_path, "--preset", "huge", "--langs", "xx", "--stop-stage", "0")
+    assert_refused(result, tmp_path, f"--langs: the corpus builder has no language xx; it has: {BUILDER_LANGS}")
+
+
+def test_a_language_without_training_data_is_refused(tmp_path, prepared_en_de):
+    result = run_sh(tmp_path, "--stage", "2", "--data", str(prepared_en_de), "--langs", "en fr de es")
+    cuts = prepared_en_de / "manifests" / "train_cuts.jsonl.gz"
+    assert_refused(result, tmp_path, f"--langs: no fr es utterances in {cuts} (it has: de en); drop them from "
+                                     "--langs, or prepare data with them")
+
+
+def test_valid_inputs_pass_the_checks_and_the_stages_run(tmp_path, prepared_en_de):
+    """With a stand-in `mlkd` that logs its arguments, stages 2-3 run for exactly the checked languages."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mlkd").write_text(f'#!/usr/bin/env bash\necho "$*" >> {tmp_path}/mlkd.log\n')
+    (bin_dir / "mlkd").chmod(0o755)
+    result = run_sh(tmp_path, "--stage", "2", "--stop-stage", "3", "--langs", "de en", "--preset", "tiny",
+                    "--data", str(prepared_en_de), path=f"{bin_dir}:")
+    assert result.returncode == 0, result.stderr
+    commands = [line.split()[0] + " " + line.split()[-1] for line in (tmp_path / "mlkd.log").read_text().splitlines()]
+    assert commands == [f"train-teacher {tmp_path}/exp/teacher_de", f"train-teacher {tmp_path}/exp/teacher_en",
+                        f"distill {tmp_path}/exp/student_kd"]
+
+
+def test_a_language_missing_from_the_corpus_is_refused_at_stage_1(tmp_path):
+    train = tmp_path / "corpus" / "train"
+    train.mkdir(parents=True)
+    (train / "utt2lang").write_text("de-a-1 de\nen-a-1 en\n")
+    result = run_sh(tmp_path, "--stage", "1", "--langs", "en it")
+    assert_refused(result, tmp_path, f"--langs: no it utterances in {train}/utt2lang; drop it from --langs, "
+                                     "or make the corpus with it (--stage 0)", inputs=("corpus",))
+
+
+def test_the_command_line_is_echoed_first_as_given(tmp_path):
+    result = run_sh(tmp_path, "--langs", "en de", "--stage", "9")
+    dirs = f"--corpus {tmp_path}/corpus --data {tmp_path}/data --exp {tmp_path}/exp"
+    assert result.stderr.splitlines() == [f"local/run.sh {dirs} --langs en\\ de --stage 9",
+                                          "local/run.sh: --stage must be a stage number 0..7, got '9'"]
+
+
+def test_help_lists_exactly_the_options(tmp_path):
+    result = subprocess.run(["bash", "local/run.sh", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    lines = result.stderr.splitlines()
+    assert result.returncode == 0 and lines[:2] == ["local/run.sh --help", "Options (with their defaults):"]
+    assert [line.split()[0] for line in lines[2:]] == [
+        "--stage", "--stop-stage", "--langs", "--size", "--seed", "--nj", "--corpus", "--data", "--tokenizer",
+        "--vocab-size", "--preset", "--exp", "--lid-weight"]
+    preset = "  --preset demo      # conf/model/{,student_}$preset.yaml, conf/train/{teacher,distill,finetune,baseline}"
+    assert f"{preset}_$preset.yaml" in lines  # underscores in comments stay
