@@ -51,6 +51,7 @@ def finals(exp: Path) -> dict[str, dict]:
             for d in ("teacher_en", "teacher_de", "student_kd", "student", "baseline")}
 
 
+@pytest.mark.slow  # about 3 minutes: `make test-slow`
 def test_tiny_recipe_here_and_as_a_slurm_job_graph_agree(slurm_cluster, tmp_path):  # noqa: F811
     env = {**os.environ, "MLKD_CMD": "local"}
     assert recipe(tmp_path, "local", env, "--stop-stage", "0").returncode == 0  # the shared corpus

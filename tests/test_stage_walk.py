@@ -94,7 +94,8 @@ CASES = [
          "changed: inputs", "mlkd_cli.decode.stage:_write", record_dir=lambda out: out / "decode_walk_ctc-greedy"),
     Case("score", score_args, "changed: ", "mlkd_cli.score.report:format_summary", refuses=False,
          record="stage.score.json"),
-    Case("export", lambda w, o, c: ["export", w["adaptive"], "-o", o, *flag(c, "--int8")], "changed: config.int8",
+    # first with --int8, then without: the redone export must not keep the earlier model.int8.onnx
+    Case("export", lambda w, o, c: ["export", w["adaptive"], "-o", o, *flag(not c, "--int8")], "changed: config.int8",
          "mlkd_cli.export:export_onnx"),
 ]
 
@@ -161,14 +162,7 @@ def test_every_command_follows_the_stage_protocol(case: Case, world, tmp_path, m
     assert redone.exit_code == 0, redone.output
     assert outputs(where, case.record) != published
     assert not [p for p in where.rglob(".*") if p.name.startswith((".staging", ".trash", ".tmp"))]
+    if case.name == "export":
+        assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["model.onnx", "stage.json",
+                                                                                      "tokens.txt"]
 
-
-def test_export_publishes_one_set(world, tmp_path):
-    """A re-export without --int8 does not leave the earlier int8 model beside the new fp32 one."""
-    out = tmp_path / "onnx"
-    assert run_cli("export", world["adaptive"], "-o", out, "--int8").exit_code == 0
-    assert (out / "model.int8.onnx").is_file()
-    result = run_cli("export", world["adaptive"], "-o", out, "--force")
-    assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["model.onnx", "stage.json",
-                                                                                  "tokens.txt"]

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from mlkd_cli.data.features import fbank_extractor
+from mlkd_cli.data.features import downmix, fbank_extractor
 from mlkd_cli.decode.chunks import Window, plan_windows
 from mlkd_cli.decode.ctc import greedy_search, prefix_beam_search, restrict_tokens
 from mlkd_cli.decode.inputs import Item
@@ -179,10 +179,8 @@ class Decoder:
             cut = cut.truncate(offset=window.start, duration=window.duration, preserve_id=True)
         if cut.has_features:
             return cut.load_features()
-        samples = cut.load_audio()
-        if samples.ndim == 2:
-            samples = samples.mean(axis=0)  # down-mix every channel
-        return self.extractor.extract(samples, cut.sampling_rate)
+        samples = np.atleast_2d(cut.load_audio())
+        return self.extractor.extract(downmix(samples, cut.sampling_rate)[0], cut.sampling_rate)
 
     @torch.inference_mode()
     def _forward(self, feats: list[np.ndarray]):
