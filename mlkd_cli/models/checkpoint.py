@@ -54,7 +54,8 @@ def _load_failure(path: Path, error: Exception) -> str:
     unsafe = re.search(r"GLOBAL (\S+)", message)
     if unsafe:
         return (f"{path}: refused: it names the Python object {unsafe.group(1)}, which unpickling would call; "
-                "mlkd checkpoints hold only tensors and plain values, so this file is not mlkd's: delete it")
+                "this mlkd writes only tensors and plain values (an earlier mlkd's training checkpoint: rerun with "
+                "--force to start afresh; anything else: delete it)")
     detail = re.search(r"WeightsUnpickler error: \s*(\S.*)", message)
     lines = message.strip().splitlines()
     reason = detail.group(1) if detail else lines[0].split(". ")[0] if lines else type(error).__name__

@@ -43,8 +43,9 @@ def test_a_checkpoint_holding_code_is_refused_unrun(tmp_path: Path, writer: str)
     with pytest.raises(DataError) as caught:
         load_training_state(path)
     assert str(caught.value) == (
-        f"{path}: refused: it names the Python object getattr, which unpickling would call; mlkd checkpoints "
-        "hold only tensors and plain values, so this file is not mlkd's: delete it")
+        f"{path}: refused: it names the Python object getattr, which unpickling would call; this mlkd writes "
+        "only tensors and plain values (an earlier mlkd's training checkpoint: rerun with --force to start afresh; "
+        "anything else: delete it)")
     assert not marker.exists()
     pickle.loads(path.read_bytes()) if writer == "pickle.dump" else torch.load(path, weights_only=False)
     assert marker.exists()  # the payload is live: an unrestricted load would have run it
@@ -122,9 +123,10 @@ def test_resume_skips_an_unreadable_newest_checkpoint(prepared: Path, tmp_path: 
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert result.exit_code == 1 and len(errors) == 1 and "Traceback" not in result.output
     assert errors[0] == (f"Error: {newest}: refused: it names the Python object getattr, which unpickling would "
-                         "call; mlkd checkpoints hold only tensors and plain values, so this file is not mlkd's: "
-                         f"delete it; no checkpoint in {ckpt} is readable: delete the unreadable ones to retrain "
-                         "from step 0, or rerun with --force to start this stage afresh")
+                         "call; this mlkd writes only tensors and plain values (an earlier mlkd's training "
+                         "checkpoint: rerun with --force to start afresh; anything else: delete it); no checkpoint "
+                         f"in {ckpt} is readable: delete the unreadable ones to retrain from step 0, or rerun with "
+                         "--force to start this stage afresh")
     assert not marker.exists()
     assert {p: p.read_bytes() for p in outputs} == before
     log = (exp / "log" / "train.0.log").read_text()
