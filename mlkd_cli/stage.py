@@ -141,7 +141,7 @@ class Stage:
 
     def plan(self) -> Plan:
         old = self.previous
-        if old is None or self.force or old.status == "publishing":
+        if old is None or self.force or (old.status == "publishing" and not self.resumable):
             return "fresh"
         changed = self.record.changes_from(old)
         if not changed:

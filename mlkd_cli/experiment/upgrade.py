@@ -39,7 +39,7 @@ def upgrade_model_dir(exp_dir: Path, data_dir: Path | None = None) -> bool:
         raise DataError(f"{path}: not found; {exp_dir} is not an mlkd model directory")
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if "format" in raw:
-        logger.info("%s is in the current format already; nothing to do", exp_dir)
+        logger.debug("%s is in the current format already; nothing to do", exp_dir)
         return False
     command = _command(exp_dir, raw)
     data = PreparedData(Path(data_dir or raw.get("data") or ""))

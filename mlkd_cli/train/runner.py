@@ -23,6 +23,7 @@ from mlkd_cli.config import to_dict
 from mlkd_cli.data.prepare import PreparedData, languages
 from mlkd_cli.experiment.config import StageConfig
 from mlkd_cli.experiment.model_dir import check_fits_data, inference_spec, write_model_files
+from mlkd_cli.experiment.upgrade import upgrade_model_dir
 from mlkd_cli.log import log_to_file
 from mlkd_cli.stage import Stage, file_input, new_record
 from mlkd_cli.train.batches import AsrDataset
@@ -84,13 +85,16 @@ class TrainingStage(abc.ABC):
 
     def run(self, force: bool = False, argv: list[str] | None = None) -> bool:
         """Train (or resume, or skip when up to date) in the experiment dir; False when skipped."""
-        stage = Stage(self.exp_dir, new_record(self.command, self.inputs, to_dict(self.config), argv), force=force,
-                      resumable=True)
+        # `inference` is derived from the data, which the inputs hold by digest
+        recorded = {k: v for k, v in to_dict(self.config).items() if k != "inference"}
+        stage = Stage(self.exp_dir, new_record(self.command, self.inputs, recorded, argv), force=force, resumable=True)
         dist = init_distributed()
         with stage.locked() if dist.is_main else contextlib.nullcontext():
             plan = stage.plan()
             if plan == "skip":
                 logger.info("%s is up to date (inputs and config unchanged); nothing to do", self.exp_dir)
+                if dist.is_main:
+                    upgrade_model_dir(self.exp_dir, self.data.root)  # a model dir of an earlier mlkd, if it is one
                 shutdown(dist)
                 return False
             if dist.is_main:

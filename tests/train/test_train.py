@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -166,6 +167,19 @@ def test_dropped_in_teacher_is_validated(prepared: Path, tmp_path: Path):
     cfg = write_train_config(tmp_path / "t.yaml", max_steps=5, valid_interval=5)
     exp = tmp_path / "teacher"
     assert run_cli(*teacher_args(prepared, cfg, exp)).exit_code == 0
+    # a model dir of the earlier layout (tokenizer in the data dir): an up-to-date re-run upgrades it
+    raw = yaml.safe_load((exp / "config.yaml").read_text())
+    (exp / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in raw.items()
+                                                     if k not in ("format", "command", "inference")}))
+    shutil.rmtree(exp / "tokenizer")
+    shutil.rmtree(exp / "text")
+    record = json.loads((exp / "stage.json").read_text())
+    (exp / "stage.json").write_text(json.dumps({k: v for k, v in record.items() if k != "outputs"}))
+    weights = (exp / "final.pt").stat().st_mtime_ns
+    result = run_cli(*teacher_args(prepared, cfg, exp))
+    assert result.exit_code == 0 and "up to date" in result.output, result.output
+    assert yaml.safe_load((exp / "config.yaml").read_text()) == raw and (exp / "final.pt").stat().st_mtime_ns == weights
+    assert load_model_dir(exp).tokenizer.vocab_size == raw["model"]["vocab_size"]
     raw = yaml.safe_load((exp / "config.yaml").read_text())
     raw["model"]["d_model"] = 48
     (exp / "config.yaml").write_text(yaml.safe_dump(raw))
