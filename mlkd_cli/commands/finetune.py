@@ -40,8 +40,8 @@ def finetune(data_dir: Path, init_dir: Path | None, model_config: Path | None, l
     from mlkd_cli.commands.options import load_train_config
     from mlkd_cli.config import load_yaml
     from mlkd_cli.errors import ConfigError
-    from mlkd_cli.models import ModelConfig
     from mlkd_cli.experiment.config import FinetuneConfig
+    from mlkd_cli.models import ModelConfig
     from mlkd_cli.train.finetune import FinetuneStage
 
     if init_dir and model_config:

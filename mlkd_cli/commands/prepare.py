@@ -34,8 +34,7 @@ def prepare(sources: tuple[str, ...], out_dir: Path, train_set: str, tokenizer_t
     Example:
       mlkd prepare data/corpus/train data/corpus/dev data/corpus/test data
     """
-    from mlkd_cli.data.prepare import PrepareConfig
-    from mlkd_cli.data.prepare import prepare as run_prepare
+    from mlkd_cli.data.prepare import PrepareConfig, prepare as run_prepare
     from mlkd_cli.data.tokenizer import TokenizerConfig
 
     config = PrepareConfig(

@@ -36,8 +36,13 @@ def score(decode_dirs: tuple[Path, ...], ref: Path | None, ref_lang: Path | None
     """
     from rich.console import Console
 
-    from mlkd_cli.score import comparison_markdown, comparison_table, report_table, score_decode_dir
-    from mlkd_cli.score import compare as compare_reports
+    from mlkd_cli.score import (
+        compare as compare_reports,
+        comparison_markdown,
+        comparison_table,
+        report_table,
+        score_decode_dir,
+    )
 
     if markdown and not compare:
         raise click.UsageError("--markdown needs --compare")

@@ -12,7 +12,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
 
 from mlkd_cli.errors import DataError

@@ -24,8 +24,8 @@ from lhotse.dataset.collation import collate_features
 from lhotse.utils import fastcopy
 from torch.nn.utils.rnn import pad_sequence
 
-from mlkd_cli.errors import DataError
 from mlkd_cli.distill.teachers import LanguageTargets, RoutedTargets, Teacher, language_groups
+from mlkd_cli.errors import DataError
 from mlkd_cli.log import progress_bar
 from mlkd_cli.models.subsampling import subsampled_lengths
 from mlkd_cli.stage import Stage, StageRecord, new_record

@@ -20,11 +20,11 @@ from torch.nn import functional as F
 
 from mlkd_cli.data.features import global_stats
 from mlkd_cli.data.tokenizer import Tokenizer
-from mlkd_cli.errors import ConfigError
-from mlkd_cli.experiment.config import DistillConfig, KdConfig
 from mlkd_cli.distill.cache import cached_targets, load_cached_targets
 from mlkd_cli.distill.losses import attention_kd_loss, even_layer_map, hidden_kd_loss, posterior_kl_loss
 from mlkd_cli.distill.teachers import RoutedTargets, Teacher, load_teachers, run_teachers
+from mlkd_cli.errors import ConfigError
+from mlkd_cli.experiment.config import DistillConfig, KdConfig
 from mlkd_cli.models import CtcModel, CtcOutput, ModelConfig, build_model, ctc_loss, greedy_decode, num_parameters
 from mlkd_cli.stage import file_input
 from mlkd_cli.train.batches import AsrDataset, Batch

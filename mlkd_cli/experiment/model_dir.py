@@ -22,8 +22,7 @@ import yaml
 
 from mlkd_cli.config import from_dict, to_dict
 from mlkd_cli.data.prepare import PreparedData
-from mlkd_cli.data.tokenizer import MODEL_FILE as TOKENIZER_MODEL
-from mlkd_cli.data.tokenizer import Tokenizer
+from mlkd_cli.data.tokenizer import MODEL_FILE as TOKENIZER_MODEL, Tokenizer
 from mlkd_cli.errors import ConfigError, DataError
 from mlkd_cli.experiment.config import STAGE_CONFIGS, FeatureSpec, InferenceSpec, StageConfig, TeacherConfig
 from mlkd_cli.fsutil import atomic_write_text

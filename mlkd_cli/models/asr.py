@@ -10,8 +10,8 @@ from torch.nn import functional as F
 
 from mlkd_cli.data.tokenizer import BLANK_ID
 from mlkd_cli.errors import ConfigError
-from mlkd_cli.models.conformer import ConformerEncoder
 from mlkd_cli.models.config import ModelConfig
+from mlkd_cli.models.conformer import ConformerEncoder
 
 Targets = Union[Sequence[Sequence[int]], tuple[torch.Tensor, torch.Tensor]]
 

@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from mlkd_cli.data.tokenizer import Tokenizer
 from mlkd_cli.errors import DataError
+from mlkd_cli.experiment.config import TrainConfig
 from mlkd_cli.fsutil import atomic_write_text
 from mlkd_cli.log import console
 from mlkd_cli.models.checkpoint import load_model_state, save_model
@@ -31,7 +32,6 @@ from mlkd_cli.train.checkpoint import (
     select_for_average,
     set_rng_state,
 )
-from mlkd_cli.experiment.config import TrainConfig
 from mlkd_cli.train.curves import append_metrics, plot_curves, read_metrics, truncate_metrics
 from mlkd_cli.train.distributed import DistInfo, barrier
 from mlkd_cli.train.sampling import language_mix

@@ -16,8 +16,7 @@ from torch import nn
 from mlkd_cli.data.tokenizer import Tokenizer
 from mlkd_cli.errors import DataError
 from mlkd_cli.models import CtcModel, ctc_loss, greedy_decode
-from mlkd_cli.score.alignment import ErrorCounts
-from mlkd_cli.score.alignment import char_errors as count_char_errors
+from mlkd_cli.score.alignment import ErrorCounts, char_errors as count_char_errors
 from mlkd_cli.train.batches import Batch
 
 Metrics = dict[str, tuple[float, float]]
