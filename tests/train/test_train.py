@@ -217,3 +217,17 @@ def test_speed_perturbation_runs_on_the_fly(prepared: Path, tmp_path: Path):
     assert batch.features.shape[0] == 12 and batch.features.shape[2] == 80
     cfg = write_train_config(tmp_path / "t.yaml", max_steps=4, valid_interval=4, speed_perturb=True)
     assert run_cli(*teacher_args(prepared, cfg, tmp_path / "sp")).exit_code == 0
+
+
+def test_bf16_on_a_cpu_without_native_bf16_computes_in_fp32(monkeypatch, caplog):
+    from mlkd_cli.train import loop
+
+    x = torch.randn(4, 8)
+    for native in (True, False):
+        loop.cpu_has_bf16.cache_clear()
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda native=native: native)
+        with loop.autocast("bf16", torch.device("cpu")):
+            dtype = torch.nn.functional.linear(x, x).dtype
+        assert dtype == (torch.bfloat16 if native else torch.float32)
+    assert "no native bf16" in caplog.text
+    loop.cpu_has_bf16.cache_clear()
