@@ -15,6 +15,7 @@ entries of OUT_DIR (e.g. the corpus in data/corpus) are never touched.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -111,7 +112,8 @@ def prepare(source_args: list[str], out_dir: Path, config: PrepareConfig, num_jo
         for name, set_cuts in cuts.items():
             with_feats = _fbank_set(name, set_cuts, staging.resolve() / "fbank" / name, num_jobs)
             final_dir = out_dir.resolve() / "fbank" / name
-            write_manifests(with_feats.map(lambda c: _moved_features(c, final_dir)), staging / "manifests", name)
+            write_manifests(with_feats.map(functools.partial(_moved_features, feats_dir=final_dir)),
+                            staging / "manifests", name)
         (staging / "config.yaml").write_text(dump_yaml(config), encoding="utf-8")
         logger.info("prepared %s: sets %s, tokenizer %s", out_dir, ", ".join(cuts), lang_dir.name)
     return True
@@ -169,6 +171,7 @@ class PreparedData:
         if not (self.root / "config.yaml").is_file():
             raise DataError(f"{self.root}: not a prepared data dir (no config.yaml); create it with `mlkd prepare SRC... {self.root}`")
         self.config = load_yaml(PrepareConfig, self.root / "config.yaml")
+        self._signature: dict | None = None
 
     def cuts(self, name: str) -> CutSet:
         path = self.root / "manifests" / f"{name}_cuts.jsonl.gz"
@@ -189,8 +192,10 @@ class PreparedData:
         return self.feature_signature()["num_features"]
 
     def feature_signature(self) -> dict:
-        """What a model trained on these features depends on (from the first training cut)."""
-        features = next(iter(self.cuts(self.config.train_set))).features
-        return {"type": features.type, "num_features": features.num_features,
-                "frame_shift": features.frame_shift, "sampling_rate": features.sampling_rate}
+        """What a model trained on these features depends on (from the first training cut; read once)."""
+        if self._signature is None:
+            features = next(iter(self.cuts(self.config.train_set))).features
+            self._signature = {"type": features.type, "num_features": features.num_features,
+                               "frame_shift": features.frame_shift, "sampling_rate": features.sampling_rate}
+        return dict(self._signature)
 

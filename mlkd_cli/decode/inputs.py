@@ -113,23 +113,22 @@ def _audio_item(path: str, seen: set[str]) -> Item:
 def _check_file(path: str) -> None:
     """Refuse what lhotse would misreport or, for a FIFO, block on forever."""
     try:
-        mode = os.stat(path).st_mode
+        info = os.stat(path)
     except FileNotFoundError:
         if os.path.islink(path):
             raise _Undecodable(f"no such file: a symlink to {os.readlink(path)}, which does not exist") from None
         raise _Undecodable("no such file") from None
     except OSError as e:
         raise _Undecodable(e.strerror or str(e)) from None
+    mode = info.st_mode
     if not stat.S_ISREG(mode):
         kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
             "a socket" if stat.S_ISSOCK(mode) else "a device"
         raise _Undecodable(f"not a regular file ({kind}); give an audio file")
-    try:
-        with open(path, "rb") as f:
-            if not f.read(1):
-                raise _Undecodable("empty file (0 bytes)")
-    except OSError as e:
-        raise _Undecodable(e.strerror or str(e)) from None
+    if info.st_size == 0:
+        raise _Undecodable("empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise _Undecodable("permission denied")
 
 
 def _nothing_to_decode(failed: list[dict]) -> str:

@@ -19,6 +19,7 @@ import shutil
 from pathlib import Path
 
 import yaml
+from lhotse import CutSet
 
 from mlkd_cli.config import from_dict, to_dict
 from mlkd_cli.data.prepare import PreparedData
@@ -155,8 +156,9 @@ def inference_spec(data: PreparedData, languages: list[str]) -> InferenceSpec:
                          features=FeatureSpec(**data.feature_signature()), tokenizer=data.config.tokenizer)
 
 
-def write_model_files(out: Path, command: str, config: StageConfig, data: PreparedData) -> None:
-    """config.yaml, tokenizer/ and text/ of a model trained on ``data`` (``final.pt`` is the trainer's)."""
+def write_model_files(out: Path, command: str, config: StageConfig, data: PreparedData, train_cuts: CutSet) -> None:
+    """config.yaml, tokenizer/ and text/ of a model trained on ``train_cuts`` of ``data``
+    (``final.pt`` is the trainer's)."""
     tokenizer_dir = out / TOKENIZER_DIR
     tokenizer_dir.mkdir()
     languages = config.inference.languages
@@ -164,7 +166,7 @@ def write_model_files(out: Path, command: str, config: StageConfig, data: Prepar
         shutil.copy2(data.lang_dir / name, tokenizer_dir / name)
     (out / TEXT_DIR).mkdir()
     texts: dict[str, list[str]] = {lang: [] for lang in languages}
-    for cut in data.cuts(config.train_set):
+    for cut in train_cuts:
         sup = cut.supervisions[0]
         if sup.language in texts:
             texts[sup.language].append(sup.text)

@@ -46,12 +46,13 @@ def upgrade_model_dir(exp_dir: Path, data_dir: Path | None = None) -> bool:
     config = from_dict(STAGE_CONFIGS[command], {**raw, "data": str(data.root.resolve())}, where=str(path))
     _, model_config = load_model(exp_dir / "final.pt")
     check_fits_data(model_config, data, path)
-    langs = [config.lang] if isinstance(config, TeacherConfig) else languages(data.cuts(config.train_set))
+    train_cuts = data.cuts(config.train_set)
+    langs = [config.lang] if isinstance(config, TeacherConfig) else languages(train_cuts)
     config = dataclasses.replace(config, inference=inference_spec(data, langs))
     staging = exp_dir / ".upgrade"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    write_model_files(staging, command, config, data)
+    write_model_files(staging, command, config, data, train_cuts)
     for name in (TOKENIZER_DIR, TEXT_DIR):
         shutil.rmtree(exp_dir / name, ignore_errors=True)
         (staging / name).rename(exp_dir / name)

@@ -115,7 +115,7 @@ class TrainingStage(abc.ABC):
                 if dist.is_main:
                     with stage.staged() as out:
                         trainer.finalize(out)
-                        write_model_files(out, self.command, self.config, self.data)
+                        write_model_files(out, self.command, self.config, self.data, self.train_cuts)
             barrier(dist)
         shutdown(dist)
         return True

@@ -20,6 +20,19 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
 
 
+def writable(root: Path, allowed: bool) -> None:
+    """`chmod -R u+w ROOT`, or `chmod -R a-w ROOT`."""
+    for path in [root, *root.rglob("*")]:
+        mode = path.stat().st_mode
+        path.chmod(mode | stat.S_IWUSR if allowed else mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def writable_copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    writable(dst, True)
+    return dst
+
+
 def hyps(out: Path) -> str:
     return (next(out.glob("decode_*")) / "hyp.text").read_text(encoding="utf-8")
 
@@ -45,11 +58,9 @@ def travelled(tiny_corpus, tmp_path_factory) -> Path:
         shutil.rmtree(work / "exp")
     finally:
         os.chdir(cwd)
-    for path in [elsewhere, *elsewhere.rglob("*")]:
-        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    writable(elsewhere, False)
     yield elsewhere
-    for path in [elsewhere, *elsewhere.rglob("*")]:
-        path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    writable(elsewhere, True)
 
 
 def test_a_copied_read_only_model_dir_decodes_scores_exports_and_teaches(travelled, tiny_corpus, tiny_teachers,
@@ -76,11 +87,7 @@ def test_a_copied_read_only_model_dir_decodes_scores_exports_and_teaches(travell
 
 
 def test_a_model_dir_of_the_older_layout_names_the_upgrade(travelled, tiny_corpus, prepared, tmp_path):
-    old = tmp_path / "old"
-    shutil.copytree(travelled / "student", old)
-    old.chmod(0o755)
-    for path in old.rglob("*"):
-        path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    old = writable_copy(travelled / "student", tmp_path / "old")
     raw = yaml.safe_load((old / "config.yaml").read_text())
     legacy = {k: v for k, v in raw.items() if k not in ("format", "command", "inference")}
     legacy["data"] = str(prepared)
@@ -104,10 +111,7 @@ def test_a_model_dir_of_the_older_layout_names_the_upgrade(travelled, tiny_corpu
 
 
 def test_config_yaml_is_typed_and_strict(travelled, tmp_path):
-    copy = tmp_path / "m"
-    shutil.copytree(travelled / "teacher_en", copy)
-    for path in [copy, *copy.rglob("*")]:
-        path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    copy = writable_copy(travelled / "teacher_en", tmp_path / "m")
     loaded = load_model_dir(copy)
     assert loaded.command == "train-teacher" and loaded.own_language == "en"
     assert loaded.inference.languages == ("en",) and loaded.inference.features.num_features == 80
