@@ -23,6 +23,7 @@ COMMANDS = {
     "export": "mlkd_cli.commands.export:export",
     "slurm": "mlkd_cli.commands.slurm:slurm",
     "upgrade-model": "mlkd_cli.commands.upgrade_model:upgrade_model",
+    "teacher-info": "mlkd_cli.commands.teacher_info:teacher_info",
 }
 
 

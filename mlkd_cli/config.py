@@ -146,6 +146,27 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(obj))
 
 
+# A field added after a release carries ``metadata=ADDED``: stage records leave it out while it
+# holds its default, so a run finished before the field existed stays up to date.
+ADDED = {"added": True}
+
+
+def record_dict(obj: Any) -> dict[str, Any]:
+    """:func:`to_dict` without fields marked ``ADDED`` that hold their default (in nested configs too)."""
+
+    def unset(value: Any) -> list[str]:
+        return [f.name for f in dataclasses.fields(value)
+                if f.metadata.get("added") and getattr(value, f.name) == f.default]
+
+    def prune(value: Any, plain: Any) -> Any:
+        if not dataclasses.is_dataclass(value):
+            return plain
+        drop = unset(value)
+        return {k: prune(getattr(value, k), v) for k, v in plain.items() if k not in drop}
+
+    return prune(obj, to_dict(obj))
+
+
 def load_yaml(cls: type[T], path: str | Path) -> T:
     """Read ``path`` into dataclass ``cls``; errors name the file."""
     path = Path(path)

@@ -134,8 +134,8 @@ def quantize_checked(model: CtcModel, staged: Path) -> tuple[float, float]:
     return compare_onnx(model, staged / INT8_FILE)
 
 
-def read_tokens(path: Path, vocab_size: int | None = None) -> list[str]:
-    """Symbols by id from a ``symbol id`` table; every id 0..V-1 once, ``<blk>`` at 0."""
+def read_tokens(path: Path, vocab_size: int | None = None, blank_first: bool = True) -> list[str]:
+    """Symbols by id from a ``symbol id`` table; every id 0..V-1 once, ``<blk>`` at 0 (``blank_first``)."""
     if not path.is_file():
         raise DataError(f"{path}: token table not found")
     symbols: dict[int, str] = {}
@@ -150,7 +150,7 @@ def read_tokens(path: Path, vocab_size: int | None = None) -> list[str]:
     missing = sorted(set(range(len(symbols))) - set(symbols))
     if missing:
         raise DataError(f"{path}: ids must run 0..{len(symbols) - 1} without gaps; missing {missing[:5]}")
-    if symbols.get(0) != BLANK:
+    if blank_first and symbols.get(0) != BLANK:
         raise DataError(f"{path}: id 0 must be the CTC blank {BLANK}, not {symbols.get(0)!r}")
     if vocab_size is not None and len(symbols) != vocab_size:
         raise DataError(f"{path}: {len(symbols)} tokens, but the model emits {vocab_size}; pass the model's own token table")

@@ -1,4 +1,4 @@
-"""Teacher targets computed once and stored as fp16 lhotse arrays attached to the cuts.
+"""Teacher outputs computed once: targets stored as fp16 lhotse arrays attached to the cuts.
 
 Layout: ``<exp>/teacher_targets/<lang>/{arrays/, cuts.jsonl.gz, stage.json}``, built through
 the stage protocol: its record holds the teacher's checkpoint digest, the cuts, the layers
@@ -6,29 +6,33 @@ kept and whether posteriors are kept, so a retrained teacher (or other layers, o
 data) rebuilds the cache, and an interrupted build is never mistaken for a complete one.
 
 Each cut carries ``kd_hidden`` (T', layers, D_teacher) and, for the KL term, ``kd_log_probs``
-(T', V). Frames are counted at the encoder's output rate; the cached features are the clean
-ones (SpecAugment only ever touches the student's input).
+(T', V). Frames are counted at the student's encoder output rate (teachers of other frame
+rates are aligned to it) and posteriors are in the student's vocabulary; the teachers read the
+clean features or audio (SpecAugment only ever touches the student's input).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 from lhotse import CutSet, NumpyFilesWriter
-from lhotse.dataset.collation import collate_features
 from lhotse.utils import fastcopy
 from torch.nn.utils.rnn import pad_sequence
 
-from mlkd_cli.distill.teachers import LanguageTargets, RoutedTargets, Teacher, language_groups
+from mlkd_cli.distill.teachers import LanguageTargets, RoutedTargets, collate_inputs, language_groups, teacher_targets
 from mlkd_cli.errors import DataError
 from mlkd_cli.log import progress_bar
 from mlkd_cli.models.subsampling import subsampled_lengths
 from mlkd_cli.stage import Stage, StageRecord, new_record
+from mlkd_cli.teachers.base import Teacher, TeacherInputs
+from mlkd_cli.teachers.vocab import VocabMap
 from mlkd_cli.train.batches import make_sampler
 from mlkd_cli.train.loop import autocast
 
@@ -38,52 +42,62 @@ CACHE_FORMAT = 1
 HIDDEN, LOG_PROBS = "kd_hidden", "kd_log_probs"
 
 
-def cache_record(teacher: Teacher, layers: list[int], log_probs: bool, cuts: CutSet) -> StageRecord:
+def cache_record(command: str, teacher: Teacher, cuts: CutSet, config: dict) -> StageRecord:
+    """A cache of ``teacher``'s outputs on ``cuts``: redone when either (or ``config``) changes."""
     ids = hashlib.sha256("\n".join(f"{c.id} {c.num_frames}" for c in cuts).encode()).hexdigest()
-    return new_record("teacher-targets", {"teacher": {"path": str(teacher.exp_dir), "digest": teacher.digest},
-                                          "cuts": {"path": f"{len(cuts)} cuts", "digest": ids}},
-                      {"format": CACHE_FORMAT, "layers": layers, "log_probs": log_probs})
+    return new_record(command, {"teacher": {"path": str(teacher.path), "digest": teacher.digest},
+                                "cuts": {"path": f"{len(cuts)} cuts", "digest": ids}}, config)
 
 
-def cached_targets(root: Path, teacher: Teacher, cuts: CutSet, layers: list[int], log_probs: bool,
-                   device: torch.device, precision: str, max_duration: float) -> CutSet:
+def teacher_batches(teacher: Teacher, cuts: CutSet, device: torch.device, precision: str,
+                    max_duration: float, title: str) -> Iterator[tuple[CutSet, TeacherInputs]]:
+    """``cuts`` in batches as ``teacher`` reads them, on ``device``, under autocast, with a progress bar."""
+    teacher.to(device)
+    with progress_bar() as bar:
+        task = bar.add_task(title, total=len(cuts))
+        for batch_cuts in make_sampler(cuts, max_duration, shuffle=False, seed=0):
+            inputs = collate_inputs(batch_cuts, audio=teacher.input == "waveform")
+            inputs = TeacherInputs(*(None if x is None else x.to(device) for x in dataclasses.astuple(inputs)))
+            with autocast(precision, device):
+                yield batch_cuts, inputs
+            bar.advance(task, len(batch_cuts))
+
+
+def cached_targets(root: Path, teacher: Teacher, cuts: CutSet, layers: list[int], log_probs: bool, device: torch.device,
+                   precision: str, max_duration: float, *, student_shift: float, vocab: VocabMap | None = None) -> CutSet:
     """``cuts`` with their teacher's targets attached: reused when cached, else computed now."""
     cache_dir = root / teacher.lang
-    with Stage(cache_dir, cache_record(teacher, layers, log_probs, cuts), on_change="redo").run() as out:
+    settings = {"format": CACHE_FORMAT, "layers": layers, "log_probs": log_probs, "student_shift": student_shift}
+    with Stage(cache_dir, cache_record("teacher-targets", teacher, cuts, settings), on_change="redo").run() as out:
         if out is not None:
             start = time.perf_counter()
-            _compute(out, cache_dir, teacher, cuts, layers, log_probs, device, precision, max_duration)
+            _compute(out, cache_dir, teacher, cuts, layers, vocab, log_probs, student_shift, device, precision, max_duration)
             logger.info("teacher %s targets for %d cuts cached in %s (%.1f s)", teacher.lang, len(cuts), cache_dir,
                         time.perf_counter() - start)
     return CutSet.from_file(cache_dir / "cuts.jsonl.gz").to_eager()
 
 
 @torch.inference_mode()
-def _compute(out_dir: Path, final_dir: Path, teacher: Teacher, cuts: CutSet, layers: list[int], log_probs: bool,
-             device: torch.device, precision: str, max_duration: float) -> None:
+def _compute(out_dir: Path, final_dir: Path, teacher: Teacher, cuts: CutSet, layers: list[int], vocab: VocabMap | None,
+             log_probs: bool, student_shift: float, device: torch.device, precision: str, max_duration: float) -> None:
     """Targets into ``out_dir`` (staging); the manifest points at their place once published, ``final_dir``."""
-    model = teacher.model.to(device)
-    sampler = make_sampler(cuts, max_duration, shuffle=False, seed=0)
     arrays = str((final_dir / "arrays").resolve())
     done = {}
-    with NumpyFilesWriter(out_dir / "arrays") as writer, progress_bar() as bar:
-        task = bar.add_task(f"teacher {teacher.lang} targets", total=len(cuts))
+    with NumpyFilesWriter(out_dir / "arrays") as writer:
 
         def store(key: str, array: np.ndarray):
             return fastcopy(writer.store_array(key, np.ascontiguousarray(array)), storage_path=arrays)
 
-        for batch_cuts in sampler:
-            features, lens = collate_features(batch_cuts)
-            with autocast(precision, device):
-                out = model(features.to(device), lens.to(device))
-            hidden = torch.stack([out.hidden[i - 1] for i in layers], dim=2).half().cpu().numpy()
+        for batch_cuts, inputs in teacher_batches(teacher, cuts, device, precision, max_duration,
+                                                  f"teacher {teacher.lang} targets"):
+            out = teacher_targets(teacher, inputs, layers, student_shift, vocab, log_probs)
+            hidden = torch.stack(out.hidden, dim=2).half().cpu().numpy()
             posteriors = out.log_probs.half().cpu().numpy() if log_probs else None
             for i, (cut, n) in enumerate(zip(batch_cuts, out.lengths.tolist())):
                 cut = cut.with_custom(HIDDEN, store(f"{cut.id}.h", hidden[i, :n]))
                 if posteriors is not None:
                     cut = cut.with_custom(LOG_PROBS, store(f"{cut.id}.p", posteriors[i, :n]))
                 done[cut.id] = cut
-            bar.advance(task, len(batch_cuts))
     CutSet.from_cuts(done[c.id] for c in cuts).to_file(out_dir / "cuts.jsonl.gz")  # in the given order
 
 
@@ -93,10 +107,13 @@ def _pad(arrays: list[np.ndarray]) -> torch.Tensor:
 
 
 def load_cached_targets(cuts: CutSet) -> RoutedTargets:
-    """The targets of a batch's cuts (in the batch's order), grouped by language."""
+    """The targets of a batch's cuts (in the batch's order), grouped by language; cuts of
+    languages taught by black boxes carry none."""
     cuts = list(cuts)
     targets = RoutedTargets()
     for lang, rows in language_groups([c.supervisions[0].language for c in cuts]).items():
+        if not cuts[rows[0]].has_custom(HIDDEN):
+            continue
         picked = [cuts[i] for i in rows]
         hidden = [c.load_custom(HIDDEN) for c in picked]
         expected = subsampled_lengths(torch.tensor([c.num_frames for c in picked])).tolist()

@@ -1,9 +1,11 @@
-"""`mlkd distill`: one small multilingual student learns the hidden layers of every teacher.
+"""`mlkd distill`: one small multilingual student learns from every language's teacher.
 
-L = Σ_l λ_l ‖h_l^t − P_l(h_l^s)‖²  (+ ctc · L_CTC + kl · T²·KL(p_t^T ‖ p_s^T) + attention · L_att),
-each utterance against its own language's teacher, with learned projections P_l per teacher
-language. ``final.pt`` holds the student alone; the projections live in the training
-checkpoints only.
+L = Σ_l λ_l ‖h_l^t − P_l(h_l^s)‖²  (+ ctc · L_CTC + kl · T²·KL(p_t^T ‖ p_s^T) + attention · L_att
++ sequence · L_CTC(teacher transcript)), each utterance against its own language's teacher,
+with learned projections P_l (student width → that teacher's width) per teacher language.
+Teachers of any kind mix (:mod:`mlkd_cli.teachers`): white boxes give layers and posteriors
+(aligned to the student's frames, mapped to its vocabulary), black boxes their transcripts.
+``final.pt`` holds the student alone; the projections live in the training checkpoints only.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ from mlkd_cli.data.features import global_stats
 from mlkd_cli.data.tokenizer import Tokenizer
 from mlkd_cli.distill.cache import cached_targets, load_cached_targets
 from mlkd_cli.distill.losses import attention_kd_loss, even_layer_map, hidden_kd_loss, posterior_kl_loss
-from mlkd_cli.distill.teachers import RoutedTargets, Teacher, load_teachers, run_teachers
+from mlkd_cli.distill.pseudo_labels import teacher_transcripts, with_pseudo_labels
+from mlkd_cli.distill.teachers import RoutedTargets, load_teachers, run_teachers
 from mlkd_cli.errors import ConfigError
 from mlkd_cli.experiment.config import DistillConfig, KdConfig
 from mlkd_cli.models import CtcModel, CtcOutput, ModelConfig, build_model, ctc_loss, greedy_decode, num_parameters
-from mlkd_cli.stage import file_input
-from mlkd_cli.train.batches import AsrDataset, Batch
+from mlkd_cli.teachers.base import Teacher, TeacherInputs
+from mlkd_cli.teachers.mlkd import MlkdTeacher
+from mlkd_cli.teachers.vocab import VocabMap
+from mlkd_cli.train.batches import KD_TEXT, AsrDataset, Batch
 from mlkd_cli.train.distributed import DistInfo, barrier
 from mlkd_cli.train.runner import TrainingSetup, TrainingStage
 from mlkd_cli.train.task import Metrics, char_errors, language_ids
@@ -53,6 +58,8 @@ def plan_layers(kd: KdConfig, student: ModelConfig, teachers: dict[str, Teacher]
         raise ConfigError(f"kd student_layers {bad} are not layers of the {student.num_layers}-layer student")
     teacher_layers = {}
     for lang, teacher in teachers.items():
+        if not teacher.white_box:
+            continue
         if kd.teacher_layers:
             layers = list(kd.teacher_layers)
         else:
@@ -60,7 +67,8 @@ def plan_layers(kd: KdConfig, student: ModelConfig, teachers: dict[str, Teacher]
             layers = [pairs[s] for s in student_layers]
         bad = [t for t in layers if not 1 <= t <= teacher.num_layers]
         if bad:
-            raise ConfigError(f"{teacher.exp_dir}: kd teacher_layers {bad} are not layers of this {teacher.num_layers}-layer teacher")
+            raise ConfigError(f"teacher {teacher.name}: kd teacher_layers {bad} are not layers of this "
+                              f"{teacher.num_layers}-layer teacher; name layers 1..{teacher.num_layers}")
         teacher_layers[lang] = layers
     return LayerPlan(student_layers, teacher_layers, weights)
 
@@ -69,22 +77,25 @@ class DistillTask(nn.Module):
     """Student + per-language projections; the teachers are frozen and never checkpointed."""
 
     def __init__(self, student: CtcModel, teachers: dict[str, Teacher], layers: LayerPlan, kd: KdConfig,
-                 tokenizer: Tokenizer, lid_weight: float = 0.0):
+                 tokenizer: Tokenizer, lid_weight: float = 0.0, student_shift: float = 0.04,
+                 vocab_maps: Optional[dict[str, VocabMap]] = None):
         super().__init__()
         self.lid_weight = lid_weight
         self.asr_model = student
         self.teachers = teachers  # a plain dict: not a submodule, so not trained, saved or moved by .to()
         self.layers, self.kd, self.tokenizer = layers, kd, tokenizer
+        self.student_shift, self.vocab_maps = student_shift, vocab_maps
         width = student.config.d_model
         self.projections = nn.ModuleDict({
-            lang: nn.ModuleList(nn.Linear(width, teacher.width) for _ in layers.student)
-            for lang, teacher in sorted(teachers.items())
+            lang: nn.ModuleList(nn.Linear(width, teacher.layer_widths[t - 1]) for t in layers.teacher[lang])
+            for lang, teacher in sorted(teachers.items()) if teacher.white_box
         })
 
     def teacher_targets(self, batch: Batch) -> RoutedTargets:
         features = batch.features if self.kd.teacher_input == "augmented" else batch.unaugmented
-        return run_teachers(self.teachers, features, batch.feature_lens, batch.langs, self.layers.teacher,
-                            log_probs=self.kd.kl_weight > 0, attention=self.kd.attention_weight > 0)
+        inputs = TeacherInputs(features, batch.feature_lens, batch.audio, batch.audio_lens)
+        return run_teachers(self.teachers, inputs, batch.langs, self.layers.teacher, self.student_shift,
+                            self.vocab_maps, log_probs=self.kd.kl_weight > 0, attention=self.kd.attention_weight > 0)
 
     def losses(self, out: CtcOutput, targets: RoutedTargets, batch: Batch,
                lang_ids: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -108,6 +119,8 @@ class DistillTask(nn.Module):
         terms.update({f"kd.l{s}": loss for s, loss in zip(self.layers.student, per_layer)})
         if kd.ctc_weight > 0:
             terms["ctc"] = ctc_loss(out.log_probs, out.lengths, batch.targets)
+        if kd.sequence_weight > 0:
+            terms["sequence"] = sequence_kd_loss(out, batch)
         if kd.kl_weight > 0:
             terms["kl"] = kl
         if kd.attention_weight > 0:
@@ -115,7 +128,7 @@ class DistillTask(nn.Module):
         if lang_ids is not None and self.lid_weight > 0:
             terms["lid"] = F.cross_entropy(out.lid_logits, lang_ids)
         weights = {"kd": 1.0, "ctc": kd.ctc_weight, "kl": kd.kl_weight, "attention": kd.attention_weight,
-                   "lid": self.lid_weight}
+                   "sequence": kd.sequence_weight, "lid": self.lid_weight}
         total = sum(weights[name] * value for name, value in terms.items() if name in weights)
         return total, terms
 
@@ -138,15 +151,36 @@ class DistillTask(nn.Module):
         total, terms = self.losses(out, self.teacher_targets(batch), batch, lang_ids)
         n = len(batch.cut_ids)
         metrics = {"loss": (total.item() * n, n), **{name: (v.item() * n, n) for name, v in terms.items()}}
-        if self.kd.ctc_weight > 0 or self.kd.kl_weight > 0:  # the CTC head is trained: its CER means something
+        if self.kd.ctc_weight > 0 or self.kd.kl_weight > 0 or self.kd.sequence_weight > 0:  # the CTC head is trained: its CER means something
             metrics["cer"] = char_errors(self.tokenizer, greedy_decode(out.log_probs, out.lengths), batch.texts)
         if lang_ids is not None:  # decoded as at test time: conditioned on the predicted language
             metrics["lid_acc"] = ((out.lid_logits.argmax(-1) == lang_ids).sum().item(), n)
         return metrics
 
 
+def sequence_kd_loss(out: CtcOutput, batch: Batch) -> torch.Tensor:
+    """CTC on the teachers' transcripts, over the utterances that carry one."""
+    rows = [i for i, t in enumerate(batch.pseudo_targets or []) if t is not None]
+    if not rows:
+        return out.log_probs.new_zeros(())
+    index = torch.tensor(rows, device=out.log_probs.device)
+    return ctc_loss(out.log_probs[index], out.lengths[index], [batch.pseudo_targets[i] for i in rows])
+
+
 def teacher_inputs(teachers: dict[str, Teacher]) -> dict[str, dict[str, str]]:
-    return {f"teacher:{lang}": file_input(t.exp_dir / "final.pt", t.digest) for lang, t in sorted(teachers.items())}
+    """Stage-record inputs: an mlkd teacher by its final.pt, others by their directory's digest."""
+    return {f"teacher:{lang}": {"path": str((t.path / "final.pt" if isinstance(t, MlkdTeacher) else t.path).resolve()),
+                                "digest": t.digest}
+            for lang, t in sorted(teachers.items())}
+
+
+def recorded_spec(teacher: Teacher) -> str:
+    """How config.yaml names the teacher (an mlkd one as LANG=DIR, as before other kinds existed)."""
+    path = teacher.path.resolve()
+    if isinstance(teacher, MlkdTeacher):
+        return f"{teacher.lang}={path}"
+    kind = f"onnx-{teacher.loader}" if teacher.kind == "onnx" else teacher.kind
+    return f"{teacher.lang}={kind}:{path}"
 
 
 class DistillStage(TrainingStage):
@@ -158,48 +192,80 @@ class DistillStage(TrainingStage):
         langs = self.languages()
         if config.language_adaptive:
             student = dataclasses.replace(student, languages=tuple(langs))
-        self.teachers = load_teachers(list(config.teachers), self.data, langs)
-        for teacher in self.teachers.values():
-            if teacher.model.config.subsampling != student.subsampling:
-                raise ConfigError(f"{teacher.exp_dir}: the teacher subsamples by {teacher.model.config.subsampling}, "
-                                  f"the student by {student.subsampling}; their frames must line up")
+        self.teachers, self.vocab_maps = load_teachers(list(config.teachers), self.data, self.train_cuts, langs, config.kd)
+        self.student_shift = self.data.feature_signature()["frame_shift"] * student.subsampling
         self.layers = plan_layers(config.kd, student, self.teachers)
         self.inputs.update(teacher_inputs(self.teachers))
-        return dataclasses.replace(
-            config, model=student,
-            teachers=tuple(f"{lang}={t.exp_dir.resolve()}" for lang, t in sorted(self.teachers.items())),
-        )
+        return dataclasses.replace(config, model=student,
+                                   teachers=tuple(recorded_spec(t) for _, t in sorted(self.teachers.items())))
 
     def setup(self, dist: DistInfo) -> TrainingSetup:
         config, teachers, layers, tokenizer = self.config, self.teachers, self.layers, self.tokenizer
         student = build_model(config.model)
         student.encoder.normalizer.set_stats(*global_stats(self.train_cuts))
-        task = DistillTask(student, teachers, layers, config.kd, tokenizer, config.lid_weight)
-        teacher_params = max(num_parameters(t.model) for t in teachers.values())
+        task = DistillTask(student, teachers, layers, config.kd, tokenizer, config.lid_weight, self.student_shift,
+                           self.vocab_maps)
+        teacher_params = max(t.num_parameters for t in teachers.values())
         logger.info("student: %d parameters (%.2f of the largest teacher's %d); layers %s from teachers %s",
                     num_parameters(student), num_parameters(student) / teacher_params, teacher_params, layers.student,
-                    "  ".join(f"{lang}:{ls}" for lang, ls in layers.teacher.items()))
+                    "  ".join(f"{lang}:{teachers[lang].kind}:{ls}" for lang, ls in layers.teacher.items()))
+        cuts = self.train_cuts
+        if config.kd.sequence_weight > 0:
+            cuts = pseudo_labelled(self.exp_dir / "teacher_transcripts", teachers, cuts, config, dist,
+                                   self.data.config.normalize_text)
+        reads_audio = any(t.white_box and t.input == "waveform" for t in teachers.values())
+        if reads_audio and config.kd.teacher_input == "augmented":
+            logger.warning("teachers that read audio see it clean: SpecAugment changes only the features")
+        dev = AsrDataset(tokenizer, with_audio=reads_audio)  # validation runs the teachers live
         if config.kd.targets == "on-the-fly":
             keep_clean = config.kd.teacher_input == "clean"
-            return TrainingSetup(task, self.train_cuts, self.dev_cuts,
-                                 AsrDataset(tokenizer, config.train.spec_augment, keep_clean=keep_clean))
-        cuts = cache_all(self.exp_dir / "teacher_targets", teachers, self.train_cuts, layers, config, dist)
-        return TrainingSetup(task, cuts, self.dev_cuts,
-                             AsrDataset(tokenizer, config.train.spec_augment, extra=load_cached_targets))
+            return TrainingSetup(task, cuts, self.dev_cuts, AsrDataset(tokenizer, config.train.spec_augment,
+                                                                       keep_clean=keep_clean, with_audio=reads_audio), dev)
+        cached = cache_all(self.exp_dir / "teacher_targets", teachers, cuts, layers, self.vocab_maps,
+                           self.student_shift, config, dist)
+        return TrainingSetup(task, cached, self.dev_cuts,
+                             AsrDataset(tokenizer, config.train.spec_augment, extra=load_cached_targets), dev)
 
 
-def cache_all(root: Path, teachers: dict[str, Teacher], cuts: CutSet, layers: LayerPlan, config: DistillConfig,
-              dist: DistInfo) -> CutSet:
-    """The training cuts with every teacher's targets attached (the main process computes them)."""
+def on_main(dist: DistInfo, work):
+    """``work()`` on the main process first (it fills a cache), then on the others (they read it)."""
+    result = work() if dist.is_main else None
+    barrier(dist)
+    return result if dist.is_main else work()
+
+
+def pseudo_labelled(root: Path, teachers: dict[str, Teacher], cuts: CutSet, config: DistillConfig, dist: DistInfo,
+                    normalize: bool) -> CutSet:
+    """The training cuts with every teacher's (filtered) transcript attached."""
+
+    def transcribe() -> dict:
+        return {lang: teacher_transcripts(root, teacher, own_cuts(cuts, lang), dist.device, config.train.precision,
+                                          2 * config.train.max_duration)
+                for lang, teacher in sorted(teachers.items())}
+
+    return with_pseudo_labels(cuts, on_main(dist, transcribe), config.kd, normalize)
+
+
+def own_cuts(cuts: CutSet, lang: str) -> CutSet:
+    return CutSet.from_cuts(c for c in cuts if c.supervisions[0].language == lang)
+
+
+def cache_all(root: Path, teachers: dict[str, Teacher], cuts: CutSet, layers: LayerPlan,
+              vocab_maps: dict[str, VocabMap], student_shift: float, config: DistillConfig, dist: DistInfo) -> CutSet:
+    """The training cuts with every white-box teacher's targets attached (the main process computes them)."""
 
     def attach() -> list:
         out = []
         for lang, teacher in sorted(teachers.items()):
-            own = cuts.filter(lambda c: c.supervisions[0].language == lang).to_eager()
-            out.extend(cached_targets(root, teacher, own, layers.teacher[lang], config.kd.kl_weight > 0,
-                                      dist.device, config.train.precision, 2 * config.train.max_duration))
+            own = own_cuts(cuts, lang)
+            if not teacher.white_box:
+                out.extend(own)  # taught by its transcripts only
+                continue
+            attached = cached_targets(root, teacher, own, layers.teacher[lang], config.kd.kl_weight > 0, dist.device,
+                                      config.train.precision, 2 * config.train.max_duration,
+                                      student_shift=student_shift, vocab=vocab_maps[lang])
+            texts = {c.id: c.custom.get(KD_TEXT) for c in own if c.custom and c.custom.get(KD_TEXT)}
+            out.extend(c.with_custom(KD_TEXT, texts[c.id]) if c.id in texts else c for c in attached)
         return out
 
-    attached = attach() if dist.is_main else []
-    barrier(dist)
-    return CutSet.from_cuts(attached if dist.is_main else attach())  # the others only read the cache
+    return CutSet.from_cuts(on_main(dist, attach))

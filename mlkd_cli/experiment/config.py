@@ -10,7 +10,9 @@ travel in the model directory (see :mod:`mlkd_cli.experiment.model_dir`).
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
+from mlkd_cli.config import ADDED
 from mlkd_cli.data.tokenizer import TokenizerConfig
 from mlkd_cli.errors import ConfigError
 from mlkd_cli.models.config import ModelConfig
@@ -85,6 +87,16 @@ class KdConfig:
     # "augmented": the teachers see the student's SpecAugmented input (on-the-fly targets only),
     # so they teach on the same view the student gets instead of the clean one.
     teacher_input: str = "clean"
+    # Sequence-level KD: CTC on each teacher's own transcript of the utterance (any teacher,
+    # black boxes included), kept when the teacher's confidence (mean posterior of its emitted
+    # tokens; white boxes only) is at least min_confidence and, when max_cer_to_reference is
+    # set, its CER against the reference transcript is at most that.
+    sequence_weight: float = dataclasses.field(default=0.0, metadata=ADDED)
+    min_confidence: float = dataclasses.field(default=0.0, metadata=ADDED)
+    max_cer_to_reference: Optional[float] = dataclasses.field(default=None, metadata=ADDED)
+    # Posterior KD through a vocabulary map is refused for a teacher whose tokens cover less
+    # than this share of its language's training-text characters.
+    min_vocab_coverage: float = dataclasses.field(default=0.95, metadata=ADDED)
 
     def __post_init__(self) -> None:
         if self.targets not in TARGET_MODES:
@@ -97,8 +109,13 @@ class KdConfig:
             raise ConfigError("kd teacher_input: augmented needs targets: on-the-fly (augmentation differs every step)")
         if self.teacher_layers and len(self.teacher_layers) != len(self.student_layers):
             raise ConfigError("kd teacher_layers needs one entry per student_layers entry")
-        if min(self.ctc_weight, self.kl_weight, self.attention_weight) < 0 or self.kl_temperature <= 0:
+        if min(self.ctc_weight, self.kl_weight, self.attention_weight, self.sequence_weight) < 0 or self.kl_temperature <= 0:
             raise ConfigError("kd weights must be >= 0 and kl_temperature > 0")
+        for name in ("min_confidence", "min_vocab_coverage"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"kd {name} must be in [0, 1], got {getattr(self, name)}")
+        if self.max_cer_to_reference is not None and self.max_cer_to_reference < 0:
+            raise ConfigError(f"kd max_cer_to_reference must be >= 0, got {self.max_cer_to_reference}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +167,7 @@ class FinetuneConfig(StageConfig):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DistillConfig(StageConfig):
-    teachers: tuple[str, ...]  # LANG=EXP_DIR, one per language of the training data
+    teachers: tuple[str, ...]  # LANG=[KIND:]PATH, one per language of the training data
     kd: KdConfig = KdConfig()
     # The student is language-adaptive from the start (conditioned on the true language,
     # with the language-ID loss at this weight), like the model fine-tuning makes of it.

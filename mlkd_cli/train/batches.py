@@ -9,13 +9,15 @@ from typing import Any, Callable, Optional
 import torch
 from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler, SpecAugment
-from lhotse.dataset.collation import collate_features
+from lhotse.dataset.collation import collate_audio, collate_features
 from lhotse.dataset.input_strategies import OnTheFlyFeatures
 from torch.utils.data import DataLoader, Dataset
 
 from mlkd_cli.data.features import fbank_extractor
 from mlkd_cli.data.tokenizer import Tokenizer
 from mlkd_cli.experiment.config import SpecAugmentConfig
+
+KD_TEXT = "kd_text"  # a teacher's transcript of the cut (sequence-level KD)
 
 
 @dataclasses.dataclass
@@ -29,13 +31,17 @@ class Batch:
     duration: float  # seconds of audio in the batch
     clean_features: Optional[torch.Tensor] = None  # before SpecAugment, when asked for
     extra: Any = None  # what the dataset's ``extra`` made of the cuts (has a ``to(device)``)
+    audio: Optional[torch.Tensor] = None  # (N, S) waveforms, when asked for (teachers that read audio)
+    audio_lens: Optional[torch.Tensor] = None
+    pseudo_targets: Optional[list[Optional[list[int]]]] = None  # token ids of the cuts' ``kd_text``, if any
 
     def to(self, device: torch.device) -> "Batch":
         def move(x):
             return None if x is None else x.to(device)
 
         return dataclasses.replace(self, features=self.features.to(device), feature_lens=self.feature_lens.to(device),
-                                   clean_features=move(self.clean_features), extra=move(self.extra))
+                                   clean_features=move(self.clean_features), extra=move(self.extra),
+                                   audio=move(self.audio), audio_lens=move(self.audio_lens))
 
     @property
     def unaugmented(self) -> torch.Tensor:
@@ -45,15 +51,17 @@ class Batch:
 class AsrDataset(Dataset):
     """Map-style lhotse dataset: the sampler yields a CutSet, this turns it into a Batch.
 
-    ``keep_clean`` also returns the features before SpecAugment; ``extra`` maps the batch's
-    cuts (in batch order) to anything else a task needs, e.g. cached teacher targets.
+    ``keep_clean`` also returns the features before SpecAugment, ``with_audio`` the waveforms;
+    ``extra`` maps the batch's cuts (in batch order) to anything else a task needs, e.g. cached
+    teacher targets. Cuts carrying a teacher transcript (``kd_text``) give ``pseudo_targets``.
     """
 
     def __init__(self, tokenizer: Tokenizer, spec_augment: SpecAugmentConfig | None = None,
                  on_the_fly_features: bool = False, keep_clean: bool = False,
-                 extra: Optional[Callable[[CutSet], Any]] = None):
+                 extra: Optional[Callable[[CutSet], Any]] = None, with_audio: bool = False):
         self.tokenizer = tokenizer
         self.keep_clean = keep_clean
+        self.with_audio = with_audio
         self.extra = extra
         self.spec_augment = None
         if spec_augment is not None and spec_augment.enabled:
@@ -73,6 +81,8 @@ class AsrDataset(Dataset):
             segments = torch.stack([torch.arange(len(lens)), torch.zeros_like(lens), lens], dim=1)
             features = self.spec_augment(features, supervision_segments=segments)
         sups = [cut.supervisions[0] for cut in cuts]
+        audio, audio_lens = collate_audio(cuts) if self.with_audio else (None, None)
+        pseudo = [cut.custom.get(KD_TEXT) if cut.custom else None for cut in cuts]
         return Batch(
             features=features,
             feature_lens=lens,
@@ -83,6 +93,9 @@ class AsrDataset(Dataset):
             duration=sum(cut.duration for cut in cuts),
             clean_features=clean,
             extra=self.extra(cuts) if self.extra is not None else None,
+            audio=audio,
+            audio_lens=audio_lens,
+            pseudo_targets=[None if t is None else self.tokenizer.encode(t) for t in pseudo] if any(pseudo) else None,
         )
 
 

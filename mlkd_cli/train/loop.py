@@ -82,9 +82,10 @@ class Trainer:
     """Trains ``task`` for ``config.max_steps`` updates in ``exp_dir``, resuming where a run stopped."""
 
     def __init__(self, task: Task, exp_dir: Path, config: TrainConfig, train_cuts: CutSet, dev_cuts: CutSet,
-                 tokenizer: Tokenizer, dist: DistInfo = DistInfo(), train_dataset: AsrDataset | None = None):
-        """``train_cuts`` may be an infinite lazy mix (see ``sampling``); ``train_dataset``
-        replaces the default one (plain batches with the config's augmentation)."""
+                 tokenizer: Tokenizer, dist: DistInfo = DistInfo(), train_dataset: AsrDataset | None = None,
+                 dev_dataset: AsrDataset | None = None):
+        """``train_cuts`` may be an infinite lazy mix (see ``sampling``); ``train_dataset`` and
+        ``dev_dataset`` replace the default ones (plain batches; the config's augmentation in training)."""
         self.task, self.exp_dir, self.config, self.dist = task, exp_dir, config, dist
         self.device = dist.device
         self.task.to(self.device)
@@ -98,7 +99,7 @@ class Trainer:
         if train_dataset is None:
             train_dataset = AsrDataset(tokenizer, config.spec_augment, on_the_fly_features=config.speed_perturb)
         self.train_loader = make_loader(train_dataset, self.sampler, config.num_workers)
-        self.dev_loader = make_loader(AsrDataset(tokenizer),
+        self.dev_loader = make_loader(dev_dataset or AsrDataset(tokenizer),
                                       make_sampler(dev_cuts, config.max_duration * 2, shuffle=False, seed=0))
         trainable = [p for p in task.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay,

@@ -19,7 +19,7 @@ from typing import ClassVar
 from lhotse import CutSet
 from lhotse.utils import fix_random_seed
 
-from mlkd_cli.config import to_dict
+from mlkd_cli.config import record_dict
 from mlkd_cli.data.prepare import PreparedData, languages
 from mlkd_cli.experiment.config import StageConfig
 from mlkd_cli.experiment.model_dir import check_fits_data, inference_spec, write_model_files
@@ -45,6 +45,7 @@ class TrainingSetup:
     train_cuts: CutSet
     dev_cuts: CutSet
     train_dataset: AsrDataset | None = None
+    dev_dataset: AsrDataset | None = None
 
 
 class TrainingStage(abc.ABC):
@@ -86,7 +87,7 @@ class TrainingStage(abc.ABC):
     def run(self, force: bool = False, argv: list[str] | None = None) -> bool:
         """Train (or resume, or skip when up to date) in the experiment dir; False when skipped."""
         # `inference` is derived from the data, which the inputs hold by digest
-        recorded = {k: v for k, v in to_dict(self.config).items() if k != "inference"}
+        recorded = {k: v for k, v in record_dict(self.config).items() if k != "inference"}
         stage = Stage(self.exp_dir, new_record(self.command, self.inputs, recorded, argv), force=force, resumable=True)
         dist = init_distributed()
         with stage.locked() if dist.is_main else contextlib.nullcontext():
@@ -108,7 +109,7 @@ class TrainingStage(abc.ABC):
                 fix_random_seed(self.config.train.seed)
                 built = self.setup(dist)
                 trainer = Trainer(built.task, self.exp_dir, self.config.train, built.train_cuts, built.dev_cuts,
-                                  self.tokenizer, dist, built.train_dataset)
+                                  self.tokenizer, dist, built.train_dataset, built.dev_dataset)
                 if plan == "resume":
                     trainer.resume()
                 trainer.train()

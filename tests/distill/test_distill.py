@@ -14,7 +14,9 @@ from lhotse import CutSet
 from conftest import TINY_MODEL, run_cli
 from mlkd_cli.data.prepare import PreparedData
 from mlkd_cli.distill.cache import cached_targets, load_cached_targets
-from mlkd_cli.distill.teachers import Teacher, run_teachers
+from mlkd_cli.distill.teachers import run_teachers
+from mlkd_cli.teachers.base import TeacherInputs
+from mlkd_cli.teachers.mlkd import MlkdTeacher
 from mlkd_cli.models import load_model
 from mlkd_cli.experiment.model_dir import load_model_dir
 from mlkd_cli.score import score_decode_dir
@@ -86,12 +88,12 @@ def test_cache_is_reused_and_invalidated_by_a_changed_teacher(prepared, tiny_tea
     data = PreparedData(prepared)
     cuts = data.cuts("dev").to_eager().filter(lambda c: c.supervisions[0].language == "de").to_eager()
     model, _ = load_model(tiny_teachers["de"] / "final.pt")
-    teacher = Teacher("de", tiny_teachers["de"], model.eval(), digest="one")
+    teacher = MlkdTeacher("de", tiny_teachers["de"], "one", model.eval())
     root = tmp_path / "cache"
-    attached = cached_targets(root, teacher, cuts, [1, 2], True, torch.device("cpu"), "fp32", 30.0)
+    attached = cached_targets(root, teacher, cuts, [1, 2], True, torch.device("cpu"), "fp32", 30.0, student_shift=0.04)
     (first,) = list(root.iterdir())
     stamp = (first / "cuts.jsonl.gz").stat().st_mtime_ns
-    again = cached_targets(root, teacher, cuts, [1, 2], True, torch.device("cpu"), "fp32", 30.0)
+    again = cached_targets(root, teacher, cuts, [1, 2], True, torch.device("cpu"), "fp32", 30.0, student_shift=0.04)
     assert list(root.iterdir()) == [first] and (first / "cuts.jsonl.gz").stat().st_mtime_ns == stamp
     assert [c.id for c in again] == [c.id for c in attached]
     # the cached arrays are what the teacher computes now (fp16)
@@ -99,17 +101,17 @@ def test_cache_is_reused_and_invalidated_by_a_changed_teacher(prepared, tiny_tea
     loaded = load_cached_targets(batch_cuts)["de"]
     from lhotse.dataset.collation import collate_features
     feats, lens = collate_features(batch_cuts)
-    live = run_teachers({"de": teacher}, feats, lens, ["de"] * 3, {"de": [1, 2]}, log_probs=True)["de"]
+    live = run_teachers({"de": teacher}, TeacherInputs(feats, lens), ["de"] * 3, {"de": [1, 2]}, 0.04, log_probs=True)["de"]
     assert torch.equal(loaded.lengths, live.lengths)
     for k in range(2):
         for i, n in enumerate(live.lengths.tolist()):
             assert torch.allclose(loaded.hidden[k][i, :n], live.hidden[k][i, :n], atol=2e-2, rtol=1e-2)
     # a retrained teacher (new digest) or other layers rebuild the cache in place
-    changed = Teacher("de", tiny_teachers["de"], model, digest="two")
-    cached_targets(root, changed, cuts, [1, 2], True, torch.device("cpu"), "fp32", 30.0)
+    changed = MlkdTeacher("de", tiny_teachers["de"], "two", model)
+    cached_targets(root, changed, cuts, [1, 2], True, torch.device("cpu"), "fp32", 30.0, student_shift=0.04)
     assert list(root.iterdir()) == [first] and (first / "cuts.jsonl.gz").stat().st_mtime_ns != stamp
     assert json.loads((first / "stage.json").read_text())["inputs"]["teacher"]["digest"] == "two"
-    one_layer = cached_targets(root, changed, cuts, [2], True, torch.device("cpu"), "fp32", 30.0)
+    one_layer = cached_targets(root, changed, cuts, [2], True, torch.device("cpu"), "fp32", 30.0, student_shift=0.04)
     assert json.loads((first / "stage.json").read_text())["config"]["layers"] == [2]
     assert load_cached_targets(CutSet.from_cuts(list(one_layer)[:3]))["de"].hidden[0].shape[-1] == model.config.d_model
     assert len(load_cached_targets(CutSet.from_cuts(list(one_layer)[:3]))["de"].hidden) == 1

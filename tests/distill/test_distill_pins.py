@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from conftest import ROOT, run_cli
 from mlkd_cli.distill.distill import DistillTask, LayerPlan
-from mlkd_cli.distill.teachers import Teacher
+from mlkd_cli.teachers.mlkd import MlkdTeacher
 from mlkd_cli.experiment.config import KdConfig
 from mlkd_cli.models import ctc_loss
 from mlkd_cli.train.finetune import FinetuneTask
@@ -29,8 +29,8 @@ def softened_kl(p_log: torch.Tensor, q_log: torch.Tensor) -> torch.Tensor:
 
 
 def test_distill_kl_term_is_teacher_to_student_over_valid_frames(tmp_path):
-    teachers = {"de": Teacher("de", tmp_path / "de", model(seed=1), "d"),
-                "en": Teacher("en", tmp_path / "en", model(seed=2), "e")}
+    teachers = {"de": MlkdTeacher("de", tmp_path / "de", "d", model(seed=1)),
+                "en": MlkdTeacher("en", tmp_path / "en", "e", model(seed=2))}
     student = model(seed=3)
     kd = KdConfig(kl_weight=0.7, kl_temperature=TEMPERATURE, targets="on-the-fly")
     task = DistillTask(student, teachers, LayerPlan([2], {"de": [2], "en": [2]}, [1.0]), kd, tokenizer=None)

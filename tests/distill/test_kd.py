@@ -15,7 +15,9 @@ from lhotse import CutSet, MonoCut, SupervisionSegment
 from mlkd_cli.errors import ConfigError, DataError
 from mlkd_cli.distill.distill import DistillTask, LayerPlan, plan_layers
 from mlkd_cli.distill.losses import attention_kd_loss, even_layer_map, hidden_kd_loss, posterior_kl_loss
-from mlkd_cli.distill.teachers import Teacher, parse_teacher_arg, run_teachers
+from mlkd_cli.distill.teachers import run_teachers
+from mlkd_cli.teachers.base import Teacher, TeacherInputs, TeacherSpec, parse_teacher_arg
+from mlkd_cli.teachers.mlkd import MlkdTeacher
 from mlkd_cli.models import ModelConfig, build_model, ctc_loss
 from mlkd_cli.models.checkpoint import load_model_state
 from mlkd_cli.experiment.config import KdConfig
@@ -81,11 +83,11 @@ def test_even_layer_map():
 
 
 def test_layer_plan_checks_layers_per_teacher(tmp_path):
-    teachers = {"de": Teacher("de", tmp_path / "de", model(dataclasses.replace(TINY, num_layers=4)), "x"),
-                "en": Teacher("en", tmp_path / "en", model(), "y")}
+    teachers = {"de": MlkdTeacher("de", tmp_path / "de", "x", model(dataclasses.replace(TINY, num_layers=4))),
+                "en": MlkdTeacher("en", tmp_path / "en", "y", model())}
     plan = plan_layers(KdConfig(), dataclasses.replace(TINY, num_layers=2), teachers)
     assert plan.student == [1, 2] and plan.teacher == {"de": [2, 4], "en": [1, 2]} and plan.weights == [1.0, 1.0]
-    with pytest.raises(ConfigError, match=r"en: kd teacher_layers \[3\] are not layers of this 2-layer teacher"):
+    with pytest.raises(ConfigError, match=r"en=mlkd:.*en: kd teacher_layers \[3\] are not layers of this 2-layer teacher; name layers 1..2"):
         plan_layers(KdConfig(student_layers=(2,), teacher_layers=(3,)), TINY, teachers)
     with pytest.raises(ConfigError, match="layer_weights has 1 entries for 2 student layers"):
         plan_layers(KdConfig(layer_weights=(1.0,)), TINY, teachers)
@@ -94,22 +96,30 @@ def test_layer_plan_checks_layers_per_teacher(tmp_path):
 
 
 def test_teacher_argument_forms():
-    assert parse_teacher_arg("exp/teacher_en") == (None, Path("exp/teacher_en"))
-    assert parse_teacher_arg("en=exp/t") == ("en", Path("exp/t"))
-    assert parse_teacher_arg("exp/a=b/t") == (None, Path("exp/a=b/t"))
+    assert parse_teacher_arg("exp/teacher_en") == TeacherSpec(None, "mlkd", Path("exp/teacher_en"))
+    assert parse_teacher_arg("en=exp/t") == TeacherSpec("en", "mlkd", Path("exp/t"))
+    assert parse_teacher_arg("exp/a=b/t") == TeacherSpec(None, "mlkd", Path("exp/a=b/t"))
+    assert parse_teacher_arg("de=hf:models/xlsr-de") == TeacherSpec("de", "hf", Path("models/xlsr-de"))
+    assert parse_teacher_arg("ru=onnx:m/ru") == TeacherSpec("ru", "onnx", Path("m/ru"), "zipformer-ctc")
+    assert parse_teacher_arg("ru=onnx-nemo-ctc:m/ru") == TeacherSpec("ru", "onnx", Path("m/ru"), "nemo-ctc")
+    assert str(parse_teacher_arg("ru=onnx-nemo-ctc:m/ru")) == "ru=onnx-nemo-ctc:m/ru"
+    with pytest.raises(ConfigError, match="unknown sherpa-onnx loader 'whisper'; use one of onnx-zipformer-ctc"):
+        parse_teacher_arg("ru=onnx-whisper:m/ru")
+    with pytest.raises(ConfigError, match="unknown kind 'tf'"):
+        parse_teacher_arg("ru=tf:m/ru")
 
 
 # -- routing -----------------------------------------------------------------------------------
 
 def two_teachers(tmp_path) -> dict[str, Teacher]:
-    return {"de": Teacher("de", tmp_path / "de", model(seed=1), "d"), "en": Teacher("en", tmp_path / "en", model(seed=2), "e")}
+    return {"de": MlkdTeacher("de", tmp_path / "de", "d", model(seed=1)), "en": MlkdTeacher("en", tmp_path / "en", "e", model(seed=2))}
 
 
 def test_each_utterance_goes_to_its_own_teacher(tmp_path):
     teachers = two_teachers(tmp_path)
     batch = make_batch([90, 60, 75], ["de", "en", "de"])
-    targets = run_teachers(teachers, batch.features, batch.feature_lens, batch.langs, {"de": [1, 2], "en": [2]},
-                           log_probs=True)
+    targets = run_teachers(teachers, TeacherInputs(batch.features, batch.feature_lens), batch.langs, {"de": [1, 2], "en": [2]},
+                           0.04, log_probs=True)
     assert targets["de"].index.tolist() == [0, 2] and targets["en"].index.tolist() == [1]
     with torch.no_grad():
         for lang, rows in (("de", [0, 2]), ("en", [1])):
@@ -123,7 +133,7 @@ def test_each_utterance_goes_to_its_own_teacher(tmp_path):
                     assert torch.allclose(targets[lang].hidden[k][got, :frames], alone.hidden[layer - 1][0], atol=1e-5)
                 assert torch.allclose(targets[lang].log_probs[got, :frames], alone.log_probs[0], atol=1e-5)
     with pytest.raises(DataError, match="language 'ru' but no teacher"):
-        run_teachers(teachers, batch.features, batch.feature_lens, ["de", "en", "ru"], {"de": [1], "en": [1]})
+        run_teachers(teachers, TeacherInputs(batch.features, batch.feature_lens), ["de", "en", "ru"], {"de": [1], "en": [1]}, 0.04)
 
 
 def identity_projections(task: DistillTask) -> None:
@@ -136,7 +146,7 @@ def identity_projections(task: DistillTask) -> None:
 
 def test_distill_loss_is_zero_when_the_student_is_each_teacher(tmp_path):
     same = model(seed=3)
-    teachers = {lang: Teacher(lang, tmp_path / lang, same, lang) for lang in ("de", "en")}
+    teachers = {lang: MlkdTeacher(lang, tmp_path / lang, lang, same) for lang in ("de", "en")}
     plan = LayerPlan([1, 2], {"de": [1, 2], "en": [1, 2]}, [1.0, 0.5])
     kd = KdConfig(kl_weight=1.0, targets="on-the-fly", attention_weight=1.0)
     task = DistillTask(same, teachers, plan, kd, tokenizer=None)

@@ -1,0 +1,75 @@
+"""mlkd experiment directories as teachers: Conformer-CTC on the student's own fbank features."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from mlkd_cli.errors import ConfigError
+from mlkd_cli.experiment.model_dir import TOKENIZER_DIR, ModelDir, load_model_dir
+from mlkd_cli.fsutil import file_digest
+from mlkd_cli.models import CtcModel
+from mlkd_cli.teachers.base import Teacher, TeacherInputs, TeacherOutput
+
+
+@dataclasses.dataclass
+class MlkdTeacher(Teacher):
+    model: CtcModel
+    feature_shift: float = 0.01  # seconds per input frame
+    own_tokens: Optional[tuple[str, ...]] = None
+    model_dir: Optional[ModelDir] = None  # its feature settings and tokenizer, checked against the data
+
+    kind = "mlkd"
+    input = "fbank"
+
+    @property
+    def frame_shift(self) -> float:
+        return self.feature_shift * self.model.config.subsampling
+
+    @property
+    def layer_widths(self) -> tuple[int, ...]:
+        return (self.model.config.d_model,) * self.model.config.num_layers
+
+    @property
+    def width(self) -> int:
+        return self.model.config.d_model
+
+    @property
+    def tokens(self) -> Optional[tuple[str, ...]]:
+        return self.own_tokens
+
+    @property
+    def blank(self) -> int:
+        return 0
+
+    @property
+    def normalization(self) -> str:
+        return "global mean/variance of its training features (inside the model)"
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def to(self, device: torch.device) -> "MlkdTeacher":
+        if next(self.model.parameters()).device != device:
+            self.model.to(device)
+        return self
+
+    def forward(self, inputs: TeacherInputs, return_attention: bool = False) -> TeacherOutput:
+        out = self.model(inputs.features, inputs.feature_lens, return_attention=return_attention)
+        return TeacherOutput(out.hidden, out.lengths, out.log_probs, out.attention)
+
+
+def load_mlkd_teacher(lang: Optional[str], path: Path) -> MlkdTeacher:
+    loaded = load_model_dir(path)
+    lang = lang or loaded.own_language
+    if not lang:
+        raise ConfigError(f"{path / 'config.yaml'}: not a teacher of one language; name its language as LANG={path}")
+    tokens_file = path / TOKENIZER_DIR / "tokens.txt"
+    tokens = tuple(line.rsplit(" ", 1)[0] for line in tokens_file.read_text(encoding="utf-8").splitlines())
+    loaded.model.eval().requires_grad_(False)
+    return MlkdTeacher(lang, path, file_digest(loaded.weights), loaded.model, loaded.inference.features.frame_shift,
+                       tokens, loaded)
