@@ -40,6 +40,11 @@ setup(
         "pyyaml>=6",
         "numpy",
     ],
-    extras_require={"dev": ["pytest>=7", "pytest-timeout", "jiwer>=3", "sherpa-onnx>=2.0"]},
+    extras_require={
+        "dev": ["pytest>=7", "pytest-timeout", "jiwer>=3", "sherpa-onnx>=2.0"],
+        # teachers from elsewhere: Hugging Face CTC checkpoints, sherpa-onnx models
+        "hf": ["transformers>=4.40"],
+        "onnx": ["sherpa-onnx>=2.0"],
+    },
     entry_points={"console_scripts": ["mlkd=mlkd_cli.cli:cli"]},
 )

@@ -70,3 +70,36 @@ def tiny_adaptive(prepared, tmp_path_factory) -> Path:
                      "--max-steps", "20", exp)
     assert result.exit_code == 0, result.output
     return exp
+
+
+@pytest.fixture(scope="session")
+def transformers():
+    """The `hf` extra's transformers: installed here when missing, as `pip install 'mlkd[hf]'` would."""
+    import importlib
+    import subprocess
+    import sys
+
+    try:
+        return importlib.import_module("transformers")
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "transformers>=4.40"], check=True)
+        importlib.invalidate_caches()
+        return importlib.import_module("transformers")
+
+
+@pytest.fixture(scope="session")
+def hf_wav2vec2(transformers, tmp_path_factory) -> Path:
+    """A tiny random Wav2Vec2ForCTC (layer-norm feature encoder) with a German character vocabulary,
+    saying short varied text."""
+    from hf_checkpoints import GERMAN_VOCAB, save_tiny_ctc
+
+    return save_tiny_ctc(tmp_path_factory.mktemp("hf") / "w2v2-de", "wav2vec2", GERMAN_VOCAB, feat_extract_norm="layer",
+                         talkative=True)
+
+
+@pytest.fixture(scope="session")
+def hf_hubert(transformers, tmp_path_factory) -> Path:
+    """A tiny random HubertForCTC (group-norm feature encoder, no attention mask)."""
+    from hf_checkpoints import GERMAN_VOCAB, save_tiny_ctc
+
+    return save_tiny_ctc(tmp_path_factory.mktemp("hf") / "hubert-de", "hubert", GERMAN_VOCAB, feat_extract_norm="group")

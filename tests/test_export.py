@@ -286,3 +286,42 @@ def test_int8_weights_take_under_half_the_bytes(plain):
     # The whole file shrinks less: in a model this small most of it is graph, not weights.
     fp32, int8 = weight_bytes(load(plain / "export" / "model.onnx")), weight_bytes(load(plain / "export" / "model.int8.onnx"))
     assert int8 < 0.4 * fp32, (int8, fp32)
+
+
+def test_an_exported_model_as_an_onnx_teacher_gives_mlkd_s_own_greedy_transcripts(plain, wavs):
+    """Pseudo-labels for sequence-level KD: sherpa-onnx running the export (a black-box
+    teacher) and the mlkd model dir (a white-box teacher) agree with `mlkd decode`."""
+    from torch.nn.utils.rnn import pad_sequence
+
+    from mlkd_cli.teachers.base import TeacherInputs
+    from mlkd_cli.teachers.load import load_teacher
+
+    result = run_cli("decode", plain, *wavs)
+    assert result.exit_code == 0, result.output
+    ours = [text for _, _, text in (line.split("\t") for line in result.stdout.splitlines() if "\t" in line)]
+    samples = [torch.from_numpy(sf.read(w, dtype="float32")[0]) for w in wavs]
+    features = [torch.from_numpy(fbank_extractor().extract(s.numpy(), 16000)) for s in samples]
+    inputs = TeacherInputs(pad_sequence(features, batch_first=True), torch.tensor([len(f) for f in features]),
+                           pad_sequence(samples, batch_first=True), torch.tensor([len(s) for s in samples]))
+    black_box = load_teacher(f"de=onnx:{plain / 'export'}")
+    assert black_box.kind == "onnx" and not black_box.white_box and black_box.num_parameters > 1000
+    white_box = load_teacher(f"de={plain}")
+    assert [t.text for t in black_box.transcribe(inputs)] == ours
+    said = white_box.transcribe(inputs)
+    assert [t.text for t in said] == ours and all(0 < t.confidence <= 1 for t in said)
+    assert all(len(text) >= 20 for text in ours)
+
+
+def test_an_onnx_teacher_outside_sherpa_s_contract_is_refused_before_sherpa_runs(plain, tmp_path):
+    from mlkd_cli.errors import ConfigError
+    from mlkd_cli.teachers.load import load_teacher
+
+    broken = tmp_path / "onnx"
+    shutil.copytree(plain / "export", broken)
+    (broken / "tokens.txt").write_text("a 0\nb 1\n")
+    with pytest.raises(ConfigError, match=r"teacher de=onnx-zipformer-ctc:.*tokens.txt: id 0 must be the CTC blank <blk>"):
+        load_teacher(f"de=onnx:{broken}")
+    (broken / "model.onnx").unlink()
+    (broken / "model.int8.onnx").unlink()
+    with pytest.raises(ConfigError, match="no model.onnx or model.int8.onnx; give the dir of a sherpa-onnx CTC model"):
+        load_teacher(f"de=onnx:{broken}")

@@ -34,8 +34,9 @@ WEIGHTS = ("*.safetensors", "*.bin")
 def import_transformers():
     try:
         import transformers
-    except ImportError as e:
-        raise ConfigError(f"hf teachers need the transformers package ({e}); install it with `pip install 'mlkd[hf]'`") from None
+    except ImportError:
+        raise ConfigError("hf teachers need the transformers package, which is not installed; "
+                          "install it with `pip install 'mlkd[hf]'`") from None
     transformers.logging.set_verbosity_error()  # no load reports or progress bars on the terminal
     transformers.logging.disable_progress_bar()
     return transformers

@@ -88,8 +88,9 @@ class OnnxTeacher(Teacher):
 def import_sherpa_onnx():
     try:
         import sherpa_onnx
-    except ImportError as e:
-        raise ConfigError(f"onnx teachers need sherpa-onnx ({e}); install it with `pip install 'mlkd[onnx]'`") from None
+    except ImportError:
+        raise ConfigError("onnx teachers need sherpa-onnx, which is not installed; "
+                          "install it with `pip install 'mlkd[onnx]'`") from None
     return sherpa_onnx
 
 

@@ -26,14 +26,23 @@ def tiny_config(kind: str, vocab_size: int, feat_extract_norm: str = "group", **
 
 
 def save_tiny_ctc(out: Path, kind: str, vocab: list[str], feat_extract_norm: str = "group", seed: int = 0,
-                  sampling_rate: int = 16000, **overrides) -> Path:
-    """A randomly initialised *ForCTC model with its processor (vocab.json, preprocessor_config.json)."""
+                  sampling_rate: int = 16000, talkative: bool = False, **overrides) -> Path:
+    """A randomly initialised *ForCTC model with its processor (vocab.json, feature extractor settings).
+
+    A random CTC head is nearly flat and its greedy output empty; a ``talkative`` one has its
+    head scaled and the blank favoured, so it says short varied text (a token every few 40 ms
+    frames), as a trained teacher does.
+    """
     import torch
     import transformers
 
     torch.manual_seed(seed)
     model_class = {"wav2vec2": transformers.Wav2Vec2ForCTC, "hubert": transformers.HubertForCTC}[kind]
     model = model_class(tiny_config(kind, len(vocab), feat_extract_norm, **overrides))
+    if talkative:
+        with torch.no_grad():
+            model.lm_head.weight.mul_(30.0)
+            model.lm_head.bias[0] = 8.0
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     (out / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}, ensure_ascii=False))
