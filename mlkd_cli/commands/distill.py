@@ -1,4 +1,4 @@
-"""`mlkd distill --data DIR TEACHER_DIR... EXP_DIR`."""
+"""`mlkd distill --data DIR TEACHER... EXP_DIR`."""
 
 from __future__ import annotations
 
@@ -29,18 +29,22 @@ def distill(data_dir: Path, model_config: Path | None, kd_config: Path | None, t
             lid_weight: float, plain_student: bool, train_config,
             max_steps, precision, train_set: str, dev_set: str, force: bool, teachers: tuple[str, ...],
             exp_dir: Path) -> None:
-    """Distill one teacher per language (TEACHERS: their experiment dirs, or LANG=DIR) into a
-    multilingual student in EXP_DIR.
+    """Distill one teacher per language into a multilingual student in EXP_DIR.
 
+    A TEACHER is an mlkd experiment dir (DIR or LANG=DIR), a Hugging Face CTC checkpoint dir
+    (LANG=hf:DIR, needs `pip install 'mlkd[hf]'`) or a sherpa-onnx CTC model dir
+    (LANG=onnx:DIR, or LANG=onnx-<loader>:DIR with loader zipformer-ctc, nemo-ctc, wenet-ctc).
     Every utterance is distilled from its own language's teacher: the student's layers learn
-    the teacher's hidden layers through per-language projections. Interrupted runs resume;
-    finished ones with unchanged inputs are left alone.
+    the teacher's hidden layers through per-language projections, at the student's frame
+    rate; posteriors go through a vocabulary map; black boxes teach by their transcripts
+    (kd sequence_weight). `mlkd teacher-info` shows what a teacher can serve. Interrupted
+    runs resume; finished ones with unchanged inputs are left alone.
 
     \b
     Example:
       mlkd distill --data data --model-config conf/model/student_demo.yaml \\
         --kd-config conf/kd/demo.yaml --train-config conf/train/distill_demo.yaml \\
-        exp/teacher_{en,de,es,it,ru} exp/student_kd
+        exp/teacher_{en,de,es,it} ru=hf:models/xlsr-ru exp/student_kd
     """
     from mlkd_cli.commands.options import load_train_config
     from mlkd_cli.config import load_yaml
