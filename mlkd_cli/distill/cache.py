@@ -13,7 +13,6 @@ clean features or audio (SpecAugment only ever touches the student's input).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import time
@@ -56,8 +55,7 @@ def teacher_batches(teacher: Teacher, cuts: CutSet, device: torch.device, precis
     with progress_bar() as bar:
         task = bar.add_task(title, total=len(cuts))
         for batch_cuts in make_sampler(cuts, max_duration, shuffle=False, seed=0):
-            inputs = collate_inputs(batch_cuts, audio=teacher.input == "waveform")
-            inputs = TeacherInputs(*(None if x is None else x.to(device) for x in dataclasses.astuple(inputs)))
+            inputs = collate_inputs(batch_cuts, audio=teacher.input == "waveform").to(device)
             with autocast(precision, device):
                 yield batch_cuts, inputs
             bar.advance(task, len(batch_cuts))

@@ -73,6 +73,10 @@ class TeacherInputs:
     audio: Optional[torch.Tensor] = None  # (N, S) 16 kHz, zero-padded
     audio_lens: Optional[torch.Tensor] = None  # (N,)
 
+    def to(self, device: torch.device) -> "TeacherInputs":
+        return TeacherInputs(*(None if x is None else x.to(device)
+                               for x in (self.features, self.feature_lens, self.audio, self.audio_lens)))
+
     def select(self, index: torch.Tensor) -> "TeacherInputs":
         def rows(x: Optional[torch.Tensor], lens: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
             return None if x is None else x[index.to(x.device), : int(lens[index.to(lens.device)].max())]
