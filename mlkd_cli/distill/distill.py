@@ -25,7 +25,7 @@ from mlkd_cli.data.tokenizer import Tokenizer
 from mlkd_cli.distill.cache import cached_targets, load_cached_targets
 from mlkd_cli.distill.losses import attention_kd_loss, even_layer_map, hidden_kd_loss, posterior_kl_loss
 from mlkd_cli.distill.pseudo_labels import teacher_transcripts, with_pseudo_labels
-from mlkd_cli.distill.teachers import RoutedTargets, load_teachers, run_teachers
+from mlkd_cli.distill.teachers import RoutedTargets, load_teachers, own_cuts, run_teachers
 from mlkd_cli.errors import ConfigError
 from mlkd_cli.experiment.config import DistillConfig, KdConfig
 from mlkd_cli.models import CtcModel, CtcOutput, ModelConfig, build_model, ctc_loss, greedy_decode, num_parameters
@@ -244,10 +244,6 @@ def pseudo_labelled(root: Path, teachers: dict[str, Teacher], cuts: CutSet, conf
                 for lang, teacher in sorted(teachers.items())}
 
     return with_pseudo_labels(cuts, on_main(dist, transcribe), config.kd, normalize)
-
-
-def own_cuts(cuts: CutSet, lang: str) -> CutSet:
-    return CutSet.from_cuts(c for c in cuts if c.supervisions[0].language == lang)
 
 
 def cache_all(root: Path, teachers: dict[str, Teacher], cuts: CutSet, layers: LayerPlan,

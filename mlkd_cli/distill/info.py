@@ -38,7 +38,7 @@ def _map(vocab: VocabMap, lang: str) -> str:
 
 def teacher_report(arg: str, data_dir: Optional[Path] = None, min_coverage: float = 0.95) -> list[tuple[str, str]]:
     """(field, value) rows describing the teacher; with ``data_dir``, checked against that data."""
-    from mlkd_cli.distill.teachers import smoke_test, vocab_map
+    from mlkd_cli.distill.teachers import no_posteriors, own_cuts, smoke_test, vocab_map
 
     teacher = load_teacher(parse_teacher_arg(arg))
     shift = f"{teacher.frame_shift * 1000:g} ms" if teacher.frame_shift else "unknown (black box)"
@@ -66,15 +66,9 @@ def teacher_report(arg: str, data_dir: Optional[Path] = None, min_coverage: floa
                             f"(languages: {', '.join(sorted(texts))})")
         vocab = vocab_map(teacher, data, texts[teacher.lang])
         rows.append(("vocab map", _map(vocab, teacher.lang)))
-        if not teacher.white_box:
-            terms["posterior"] = "no (black box)"
-        elif not vocab.frame_level:
-            terms["posterior"] = f"no ({vocab.reason})"
-        elif vocab.coverage < min_coverage:
-            terms["posterior"] = f"no (coverage below {min_coverage:.0%})"
-        else:
-            terms["posterior"] = "yes"
-        smoke_test(teacher, cuts.filter(lambda c: c.supervisions[0].language == teacher.lang))
+        refusal = no_posteriors(teacher, vocab, min_coverage)
+        terms["posterior"] = f"no ({refusal})" if refusal else "yes"
+        smoke_test(teacher, own_cuts(cuts, teacher.lang))
         rows.append(("test run", f"ran on the shortest {teacher.lang!r} training utterance of {data.root}"))
     terms["sequence"] = "yes (its transcripts)"
     rows.append(("KD terms", "; ".join(f"{name}: {value}" for name, value in terms.items())))

@@ -38,7 +38,7 @@ def teacher_transcripts(root: Path, teacher: Teacher, cuts: CutSet, device: torc
             with open(out / TRANSCRIPTS, "w", encoding="utf-8") as f, torch.inference_mode():
                 for batch_cuts, inputs in teacher_batches(teacher, cuts, device, precision, max_duration,
                                                           f"teacher {teacher.lang} transcripts"):
-                    for cut, said in zip(batch_cuts, teacher.transcribe(inputs, [c.id for c in batch_cuts])):
+                    for cut, said in zip(batch_cuts, teacher.transcribe(inputs)):
                         f.write(json.dumps({"id": cut.id, "text": said.text, "confidence": said.confidence},
                                            ensure_ascii=False) + "\n")
     with open(cache_dir / TRANSCRIPTS, encoding="utf-8") as f:
@@ -46,13 +46,12 @@ def teacher_transcripts(root: Path, teacher: Teacher, cuts: CutSet, device: torc
     return {row["id"]: Transcript(row["text"], row["confidence"]) for row in rows}
 
 
-def spelled_like(text: str, references: list[str], normalize: bool) -> str:
-    """A teacher's transcript in the spelling of the training text (its case, its normalisation)."""
+def spelled_like(text: str, lower: bool, normalize: bool) -> str:
+    """A teacher's transcript in the spelling of the training text (its normalisation; lower
+    case when that text has no capitals)."""
     if normalize:
         text = normalize_transcript(text)
-    if not any(c.isupper() for ref in references for c in ref):
-        text = text.lower()
-    return text
+    return text.lower() if lower else text
 
 
 def keep(said: Transcript, reference: str | None, kd: KdConfig) -> bool:
@@ -66,15 +65,16 @@ def keep(said: Transcript, reference: str | None, kd: KdConfig) -> bool:
 def with_pseudo_labels(cuts: CutSet, transcripts: dict[str, dict[str, Transcript]], kd: KdConfig,
                        normalize: bool) -> CutSet:
     """``cuts`` with ``kd_text`` on those whose teacher transcript passes the filters."""
-    references: dict[str, list[str]] = {}
+    capitals: dict[str, bool] = {}
     for cut in cuts:
-        references.setdefault(cut.supervisions[0].language, []).append(cut.supervisions[0].text or "")
+        lang, text = cut.supervisions[0].language, cut.supervisions[0].text or ""
+        capitals[lang] = capitals.get(lang, False) or text != text.lower()
     kept, total, out = {}, {}, []
     for cut in cuts:
         lang = cut.supervisions[0].language
         said = transcripts.get(lang, {}).get(cut.id)
         if said is not None:
-            said = said._replace(text=spelled_like(said.text, references[lang], normalize))
+            said = said._replace(text=spelled_like(said.text, not capitals[lang], normalize))
             total[lang] = total.get(lang, 0) + 1
             if keep(said, cut.supervisions[0].text, kd):
                 kept[lang] = kept.get(lang, 0) + 1

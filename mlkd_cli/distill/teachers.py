@@ -59,6 +59,22 @@ def check_mlkd_teacher(teacher: MlkdTeacher, data: PreparedData) -> None:
         )
 
 
+def own_cuts(cuts: CutSet, lang: str) -> CutSet:
+    """The cuts of one language (eager)."""
+    return CutSet.from_cuts(c for c in cuts if c.supervisions[0].language == lang)
+
+
+def no_posteriors(teacher: Teacher, vocab: VocabMap, min_coverage: float) -> Optional[str]:
+    """Why this teacher cannot serve posterior KD to this student; None when it can."""
+    if not teacher.white_box:
+        return "black box"
+    if not vocab.frame_level:
+        return vocab.reason
+    if vocab.coverage < min_coverage:
+        return f"coverage below {min_coverage:.0%}"
+    return None
+
+
 def check_serves(teacher: Teacher, kd: KdConfig, vocab: VocabMap, min_coverage: float) -> None:
     """The objective's terms this teacher must serve, checked before anything runs."""
     if not teacher.white_box:
@@ -66,14 +82,14 @@ def check_serves(teacher: Teacher, kd: KdConfig, vocab: VocabMap, min_coverage: 
             raise ConfigError(f"teacher {teacher.name} is a black box: it serves only sequence-level KD; "
                               "set kd sequence_weight > 0 or give a white-box teacher for that language")
         return
-    if kd.kl_weight > 0:
-        if not vocab.frame_level:
-            raise ConfigError(f"teacher {teacher.name}: no posterior KD ({vocab.reason}); "
-                              "set kd kl_weight: 0, or prepare the data with a char tokenizer")
-        if vocab.coverage < min_coverage:
-            raise ConfigError(f"teacher {teacher.name}: its vocabulary covers {vocab.coverage:.1%} of the "
-                              f"{teacher.lang!r} training text's characters (below kd min_vocab_coverage "
-                              f"{min_coverage:.0%}; it lacks {' '.join(vocab.uncovered[:10])}); set kd kl_weight: 0")
+    refusal = no_posteriors(teacher, vocab, min_coverage) if kd.kl_weight > 0 else None
+    if refusal and not vocab.frame_level:
+        raise ConfigError(f"teacher {teacher.name}: no posterior KD ({refusal}); "
+                          "set kd kl_weight: 0, or prepare the data with a char tokenizer")
+    if refusal:
+        raise ConfigError(f"teacher {teacher.name}: its vocabulary covers {vocab.coverage:.1%} of the "
+                          f"{teacher.lang!r} training text's characters (below kd min_vocab_coverage "
+                          f"{min_coverage:.0%}; it lacks {' '.join(vocab.uncovered[:10])}); set kd kl_weight: 0")
     if kd.attention_weight > 0 and not isinstance(teacher, MlkdTeacher):
         raise ConfigError(f"teacher {teacher.name}: attention KD needs mlkd teachers; set kd attention_weight: 0")
 
@@ -91,7 +107,7 @@ def smoke_test(teacher: Teacher, cuts: CutSet) -> None:
                     raise ValueError(f"it gave {len(out.hidden)} layers and {out.log_probs.size(-1)} tokens, "
                                      f"it declares {teacher.num_layers} and {vocab}")
             else:
-                teacher.transcribe(inputs, [cut.id])
+                teacher.transcribe(inputs)
     except MlkdError:
         raise
     except Exception as e:  # whatever a foreign model raises: name the teacher and the utterance
@@ -128,7 +144,7 @@ def load_teachers(args: list[str], data: PreparedData, train_cuts: CutSet, data_
     for lang, teacher in sorted(teachers.items()):
         maps[lang] = vocab_map(teacher, data, texts[lang])
         check_serves(teacher, kd, maps[lang], kd.min_vocab_coverage)
-        smoke_test(teacher, train_cuts.filter(lambda c, lang=lang: c.supervisions[0].language == lang))
+        smoke_test(teacher, own_cuts(train_cuts, lang))
     return teachers, maps
 
 

@@ -159,7 +159,7 @@ class Teacher(abc.ABC):
         return self
 
     @torch.inference_mode()
-    def transcribe(self, inputs: TeacherInputs, cut_ids: Sequence[str] = ()) -> list[Transcript]:
+    def transcribe(self, inputs: TeacherInputs) -> list[Transcript]:
         """Greedy CTC transcripts of a batch (white boxes); black boxes override this."""
         out = self.forward(inputs)
         vocab = self.tokens

@@ -34,10 +34,6 @@ class MlkdTeacher(Teacher):
         return (self.model.config.d_model,) * self.model.config.num_layers
 
     @property
-    def width(self) -> int:
-        return self.model.config.d_model
-
-    @property
     def tokens(self) -> Optional[tuple[str, ...]]:
         return self.own_tokens
 

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import hashlib
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 
 from mlkd_cli.errors import ConfigError, MlkdError
@@ -72,7 +72,7 @@ class OnnxTeacher(Teacher):
                                    num_threads=self.num_threads, sample_rate=SAMPLING_RATE)
         return self.recognizer
 
-    def transcribe(self, inputs: TeacherInputs, cut_ids: Sequence[str] = ()) -> list[Transcript]:
+    def transcribe(self, inputs: TeacherInputs) -> list[Transcript]:
         recognizer = self._recognizer()
         streams = []
         for audio, n in zip(inputs.audio, inputs.audio_lens.tolist()):
