@@ -128,9 +128,15 @@ if runs 0; then
 fi
 
 if runs 1; then
-  # Stage 1: validate, manifests, fbank cache, multilingual tokenizer.
+  # Stage 1: validate, manifests, fbank cache, multilingual tokenizer; also the untranscribed
+  # pool and the unseen-language sets when the corpus has them.
+  extra_sets=""
+  for set in unlabeled dev_unseen test_unseen; do
+    if [ -d "$corpus/$set" ]; then extra_sets="$extra_sets $corpus/$set"; fi
+  done
+  # shellcheck disable=SC2086
   step prepare -- prepare --tokenizer "$tokenizer" --vocab-size "$vocab_size" -j "$nj" \
-    "$corpus/train" "$corpus/dev" "$corpus/test" "$data"
+    "$corpus/train" "$corpus/dev" "$corpus/test" $extra_sets "$data"
 fi
 
 if runs 2; then

@@ -25,7 +25,8 @@ def run_cli(*args: str | Path):
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
-    """Kaldi dirs train/dev/test for three languages, synthesized with eSpeak NG."""
+    """Kaldi dirs train/dev/test for three languages, the untranscribed pool ``unlabeled`` and
+    dev_unseen/test_unseen (Polish, Czech), synthesized with eSpeak NG."""
     from mlkd_cli.corpus.build import build_corpus
 
     out = tmp_path_factory.mktemp("corpus")
@@ -35,10 +36,11 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def prepared(tiny_corpus, tmp_path_factory) -> Path:
-    """`mlkd prepare` of the tiny corpus with a character tokenizer."""
+    """`mlkd prepare` of the tiny corpus (every set) with a character tokenizer."""
     out = tmp_path_factory.mktemp("prepared") / "data"
     c = tiny_corpus
-    result = run_cli("prepare", "--tokenizer", "char", c / "train", c / "dev", c / "test", out)
+    result = run_cli("prepare", "--tokenizer", "char", *(c / s for s in ("train", "dev", "test", "unlabeled",
+                                                                         "dev_unseen", "test_unseen")), out)
     assert result.exit_code == 0, result.output
     return out
 

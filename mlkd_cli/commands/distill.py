@@ -19,6 +19,9 @@ from mlkd_cli.commands.options import training_options
 @click.option("--kd-config", type=click.Path(dir_okay=False, path_type=Path),
               help="Distillation objective YAML (layers, weights, targets), e.g. conf/kd/demo.yaml.")
 @click.option("--targets", type=click.Choice(["cached", "on-the-fly"]), help="Override where teacher targets come from.")
+@click.option("--unlabeled-set", "unlabeled_sets", multiple=True, metavar="NAME",
+              help="An untranscribed set of the data dir, taught by the teachers alone (repeatable); "
+                   "kd unlabeled_share sets its share of the training utterances.")
 @click.option("--lid-weight", type=float, default=1.0, help="λ of the student's language-ID cross-entropy.")
 @click.option("--plain-student", is_flag=True,
               help="Distill a plain CTC student (no language-ID head, no language conditioning).")
@@ -26,7 +29,7 @@ from mlkd_cli.commands.options import training_options
 @click.argument("teachers", nargs=-1, required=True)
 @click.argument("exp_dir", type=click.Path(file_okay=False, path_type=Path))
 def distill(data_dir: Path, model_config: Path | None, kd_config: Path | None, targets: str | None,
-            lid_weight: float, plain_student: bool, train_config,
+            unlabeled_sets: tuple[str, ...], lid_weight: float, plain_student: bool, train_config,
             max_steps, precision, train_set: str, dev_set: str, force: bool, teachers: tuple[str, ...],
             exp_dir: Path) -> None:
     """Distill one teacher per language into a multilingual student in EXP_DIR.
@@ -37,14 +40,15 @@ def distill(data_dir: Path, model_config: Path | None, kd_config: Path | None, t
     Every utterance is distilled from its own language's teacher: the student's layers learn
     the teacher's hidden layers through per-language projections, at the student's frame
     rate; posteriors go through a vocabulary map; black boxes teach by their transcripts
-    (kd sequence_weight). `mlkd teacher-info` shows what a teacher can serve. Interrupted
+    (kd sequence_weight). Untranscribed audio (--unlabeled-set) is taught the same way, without
+    the CTC term on transcripts. `mlkd teacher-info` shows what a teacher can serve. Interrupted
     runs resume; finished ones with unchanged inputs are left alone.
 
     \b
     Example:
       mlkd distill --data data --model-config conf/model/student_demo.yaml \\
         --kd-config conf/kd/demo.yaml --train-config conf/train/distill_demo.yaml \\
-        exp/teacher_{en,de,es,it} ru=hf:models/xlsr-ru exp/student_kd
+        --unlabeled-set unlabeled exp/teacher_{en,de,es,it} ru=hf:models/xlsr-ru exp/student_kd
     """
     from mlkd_cli.commands.options import load_train_config
     from mlkd_cli.config import load_yaml
@@ -56,7 +60,7 @@ def distill(data_dir: Path, model_config: Path | None, kd_config: Path | None, t
     kd = load_yaml(KdConfig, kd_config) if kd_config else KdConfig()
     if targets:
         kd = dataclasses.replace(kd, targets=targets)
-    config = DistillConfig(data=str(data_dir), teachers=teachers, model=model, kd=kd,
+    config = DistillConfig(data=str(data_dir), teachers=teachers, model=model, kd=kd, unlabeled_sets=unlabeled_sets,
                            language_adaptive=not plain_student, lid_weight=lid_weight,
                            train=load_train_config(train_config, max_steps, precision),
                            train_set=train_set, dev_set=dev_set)

@@ -1,9 +1,13 @@
 """Build the embedded demo corpus: Kaldi data dirs of eSpeak NG speech reading fortune sentences.
 
 Each language's sentences are shuffled with the seed and consumed in order by dev, then
-test, then train, so the splits share no sentence and dev/test do not change when only the
-training size does. A speaker is one eSpeak voice variant with one pitch, pitch range,
-speed and amplitude; dev and test speakers use variants never heard in training. Every
+test, then train, then the untranscribed pool, so the splits share no sentence and dev/test
+do not change when only the training size does. A speaker is one eSpeak voice variant with
+one pitch, pitch range, speed and amplitude; dev and test speakers use variants never heard
+in training, the pool's speakers variants of their own. The pool (``unlabeled``) has no
+``text`` file: its transcripts are kept aside in ``text.withheld`` for analysis only. The
+unseen languages (``dev_unseen``, ``test_unseen``) are speech in languages no model is
+trained on, for language-ID rejection. Every
 speaker is synthesized in a fresh worker process, which makes the audio independent of
 ``num_jobs`` (see ``espeak``). The corpus is built in a staging directory and published
 when complete (mlkd_cli.stage).
@@ -33,8 +37,12 @@ from mlkd_cli.stage import Stage, new_record
 logger = logging.getLogger("mlkd")
 
 DEFAULT_LANGS = ("en", "de", "es", "it", "ru")
-SPLITS = ("train", "dev", "test")
-DRAW_ORDER = ("dev", "test", "train")  # the order in which splits take sentences
+DEFAULT_UNSEEN = ("pl", "cs")  # languages spoken only in dev_unseen/test_unseen
+SPLITS = ("train", "dev", "test")  # transcribed, in the trained languages
+UNLABELED = "unlabeled"  # the untranscribed pool, in the trained languages
+UNSEEN_SPLITS = ("dev_unseen", "test_unseen")
+DRAW_ORDER = ("dev", "test", "train", UNLABELED)  # the order in which splits take sentences
+WITHHELD_TEXT = "text.withheld"  # the pool's transcripts: never read by mlkd
 # Voice variants (file names in espeak-ng-data/voices/!v) per split; dev and test are held out.
 SPLIT_VARIANTS = {
     "train": (
@@ -45,11 +53,17 @@ SPLIT_VARIANTS = {
     ),
     "dev": ("m7", "f4", "klatt4", "Gene"),
     "test": ("m8", "f5", "klatt5", "Mario"),
+    UNLABELED: (
+        "Andrea", "Denis", "Henrique", "Hugo", "Jacky", "Lee", "Marco", "Mike", "anika", "antonio", "boris",
+        "caleb", "ed", "edward2", "grandma", "gustave", "iven", "iven2", "john", "paul", "pedro", "robert",
+        "sandro", "steph2", "victor", "zac",
+    ),
 }
+SPLIT_VARIANTS["dev_unseen"], SPLIT_VARIANTS["test_unseen"] = SPLIT_VARIANTS["dev"], SPLIT_VARIANTS["test"]
 # eSpeak parameter ranges a speaker is drawn from (pitch and range 0-100, words per minute,
 # amplitude 0-200; above 90 some variants clip).
 PITCH, PITCH_RANGE, RATE, AMPLITUDE = (25, 75), (20, 80), (140, 200), (50, 90)
-UTTS_PER_SPEAKER = {"train": 6, "dev": 3, "test": 3}
+UTTS_PER_SPEAKER = {"train": 6, "dev": 3, "test": 3, UNLABELED: 6, "dev_unseen": 3, "test_unseen": 3}
 MEAN_UTT_SECONDS = 3.5  # only sizes the batches sent to the workers
 LICENCE = (
     "Sentences come from the Debian fortune collections (packages named in text_source; terms in "
@@ -60,38 +74,45 @@ LICENCE = (
 
 @dataclass(frozen=True)
 class CorpusSize:
-    """Audio per language in each split."""
+    """Audio per language in each split (dev_unseen and test_unseen: unseen_minutes each)."""
 
     train_hours: float
     dev_minutes: float
     test_minutes: float
+    unlabeled_hours: float = 0.0  # the untranscribed pool; 0: none
+    unseen_minutes: float = 0.0  # per unseen language, in dev_unseen and in test_unseen; 0: none
     name: str = "custom"
 
     def __post_init__(self) -> None:
         for name in ("train_hours", "dev_minutes", "test_minutes"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("unlabeled_hours", "unseen_minutes"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
 
     def seconds(self, split: str) -> float:
-        return {"train": self.train_hours * 3600, "dev": self.dev_minutes * 60, "test": self.test_minutes * 60}[split]
-
-    @property
-    def total_seconds(self) -> float:
-        return sum(self.seconds(split) for split in SPLITS)
+        return {"train": self.train_hours * 3600, "dev": self.dev_minutes * 60, "test": self.test_minutes * 60,
+                UNLABELED: self.unlabeled_hours * 3600, "dev_unseen": self.unseen_minutes * 60,
+                "test_unseen": self.unseen_minutes * 60}[split]
 
 
 SIZES = {
-    "tiny": CorpusSize(train_hours=45 / 3600, dev_minutes=0.25, test_minutes=0.25, name="tiny"),  # ~12/4/4 utts
-    "demo": CorpusSize(train_hours=1.0, dev_minutes=8.0, test_minutes=8.0, name="demo"),
+    "tiny": CorpusSize(train_hours=45 / 3600, dev_minutes=0.25, test_minutes=0.25, unlabeled_hours=20 / 3600,
+                       unseen_minutes=0.15, name="tiny"),  # ~12/4/4 utts, ~6 untranscribed, ~3 per unseen split
+    "demo": CorpusSize(train_hours=1.0, dev_minutes=8.0, test_minutes=8.0, unlabeled_hours=2.0, unseen_minutes=4.0,
+                       name="demo"),
 }
 
 
 def corpus_size(name: str, train_hours: float | None = None, dev_minutes: float | None = None,
-                test_minutes: float | None = None) -> CorpusSize:
-    """A named size, with any of its three amounts replaced."""
+                test_minutes: float | None = None, unlabeled_hours: float | None = None,
+                unseen_minutes: float | None = None) -> CorpusSize:
+    """A named size, with any of its amounts replaced."""
     if name not in SIZES:
         raise ConfigError(f"unknown corpus size {name!r}; choose from: {' '.join(SIZES)}")
-    overrides = {"train_hours": train_hours, "dev_minutes": dev_minutes, "test_minutes": test_minutes}
+    overrides = {"train_hours": train_hours, "dev_minutes": dev_minutes, "test_minutes": test_minutes,
+                 "unlabeled_hours": unlabeled_hours, "unseen_minutes": unseen_minutes}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return replace(SIZES[name], name="custom", **overrides) if overrides else SIZES[name]
 
@@ -120,8 +141,11 @@ class SpeakerJob:
 
 
 def build_corpus(out_dir: str | Path, langs: Sequence[str] = DEFAULT_LANGS, size: str | CorpusSize = "demo",
-                 seed: int = 0, num_jobs: int = 2, force: bool = False, argv: list[str] | None = None) -> dict:
-    """Synthesize ``out_dir/{train,dev,test}`` (all languages in each) and ``out_dir/corpus.json``.
+                 seed: int = 0, num_jobs: int = 2, force: bool = False, argv: list[str] | None = None,
+                 unseen_langs: Sequence[str] = DEFAULT_UNSEEN) -> dict:
+    """Synthesize ``out_dir/{train,dev,test}`` (all ``langs`` in each), the untranscribed pool
+    ``out_dir/unlabeled``, ``out_dir/{dev,test}_unseen`` (``unseen_langs`` not in ``langs``)
+    and ``out_dir/corpus.json``; splits the size gives no audio are left out.
 
     Returns the summary written to ``corpus.json``. Through the stage protocol: a complete
     corpus of the same languages, size and seed is left as it is (its files keep their
@@ -132,40 +156,43 @@ def build_corpus(out_dir: str | Path, langs: Sequence[str] = DEFAULT_LANGS, size
     langs = list(dict.fromkeys(langs))
     if not langs:
         raise ConfigError(f"no language given; choose from: {' '.join(text.LANGUAGES)}")
-    for lang in langs:
+    size = corpus_size(size) if isinstance(size, str) else size
+    unseen = [lang for lang in dict.fromkeys(unseen_langs) if lang not in langs] if size.unseen_minutes else []
+    for lang in langs + unseen:
         text.language(lang)
     if num_jobs < 1:
         raise ConfigError(f"--num-jobs must be at least 1, got {num_jobs}")
-    size = corpus_size(size) if isinstance(size, str) else size
     _check_out_dir(out_dir)
-    record = new_record("corpus", {}, _request(langs, seed, size), argv)
+    record = new_record("corpus", {}, _request(langs, unseen, seed, size), argv)
     with Stage(out_dir, record, force=force, intact=lambda: _wavs_present(out_dir)).run() as tmp:
         if tmp is None:
             return json.loads((out_dir / "corpus.json").read_text(encoding="utf-8"))
-        sentences = {lang: _shuffled_sentences(lang, seed) for lang in langs}
-        utts, version = _synthesize(sentences, size, seed, num_jobs, tmp)
-        summary = _summary(langs, seed, size, utts, {lang: len(s) for lang, s in sentences.items()}, version)
-        for split in SPLITS:
-            _write_data_dir(tmp / split, utts[split], out_dir)
+        plan = {lang: [s for s in DRAW_ORDER if size.seconds(s)] for lang in langs}
+        plan.update({lang: list(UNSEEN_SPLITS) for lang in unseen})
+        sentences = {lang: _shuffled_sentences(lang, seed) for lang in plan}
+        utts, version = _synthesize(sentences, plan, size, seed, num_jobs, tmp)
+        summary = _summary(langs, unseen, seed, size, utts, {lang: len(s) for lang, s in sentences.items()}, version)
+        for split, split_utts in utts.items():
+            _write_data_dir(tmp / split, split_utts, out_dir, transcribed=split != UNLABELED)
         atomic_write_text(tmp / "corpus.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     logger.info("wrote %s", out_dir)
     return summary
 
 
-def _synthesize(sentences: dict[str, list[text.Sentence]], size: CorpusSize, seed: int, num_jobs: int,
-                tmp: Path) -> tuple[dict[str, list[Utterance]], str]:
-    """Every split of every language, wavs under ``tmp/wav``; the utterances and the eSpeak version."""
-    utts: dict[str, list[Utterance]] = {split: [] for split in SPLITS}
+def _synthesize(sentences: dict[str, list[text.Sentence]], plan: dict[str, list[str]], size: CorpusSize, seed: int,
+                num_jobs: int, tmp: Path) -> tuple[dict[str, list[Utterance]], str]:
+    """The splits ``plan`` gives each language, wavs under ``tmp/wav``; the utterances and the eSpeak version."""
+    utts: dict[str, list[Utterance]] = {}
     with _worker_pool(num_jobs) as pool, progress_bar() as progress:
         version = pool.submit(_check_voices, list(sentences)).result()
-        for lang, lang_sentences in sentences.items():
-            task = progress.add_task(f"{lang} (s of audio)", total=round(size.total_seconds))
+        for lang, splits in plan.items():
+            task = progress.add_task(f"{lang} (s of audio)", total=round(sum(size.seconds(s) for s in splits)))
             position = 0
-            for split in DRAW_ORDER:
-                done = _synthesize_split(pool, 4 * num_jobs, lang, split, lang_sentences[position:],
+            for split in splits:
+                done = _synthesize_split(pool, 4 * num_jobs, lang, split, sentences[lang][position:],
                                          size.seconds(split), seed, tmp, lambda s: progress.advance(task, s))
                 position += len(done)
-                utts[split] += done
+                utts.setdefault(split, []).extend(done)
                 logger.info("%s %s: %d utterances, %.1f min", lang, split, len(done), _seconds(done) / 60)
     return utts, version
 
@@ -180,15 +207,16 @@ def _check_out_dir(out_dir: Path) -> None:
         raise ConfigError(f"{out_dir} is not empty and holds no corpus.json; choose a new directory or remove it")
 
 
-def _request(langs: list[str], seed: int, size: CorpusSize) -> dict:
+def _request(langs: list[str], unseen: list[str], seed: int, size: CorpusSize) -> dict:
     """What a corpus is made from: the first entries of its corpus.json."""
-    return {"langs": langs, "seed": seed, "size": size.name,
+    return {"langs": langs, "unseen_langs": unseen, "seed": seed, "size": size.name,
             "target_per_language": {k: v for k, v in asdict(size).items() if k != "name"}}
 
 
 def _wavs_present(out_dir: Path) -> bool:
     """Every wav that the corpus's wav.scp files name exists."""
     scps = [out_dir / split / "wav.scp" for split in SPLITS]
+    scps += [scp for scp in out_dir.glob("*/wav.scp") if scp not in scps]
     return all(scp.is_file() for scp in scps) and all(
         Path(line.split(maxsplit=1)[1]).is_file() for scp in scps for line in scp.read_text().splitlines())
 
@@ -290,15 +318,16 @@ def _seconds(utts: list[Utterance]) -> float:
     return sum(u.seconds for u in utts)
 
 
-def _write_data_dir(path: Path, utts: list[Utterance], out_dir: Path) -> None:
-    """Kaldi files sorted in byte order (ids are ASCII), wav paths pointing into ``out_dir``."""
+def _write_data_dir(path: Path, utts: list[Utterance], out_dir: Path, transcribed: bool = True) -> None:
+    """Kaldi files sorted in byte order (ids are ASCII), wav paths pointing into ``out_dir``;
+    untranscribed: the transcripts go to ``text.withheld`` instead of ``text``."""
     utts = sorted(utts, key=lambda u: u.id)
     spk2utt: dict[str, list[str]] = {}
     for u in utts:
         spk2utt.setdefault(u.speaker, []).append(u.id)
     files = {
         "wav.scp": [f"{u.id} {out_dir / 'wav' / u.lang / u.id}.wav" for u in utts],
-        "text": [f"{u.id} {u.transcript}" for u in utts],
+        "text" if transcribed else WITHHELD_TEXT: [f"{u.id} {u.transcript}" for u in utts],
         "utt2spk": [f"{u.id} {u.speaker}" for u in utts],
         "utt2lang": [f"{u.id} {u.lang}" for u in utts],
         "spk2utt": [f"{spk} {' '.join(ids)}" for spk, ids in sorted(spk2utt.items())],
@@ -307,7 +336,7 @@ def _write_data_dir(path: Path, utts: list[Utterance], out_dir: Path) -> None:
         atomic_write_text(path / name, "".join(line + "\n" for line in lines))
 
 
-def _summary(langs: list[str], seed: int, size: CorpusSize, utts: dict[str, list[Utterance]],
+def _summary(langs: list[str], unseen: list[str], seed: int, size: CorpusSize, utts: dict[str, list[Utterance]],
              available: dict[str, int], version: str) -> dict:
     def stats(split: str, lang: str) -> dict:
         mine = [u for u in utts[split] if u.lang == lang]
@@ -315,19 +344,21 @@ def _summary(langs: list[str], seed: int, size: CorpusSize, utts: dict[str, list
                 "hours": round(_seconds(mine) / 3600, 4)}
 
     return {
-        **_request(langs, seed, size),
-        "splits": {split: {lang: stats(split, lang) for lang in langs} for split in SPLITS},
+        **_request(langs, unseen, seed, size),
+        "splits": {split: {lang: stats(split, lang) for lang in (unseen if split in UNSEEN_SPLITS else langs)}
+                   for split in utts},
         "speakers": {
-            "approach": "held-out variants: dev and test speakers use eSpeak voice variants never used in training",
-            "variants": {split: list(SPLIT_VARIANTS[split]) for split in SPLITS},
+            "approach": "held-out variants: dev and test speakers use eSpeak voice variants never used in training; "
+                        "the untranscribed pool's speakers variants of their own",
+            "variants": {split: list(SPLIT_VARIANTS[split]) for split in utts},
             "pitch": PITCH, "pitch_range": PITCH_RANGE, "words_per_minute": RATE, "amplitude": AMPLITUDE,
             "utterances_per_speaker": UTTS_PER_SPEAKER,
         },
         "sentences_available": available,
         "text_source": {lang: {"dir": str(text.FORTUNE_ROOT / text.LANGUAGES[lang].fortune_dir),
-                               "package": text.LANGUAGES[lang].package} for lang in langs},
+                               "package": text.LANGUAGES[lang].package} for lang in langs + unseen},
         "synthesizer": version,
-        "voices": {lang: espeak.LANGUAGE_VOICES[lang] for lang in langs},
+        "voices": {lang: espeak.LANGUAGE_VOICES[lang] for lang in langs + unseen},
         "sample_rate": espeak.SAMPLE_RATE,
         "licence": LICENCE,
     }

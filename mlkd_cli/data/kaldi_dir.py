@@ -23,8 +23,8 @@ from mlkd_cli.errors import DataError
 
 logger = logging.getLogger("mlkd")
 
-REQUIRED_FILES = ("wav.scp", "text", "utt2spk")
-OPTIONAL_FILES = ("spk2utt", "segments", "utt2lang")
+REQUIRED_FILES = ("wav.scp", "utt2spk")
+OPTIONAL_FILES = ("text", "spk2utt", "segments", "utt2lang")  # no text: an untranscribed set
 SEGMENT_END_TOLERANCE_S = 0.01
 # A WAV header may overstate its data by a few bytes (some writers count their own header);
 # more missing audio than this means the file was cut short.
@@ -63,7 +63,7 @@ class KaldiDirInfo:
     files: list[Path]  # the Kaldi files present, for content digests
     utterances: list[str]  # in utt2spk order (LC_ALL=C sorted)
     recordings: dict[str, RecordingInfo]
-    text: dict[str, str]
+    text: dict[str, str] | None  # None for an untranscribed set (no text file)
     utt2spk: dict[str, str]
     utt2lang: dict[str, str]  # canonical codes; empty when there is no utt2lang
     segments: dict[str, Segment] | None  # None when there is no segments file
@@ -130,8 +130,12 @@ def validate_kaldi_dir(
     utt2spk = _check_utt2spk(tables["utt2spk"], problems)
     if "spk2utt" in tables:
         _check_spk2utt(tables["spk2utt"], tables["utt2spk"], utt2spk, problems)
-    text = _check_text(tables["text"], problems)
-    _compare_keys(tables["utt2spk"], tables["text"], problems, _fix_data_dir(directory))
+    text = None
+    if "text" in tables:
+        text = _check_text(tables["text"], problems)
+        _compare_keys(tables["utt2spk"], tables["text"], problems, _fix_data_dir(directory))
+    else:
+        logger.info("%s: no text file: an untranscribed set (for `mlkd distill --unlabeled-set`)", directory)
     recordings = _check_wav_scp(tables["wav.scp"], allow_mixed_rates, problems)
     segments = None
     if "segments" in tables:
@@ -172,18 +176,19 @@ def _fix_data_dir(directory: Path) -> str:
 
 
 def _check_files_present(directory: Path, require_lang: bool, problems: _Problems) -> None:
-    """Missing wav.scp/text/utt2spk ends validation at once; a missing utt2lang does not."""
+    """Missing wav.scp/utt2spk ends validation at once; a missing utt2lang does not."""
     missing = [name for name in REQUIRED_FILES if not (directory / name).is_file()]
     if missing:
         problems.add(
             f"{directory}: not a Kaldi data dir: {', '.join(missing)} missing; fix: point to a "
-            "directory with wav.scp, text and utt2spk (made by the corpus's data preparation script)"
+            "directory with wav.scp, utt2spk and (unless untranscribed) text, made by the corpus's data "
+            "preparation script"
         )
     utt2lang = directory / "utt2lang"
     if require_lang and not utt2lang.is_file():
         problems.add(
             f"{utt2lang}: missing; every utterance needs a language. fix: create it, e.g. for an "
-            f"all-English dir: awk '{{print $1, \"en\"}}' {directory / 'text'} > {utt2lang}"
+            f"all-English dir: awk '{{print $1, \"en\"}}' {directory / 'utt2spk'} > {utt2lang}"
         )
     if missing:
         problems.raise_if_any()
@@ -433,6 +438,8 @@ def _check_speech_rates(
     problems: _Problems,
 ) -> None:
     """Each utterance's audio must be long enough to say its transcript (MIN_SECONDS_PER_CHARACTER)."""
+    if "text" not in tables:
+        return
     text = tables["text"]
     for utt, row in text.rows.items():
         characters = sum(c.isalnum() for c in row.value)  # punctuation and spaces take no time

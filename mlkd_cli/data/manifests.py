@@ -3,7 +3,8 @@
 Kaldi dirs are validated by :mod:`mlkd_cli.data.kaldi_dir` and then imported with
 lhotse's own importer; lhotse manifests (e.g. from ``lhotse prepare commonvoice``) are
 read as they are. Either way every cut ends up with one supervision whose ``language``
-is an ISO 639 code.
+is an ISO 639 code. A source without transcripts (a Kaldi dir without ``text``, supervisions
+without ``text``) is an untranscribed set: its supervisions have ``text`` None.
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ def _load_lhotse_manifest(source: Source) -> CutSet:
             )
     except (AssertionError, ValueError, KeyError, OSError) as e:
         raise DataError(f"{source.path}: invalid lhotse manifest ({e})") from None
+    transcribed = [bool((c.supervisions[0].text or "").strip()) for c in cuts if c.supervisions]
     for cut in cuts:
         if len(cut.supervisions) != 1:
             raise DataError(
@@ -152,8 +154,13 @@ def _load_lhotse_manifest(source: Source) -> CutSet:
         for s in cut.recording.sources:
             if s.type == "file" and not Path(s.source).is_file():
                 raise DataError(f"{source.path}: audio file {s.source} of cut {cut.id} not found")
-        if not (cut.supervisions[0].text or "").strip():
-            raise DataError(f"{source.path}: cut {cut.id} has an empty transcript; drop it or fix its text")
+        if any(transcribed) and not (cut.supervisions[0].text or "").strip():
+            raise DataError(f"{source.path}: cut {cut.id} has an empty transcript ({sum(transcribed)} of "
+                            f"{len(transcribed)} cuts have one); drop it or fix its text, or give the "
+                            "untranscribed cuts as a set of their own")
+    if not any(transcribed):
+        logger.info("%s: no transcripts: an untranscribed set (for `mlkd distill --unlabeled-set`)", source.path)
+        cuts = CutSet.from_cuts(cut.map_supervisions(lambda s: dataclasses.replace(s, text=None)) for cut in cuts)
     return cuts
 
 
@@ -167,8 +174,8 @@ def _normalise_supervisions(cuts: CutSet, where: Path, normalize_text: bool) -> 
                 f"{where}: utterance {cut.id} has language {sup.language!r}, not an ISO 639 code or "
                 "English language name; set it (Kaldi: utt2lang; lhotse: the supervision's language field)"
             )
-        text = normalize_transcript(sup.text) if normalize_text else sup.text
-        if not text:
+        text = normalize_transcript(sup.text) if normalize_text and sup.text is not None else sup.text
+        if text == "":
             raise DataError(
                 f"{where}: utterance {cut.id} has no words once punctuation is removed ({sup.text!r}); drop it"
             )
@@ -177,6 +184,11 @@ def _normalise_supervisions(cuts: CutSet, where: Path, normalize_text: bool) -> 
         return cut.map_supervisions(lambda s: dataclasses.replace(s, language=code, text=text))
 
     return CutSet.from_cuts(fix(cut) for cut in cuts)
+
+
+def is_transcribed(cuts: CutSet) -> bool:
+    """Whether the set's utterances carry transcripts (sets are all one or the other)."""
+    return any(cut.supervisions[0].text is not None for cut in cuts)
 
 
 def audio_paths(cuts: CutSet) -> list[str]:

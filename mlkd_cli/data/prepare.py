@@ -26,7 +26,7 @@ from lhotse.utils import fastcopy
 
 from mlkd_cli.config import dump_yaml, load_yaml, to_dict
 from mlkd_cli.data.features import compute_fbank, resample_to
-from mlkd_cli.data.manifests import Source, audio_paths, load_source
+from mlkd_cli.data.manifests import Source, audio_paths, is_transcribed, load_source
 from mlkd_cli.data.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
 from mlkd_cli.errors import DataError
 from mlkd_cli.fsutil import atomic_path, path_digest, stat_digest
@@ -62,10 +62,22 @@ def load_sets(sets: dict[str, list[Source]], allow_mixed_rates: bool, normalize_
                 if cut.id in cuts:
                     raise DataError(f"{source.path}: utterance id {cut.id} also appears in another source of set {name!r}")
                 cuts[cut.id] = cut
+        _check_all_or_none_transcribed(name, sources, cuts)
         loaded[name] = CutSet.from_cuts(cuts[k] for k in sorted(cuts))
-        logger.info("set %s: %d utterances, %.1f min, languages %s", name, len(loaded[name]),
-                    sum(c.duration for c in loaded[name]) / 60, ", ".join(languages(loaded[name])))
+        logger.info("set %s: %d utterances, %.1f min, languages %s%s", name, len(loaded[name]),
+                    sum(c.duration for c in loaded[name]) / 60, ", ".join(languages(loaded[name])),
+                    "" if is_transcribed(loaded[name]) else ", untranscribed")
     return loaded
+
+
+def _check_all_or_none_transcribed(name: str, sources: list[Source], cuts: dict) -> None:
+    without = [cut_id for cut_id, cut in cuts.items() if cut.supervisions[0].text is None]
+    if without and len(without) < len(cuts):
+        raise DataError(
+            f"set {name!r} mixes transcribed and untranscribed sources ({', '.join(str(s.path) for s in sources)}; "
+            f"{len(without)} of {len(cuts)} utterances without text, e.g. {without[0]}); give the untranscribed "
+            "audio a set name of its own (NAME=PATH)"
+        )
 
 
 def languages(cuts: CutSet) -> list[str]:
@@ -100,6 +112,12 @@ def prepare(source_args: list[str], out_dir: Path, config: PrepareConfig, num_jo
             f"name one with {config.train_set}=PATH or pass --train-set"
         )
     cuts = load_sets(sets, config.allow_mixed_rates, config.normalize_text)
+    if not is_transcribed(cuts[config.train_set]):
+        raise DataError(
+            f"the training set {config.train_set!r} has no transcripts; the tokenizer and every model need "
+            "them: name a transcribed set as the training set, and give untranscribed audio to "
+            "`mlkd distill --unlabeled-set NAME`"
+        )
     _check_languages(cuts, config.train_set)
     out_dir = Path(out_dir)
     with Stage(out_dir, stage_record(sets, cuts, config, argv or []), force=force).run() as staging, \
@@ -135,14 +153,21 @@ def _fbank_set(name: str, cuts: CutSet, feats_dir: Path, num_jobs: int) -> CutSe
 
 
 def _check_languages(cuts: dict[str, CutSet], train_set: str) -> None:
+    """Untranscribed sets must be in trained languages; an evaluation set in others is for
+    language-ID rejection (say so, as it may be a mistake)."""
     train_langs = set(languages(cuts[train_set]))
     for name, set_cuts in cuts.items():
         unknown = sorted(set(languages(set_cuts)) - train_langs)
-        if unknown:
+        if unknown and not is_transcribed(set_cuts):
             raise DataError(
-                f"set {name!r} has language(s) {', '.join(unknown)} that the training set {train_set!r} lacks; "
-                "add training data for them or leave them out"
+                f"untranscribed set {name!r} has language(s) {', '.join(unknown)} that the training set "
+                f"{train_set!r} lacks; no teacher can be trained for them: add transcribed training data "
+                "for them or leave them out"
             )
+        if unknown:
+            logger.warning("set %s has language(s) %s that the training set %s lacks: models can only reject "
+                           "them as unknown (scored by `mlkd score` as unseen languages)", name,
+                           ", ".join(unknown), train_set)
 
 
 def write_manifests(cuts: CutSet, manifest_dir: Path, name: str) -> None:
@@ -154,7 +179,7 @@ def write_manifests(cuts: CutSet, manifest_dir: Path, name: str) -> None:
 
 def _report_unknown_tokens(tokenizer: Tokenizer, cuts: dict[str, CutSet]) -> None:
     for name, set_cuts in cuts.items():
-        ids = [i for cut in set_cuts for i in tokenizer.encode(cut.supervisions[0].text)]
+        ids = [i for cut in set_cuts if cut.supervisions[0].text for i in tokenizer.encode(cut.supervisions[0].text)]
         ratio = Tokenizer.unk_ratio(ids)
         if ratio > 0:
             logger.warning("set %s: %.2f%% of tokens are <unk> (characters unseen in training text)", name, 100 * ratio)

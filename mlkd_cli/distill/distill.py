@@ -21,12 +21,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from mlkd_cli.data.features import global_stats
+from mlkd_cli.data.manifests import is_transcribed
+from mlkd_cli.data.prepare import languages
 from mlkd_cli.data.tokenizer import Tokenizer
 from mlkd_cli.distill.cache import cached_targets, load_cached_targets
 from mlkd_cli.distill.losses import attention_kd_loss, even_layer_map, hidden_kd_loss, posterior_kl_loss
 from mlkd_cli.distill.pseudo_labels import teacher_transcripts, with_pseudo_labels
 from mlkd_cli.distill.teachers import RoutedTargets, load_teachers, own_cuts, run_teachers
-from mlkd_cli.errors import ConfigError
+from mlkd_cli.errors import ConfigError, DataError
 from mlkd_cli.experiment.config import DistillConfig, KdConfig
 from mlkd_cli.models import CtcModel, CtcOutput, ModelConfig, build_model, ctc_loss, greedy_decode, num_parameters
 from mlkd_cli.teachers.base import Teacher, TeacherInputs
@@ -34,6 +36,7 @@ from mlkd_cli.teachers.mlkd import MlkdTeacher
 from mlkd_cli.teachers.vocab import VocabMap
 from mlkd_cli.train.batches import KD_TEXT, AsrDataset, Batch
 from mlkd_cli.train.distributed import DistInfo, barrier
+from mlkd_cli.stage import file_input
 from mlkd_cli.train.runner import TrainingSetup, TrainingStage
 from mlkd_cli.train.task import Metrics, char_errors, language_ids
 
@@ -117,10 +120,10 @@ class DistillTask(nn.Module):
                 kl = kl + share * posterior_kl_loss(out.log_probs[t.index, :length], t.log_probs, t.lengths, kd.kl_temperature)
         terms = {"kd": sum(w * loss for w, loss in zip(self.layers.weights, per_layer))}
         terms.update({f"kd.l{s}": loss for s, loss in zip(self.layers.student, per_layer)})
-        if kd.ctc_weight > 0:
-            terms["ctc"] = ctc_loss(out.log_probs, out.lengths, batch.targets)
+        if kd.ctc_weight > 0:  # on the transcribed utterances only
+            terms["ctc"] = rows_ctc_loss(out, batch.targets)
         if kd.sequence_weight > 0:
-            terms["sequence"] = sequence_kd_loss(out, batch)
+            terms["sequence"] = rows_ctc_loss(out, batch.pseudo_targets or [])
         if kd.kl_weight > 0:
             terms["kl"] = kl
         if kd.attention_weight > 0:
@@ -158,13 +161,13 @@ class DistillTask(nn.Module):
         return metrics
 
 
-def sequence_kd_loss(out: CtcOutput, batch: Batch) -> torch.Tensor:
-    """CTC on the teachers' transcripts, over the utterances that carry one."""
-    rows = [i for i, t in enumerate(batch.pseudo_targets or []) if t is not None]
+def rows_ctc_loss(out: CtcOutput, targets: list[Optional[list[int]]]) -> torch.Tensor:
+    """CTC over the utterances that have targets (a transcript, or a teacher's transcript); 0 when none has."""
+    rows = [i for i, t in enumerate(targets) if t is not None]
     if not rows:
         return out.log_probs.new_zeros(())
     index = torch.tensor(rows, device=out.log_probs.device)
-    return ctc_loss(out.log_probs[index], out.lengths[index], [batch.pseudo_targets[i] for i in rows])
+    return ctc_loss(out.log_probs[index], out.lengths[index], [targets[i] for i in rows])
 
 
 def teacher_inputs(teachers: dict[str, Teacher]) -> dict[str, dict[str, str]]:
@@ -190,6 +193,9 @@ class DistillStage(TrainingStage):
     def resolve(self, config: DistillConfig) -> DistillConfig:
         student = config.model.with_vocab(self.tokenizer.vocab_size)
         langs = self.languages()
+        self.unlabeled_cuts = self.select_unlabeled(config.unlabeled_sets, langs)
+        if config.kd.unlabeled_share is not None and not config.unlabeled_sets:
+            logger.warning("kd unlabeled_share is set, but no untranscribed set is given (--unlabeled-set): ignored")
         if config.language_adaptive:
             student = dataclasses.replace(student, languages=tuple(langs))
         self.teachers, self.vocab_maps = load_teachers(list(config.teachers), self.data, self.train_cuts, langs, config.kd)
@@ -209,7 +215,7 @@ class DistillStage(TrainingStage):
         logger.info("student: %d parameters (%.2f of the largest teacher's %d); layers %s from teachers %s",
                     num_parameters(student), num_parameters(student) / teacher_params, teacher_params, layers.student,
                     "  ".join(f"{lang}:{teachers[lang].kind}:{ls}" for lang, ls in layers.teacher.items()))
-        cuts = self.train_cuts
+        cuts = CutSet.from_cuts([*self.train_cuts, *self.unlabeled_cuts])
         if config.kd.sequence_weight > 0:
             cuts = pseudo_labelled(self.exp_dir / "teacher_transcripts", teachers, cuts, config, dist,
                                    self.data.config.normalize_text)
@@ -217,14 +223,45 @@ class DistillStage(TrainingStage):
         if reads_audio and config.kd.teacher_input == "augmented":
             logger.warning("teachers that read audio see it clean: SpecAugment changes only the features")
         dev = AsrDataset(tokenizer, with_audio=reads_audio)  # validation runs the teachers live
+        share = config.kd.unlabeled_share if config.unlabeled_sets else None
         if config.kd.targets == "on-the-fly":
             keep_clean = config.kd.teacher_input == "clean"
             return TrainingSetup(task, cuts, self.dev_cuts, AsrDataset(tokenizer, config.train.spec_augment,
-                                                                       keep_clean=keep_clean, with_audio=reads_audio), dev)
+                                                                       keep_clean=keep_clean, with_audio=reads_audio),
+                                 dev, share)
         cached = cache_all(self.exp_dir / "teacher_targets", teachers, cuts, layers, self.vocab_maps,
                            self.student_shift, config, dist)
         return TrainingSetup(task, cached, self.dev_cuts,
-                             AsrDataset(tokenizer, config.train.spec_augment, extra=load_cached_targets), dev)
+                             AsrDataset(tokenizer, config.train.spec_augment, extra=load_cached_targets), dev, share)
+
+    def select_unlabeled(self, names: tuple[str, ...], langs: list[str]) -> CutSet:
+        """The utterances of the untranscribed sets (transcripts of a transcribed one are set aside),
+        each in a language that has a teacher."""
+        out = []
+        seen = {cut.id for cut in self.train_cuts}
+        for name in dict.fromkeys(names):
+            if name == self.config.train_set:
+                raise ConfigError(f"--unlabeled-set {name} is the training set; name another set of {self.data.root}")
+            cuts = self.data.cuts(name)
+            self.inputs[f"data:{name}"] = file_input(self.data.root / "manifests" / f"{name}_cuts.jsonl.gz")
+            if is_transcribed(cuts):
+                logger.info("set %s has transcripts: distillation uses its audio only", name)
+            foreign = sorted(set(languages(cuts)) - set(langs))
+            if foreign:
+                raise DataError(
+                    f"--unlabeled-set {name}: language(s) {', '.join(foreign)} have no teacher (teachers: "
+                    f"{', '.join(langs)}, the languages of the training set); drop those utterances or prepare "
+                    "the set without them"
+                )
+            for cut in cuts:
+                if cut.id in seen:
+                    raise DataError(f"--unlabeled-set {name}: utterance {cut.id} is also in another training set; "
+                                    "give each utterance to one set only")
+                seen.add(cut.id)
+                out.append(cut.map_supervisions(lambda s: dataclasses.replace(s, text=None)))
+            logger.info("untranscribed set %s: %d utterances, %.1f h", name, len(cuts),
+                        sum(c.duration for c in cuts) / 3600)
+        return CutSet.from_cuts(out)
 
 
 def on_main(dist: DistInfo, work):

@@ -97,6 +97,9 @@ class KdConfig:
     # Posterior KD through a vocabulary map is refused for a teacher whose tokens cover less
     # than this share of its language's training-text characters.
     min_vocab_coverage: float = dataclasses.field(default=0.95, metadata=ADDED)
+    # With untranscribed sets (`mlkd distill --unlabeled-set`): the share of training utterances
+    # drawn from them; None: as many as their hours make of the data.
+    unlabeled_share: Optional[float] = dataclasses.field(default=None, metadata=ADDED)
 
     def __post_init__(self) -> None:
         if self.targets not in TARGET_MODES:
@@ -114,6 +117,8 @@ class KdConfig:
         for name in ("min_confidence", "min_vocab_coverage"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"kd {name} must be in [0, 1], got {getattr(self, name)}")
+        if self.unlabeled_share is not None and not 0 <= self.unlabeled_share < 1:
+            raise ConfigError(f"kd unlabeled_share must be in [0, 1) (some transcribed data stays), got {self.unlabeled_share}")
         if self.max_cer_to_reference is not None and self.max_cer_to_reference < 0:
             raise ConfigError(f"kd max_cer_to_reference must be >= 0, got {self.max_cer_to_reference}")
 
@@ -169,6 +174,8 @@ class FinetuneConfig(StageConfig):
 class DistillConfig(StageConfig):
     teachers: tuple[str, ...]  # LANG=[KIND:]PATH, one per language of the training data
     kd: KdConfig = KdConfig()
+    # Untranscribed sets of the data dir, taught by the teachers alone (no CTC on transcripts).
+    unlabeled_sets: tuple[str, ...] = dataclasses.field(default=(), metadata=ADDED)
     # The student is language-adaptive from the start (conditioned on the true language,
     # with the language-ID loss at this weight), like the model fine-tuning makes of it.
     language_adaptive: bool = True

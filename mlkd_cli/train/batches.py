@@ -24,8 +24,8 @@ KD_TEXT = "kd_text"  # a teacher's transcript of the cut (sequence-level KD)
 class Batch:
     features: torch.Tensor  # (N, T, F)
     feature_lens: torch.Tensor  # (N,)
-    targets: list[list[int]]
-    texts: list[str]
+    targets: list[Optional[list[int]]]  # None: an untranscribed cut
+    texts: list[Optional[str]]
     langs: list[str]
     cut_ids: list[str]
     duration: float  # seconds of audio in the batch
@@ -42,6 +42,11 @@ class Batch:
         return dataclasses.replace(self, features=self.features.to(device), feature_lens=self.feature_lens.to(device),
                                    clean_features=move(self.clean_features), extra=move(self.extra),
                                    audio=move(self.audio), audio_lens=move(self.audio_lens))
+
+    @property
+    def transcribed(self) -> list[int]:
+        """Rows of the cuts that have a transcript."""
+        return [i for i, t in enumerate(self.targets) if t is not None]
 
     @property
     def unaugmented(self) -> torch.Tensor:
@@ -86,7 +91,7 @@ class AsrDataset(Dataset):
         return Batch(
             features=features,
             feature_lens=lens,
-            targets=[self.tokenizer.encode(s.text) for s in sups],
+            targets=[None if s.text is None else self.tokenizer.encode(s.text) for s in sups],
             texts=[s.text for s in sups],
             langs=[s.language for s in sups],
             cut_ids=[cut.id for cut in cuts],

@@ -83,9 +83,10 @@ class Trainer:
 
     def __init__(self, task: Task, exp_dir: Path, config: TrainConfig, train_cuts: CutSet, dev_cuts: CutSet,
                  tokenizer: Tokenizer, dist: DistInfo = DistInfo(), train_dataset: AsrDataset | None = None,
-                 dev_dataset: AsrDataset | None = None):
-        """``train_cuts`` may be an infinite lazy mix (see ``sampling``); ``train_dataset`` and
-        ``dev_dataset`` replace the default ones (plain batches; the config's augmentation in training)."""
+                 dev_dataset: AsrDataset | None = None, unlabeled_share: float | None = None):
+        """``train_dataset`` and ``dev_dataset`` replace the default ones (plain batches; the config's
+        augmentation in training); ``unlabeled_share`` is the share of untranscribed training cuts
+        (see ``sampling.language_mix``)."""
         self.task, self.exp_dir, self.config, self.dist = task, exp_dir, config, dist
         self.device = dist.device
         self.task.to(self.device)
@@ -93,7 +94,7 @@ class Trainer:
         self.metrics_path = exp_dir / "metrics.jsonl"
         if config.speed_perturb:
             train_cuts = speed_perturbed(train_cuts)
-        train_cuts = language_mix(train_cuts, config.language_sampling, config.seed)
+        train_cuts = language_mix(train_cuts, config.language_sampling, config.seed, unlabeled_share)
         self.sampler = make_sampler(train_cuts, config.max_duration, shuffle=True, seed=config.seed,
                                     rank=dist.rank, world_size=dist.world_size)
         if train_dataset is None:

@@ -20,7 +20,9 @@ from lhotse import CutSet
 from lhotse.utils import fix_random_seed
 
 from mlkd_cli.config import record_dict
+from mlkd_cli.data.manifests import is_transcribed
 from mlkd_cli.data.prepare import PreparedData, languages
+from mlkd_cli.errors import DataError
 from mlkd_cli.experiment.config import StageConfig
 from mlkd_cli.experiment.model_dir import check_fits_data, inference_spec, write_model_files
 from mlkd_cli.experiment.upgrade import upgrade_model_dir
@@ -46,6 +48,7 @@ class TrainingSetup:
     dev_cuts: CutSet
     train_dataset: AsrDataset | None = None
     dev_dataset: AsrDataset | None = None
+    unlabeled_share: float | None = None  # of untranscribed cuts among train_cuts (None: as the data has it)
 
 
 class TrainingStage(abc.ABC):
@@ -68,8 +71,15 @@ class TrainingStage(abc.ABC):
         check_fits_data(self.config.model, self.data, self.data.root)
 
     def select(self, set_name: str) -> CutSet:
-        """The utterances of ``set_name`` this stage trains or validates on."""
-        return self.data.cuts(set_name).to_eager()
+        """The utterances of ``set_name`` this stage trains or validates on (transcribed ones)."""
+        cuts = self.data.cuts(set_name).to_eager()
+        if not is_transcribed(cuts):
+            raise DataError(
+                f"set {set_name!r} of {self.data.root} is untranscribed: `mlkd {self.command}` trains and validates "
+                "on transcripts; name a transcribed set (--train-set/--dev-set), and give untranscribed audio to "
+                f"`mlkd distill --unlabeled-set {set_name}`"
+            )
+        return cuts
 
     def languages(self) -> list[str]:
         """The languages the model is trained on."""
@@ -109,7 +119,7 @@ class TrainingStage(abc.ABC):
                 fix_random_seed(self.config.train.seed)
                 built = self.setup(dist)
                 trainer = Trainer(built.task, self.exp_dir, self.config.train, built.train_cuts, built.dev_cuts,
-                                  self.tokenizer, dist, built.train_dataset, built.dev_dataset)
+                                  self.tokenizer, dist, built.train_dataset, built.dev_dataset, built.unlabeled_share)
                 if plan == "resume":
                     trainer.resume()
                 trainer.train()

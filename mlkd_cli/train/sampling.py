@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
 from lhotse import CutSet
 
@@ -17,19 +18,33 @@ def language_weights(hours: dict[str, float], alpha: float) -> dict[str, float]:
     return {lang: w / total for lang, w in raw.items()}
 
 
-def language_mix(cuts: CutSet, alpha: float, seed: int) -> CutSet:
+def is_untranscribed(cut) -> bool:
+    return cut.supervisions[0].text is None
+
+
+def language_mix(cuts: CutSet, alpha: float, seed: int, unlabeled_share: Optional[float] = None) -> CutSet:
     """An endless stream that draws each next cut's language by :func:`language_weights`.
 
     Every language's cuts repeat without end, so the small ones are upsampled instead of
-    running out; with a single language the cuts are returned unchanged (plain epochs).
+    running out; with a single language and no untranscribed cuts, the cuts are returned
+    unchanged (plain epochs). With ``unlabeled_share``, that share of the cuts comes from the
+    untranscribed ones (languages weighted among them the same way), the rest from the
+    transcribed ones; without it, untranscribed cuts count as their language's data.
     """
-    by_lang: dict[str, list] = {}
+    groups: dict[tuple[str, bool], list] = {}
     for cut in cuts:
-        by_lang.setdefault(cut.supervisions[0].language, []).append(cut)
-    if len(by_lang) < 2:
+        untranscribed = unlabeled_share is not None and is_untranscribed(cut)
+        groups.setdefault((cut.supervisions[0].language, untranscribed), []).append(cut)
+    if len(groups) < 2:
         return cuts
-    langs = sorted(by_lang)
-    weights = language_weights({lang: sum(c.duration for c in by_lang[lang]) / 3600 for lang in langs}, alpha)
-    logger.info("language sampling (alpha %.2f): %s", alpha, "  ".join(f"{lang} {weights[lang]:.1%}" for lang in langs))
-    streams = [CutSet.from_cuts(by_lang[lang]).repeat() for lang in langs]
-    return CutSet.mux(*streams, weights=[weights[lang] for lang in langs], seed=seed)
+    weights: dict[tuple[str, bool], float] = {}
+    for untranscribed in (False, True):
+        mine = {lang: sum(c.duration for c in group) / 3600 for (lang, u), group in groups.items() if u == untranscribed}
+        share = 1.0 if unlabeled_share is None else (unlabeled_share if untranscribed else 1 - unlabeled_share)
+        if mine and share > 0:
+            weights.update({(lang, untranscribed): share * w for lang, w in language_weights(mine, alpha).items()})
+    keys = sorted(weights)
+    logger.info("language sampling (alpha %.2f): %s", alpha, "  ".join(
+        f"{lang}{' untranscribed' if u else ''} {weights[lang, u]:.1%}" for lang, u in keys))
+    streams = [CutSet.from_cuts(groups[key]).repeat() for key in keys]
+    return CutSet.mux(*streams, weights=[weights[key] for key in keys], seed=seed)

@@ -266,3 +266,35 @@ def test_cli_unknown_language_lists_supported(tmp_path):
     result = CliRunner().invoke(main, ["--langs", "en xx", "--size", "tiny", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert "Error: unsupported language 'xx'; choose from: en de es it fr ru pl cs" in result.stderr
+
+
+def test_the_untranscribed_pool_has_new_sentences_and_voices_and_no_text(corpus):
+    pool = corpus / build.UNLABELED
+    assert not (pool / "text").exists() and (pool / build.WITHHELD_TEXT).is_file()
+    utts = [u for u, _ in read_table(pool / "utt2spk")]
+    assert utts == [u for u, _ in read_table(pool / build.WITHHELD_TEXT)] and len(utts) >= 4
+    assert {lang for _, lang in read_table(pool / "utt2lang")} == set(LANGS)
+    variants = {spk.split("-")[1].split("p")[0] for spk, _ in read_table(pool / "spk2utt")}
+    assert variants <= set(SPLIT_VARIANTS[build.UNLABELED])
+    withheld = {t for _, t in read_table(pool / build.WITHHELD_TEXT)}
+    for split in SPLITS:
+        assert not withheld & {t for _, t in read_table(corpus / split / "text")}
+        assert not set(SPLIT_VARIANTS[build.UNLABELED]) & set(SPLIT_VARIANTS[split])
+
+
+def test_unseen_languages_only_in_their_own_splits(corpus):
+    summary = json.loads((corpus / "corpus.json").read_text())
+    assert summary["unseen_langs"] == ["pl", "cs"]
+    for split in build.UNSEEN_SPLITS:
+        assert {lang for _, lang in read_table(corpus / split / "utt2lang")} == {"pl", "cs"}
+        assert set(summary["splits"][split]) == {"pl", "cs"}
+    for split in SPLITS:
+        assert {lang for _, lang in read_table(corpus / split / "utt2lang")} == set(LANGS)
+
+
+def test_sizes_without_pool_or_unseen_languages_leave_those_splits_out(tmp_path):
+    size = build.corpus_size("tiny", unlabeled_hours=0, unseen_minutes=0)
+    build_corpus(tmp_path / "c", ["en"], size, seed=1, num_jobs=1)
+    assert sorted(p.name for p in (tmp_path / "c").iterdir() if p.is_dir()) == ["dev", "test", "train", "wav"]
+    with pytest.raises(ConfigError, match="--unlabeled-hours must be 0 or more"):
+        build.corpus_size("tiny", unlabeled_hours=-1)
