@@ -168,16 +168,27 @@ if runs 5; then
     --lid-weight "$lid_weight" --train-config "conf/train/baseline_$preset.yaml" "$exp/baseline"
 fi
 
+manifests=$data/manifests
+test_sets=$manifests/test_cuts.jsonl.gz   # with the unseen languages' test set, when prepared
+dev_sets=$manifests/dev_cuts.jsonl.gz
+if [ -f "$manifests/test_unseen_cuts.jsonl.gz" ]; then test_sets="$test_sets $manifests/test_unseen_cuts.jsonl.gz"; fi
+if [ -f "$manifests/dev_unseen_cuts.jsonl.gz" ]; then dev_sets="$dev_sets $manifests/dev_unseen_cuts.jsonl.gz"; fi
+
 if runs 6; then
-  # Stage 6: decode the test set with every model (a teacher: its own language's utterances),
-  # and with the student also by prefix beam and WFST (lexicon + 3-gram).
-  step decode "$teachers $exp/student $exp/baseline" -- decode "{item}" "$data/manifests/test_cuts.jsonl.gz"
-  step decode-beam "ctc-prefix-beam wfst" -- decode "$exp/student" "$data/manifests/test_cuts.jsonl.gz" \
+  # Stage 6: calibrate the student's and the baseline's rejection of unseen languages on dev,
+  # then decode the test set (and the unseen languages' one) with every model (a teacher: its own
+  # language's utterances), and with the student also by prefix beam and WFST (lexicon + 3-gram).
+  # shellcheck disable=SC2086
+  step calibrate "$exp/student $exp/baseline" -- calibrate-lid "{item}" $dev_sets
+  # shellcheck disable=SC2086
+  step decode "$teachers $exp/student $exp/baseline" -- decode "{item}" $test_sets --name test
+  step decode-beam "ctc-prefix-beam wfst" -- decode "$exp/student" "$manifests/test_cuts.jsonl.gz" \
     --method "{item}"
 fi
 
 if runs 7; then
-  # Stage 7: score every decode dir, then one table: teachers vs student vs no-KD baseline.
+  # Stage 7: score every decode dir, then one table: teachers vs student vs no-KD baseline
+  # (error rates on the trained languages; unseen speech counts for rejection only).
   dirs=""
   for model in $teachers $exp/student $exp/baseline; do dirs="$dirs $model/decode_test_ctc-greedy"; done
   # shellcheck disable=SC2086

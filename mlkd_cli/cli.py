@@ -24,6 +24,7 @@ COMMANDS = {
     "slurm": "mlkd_cli.commands.slurm:slurm",
     "upgrade-model": "mlkd_cli.commands.upgrade_model:upgrade_model",
     "teacher-info": "mlkd_cli.commands.teacher_info:teacher_info",
+    "calibrate-lid": "mlkd_cli.commands.calibrate_lid:calibrate_lid",
 }
 
 

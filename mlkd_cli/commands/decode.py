@@ -26,6 +26,11 @@ import click
 @click.option("--wfst-beam", type=float, default=16.0, help="WFST search beam.")
 @click.option("--max-active", type=int, default=7000, help="WFST search: most active states per frame.")
 @click.option("--acoustic-scale", type=float, default=1.0, help="WFST search: weight of the log-probs vs the graph.")
+@click.option("--unknown-threshold", type=float,
+              help="Write `unknown` for speech whose --unknown-score is below this (0: never)  "
+                   "[default: from OUTPUT_DIR/lid_calibration.json, made by `mlkd calibrate-lid`, if any]")
+@click.option("--unknown-score", type=click.Choice(["lid", "lid-x-ctc"]), default="lid",
+              help="With --unknown-threshold: the language posterior, or that times the transcript's CTC confidence.")
 @click.option("--name", help="Name of the decode dir: decode_<name>_<method> (default: from the inputs).")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where decode_<name>_<method>/ (and WFST graphs) go, e.g. for a read-only model dir  [default: MODEL_DIR]")
@@ -34,7 +39,7 @@ import click
 @click.option("-f", "--force", is_flag=True, help="Decode again over a decode dir of another model, inputs or settings.")
 def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lang: str, max_duration: float,
            chunk: float, overlap: float, threads: int, int8: bool, graph: str, lm_order: int, wfst_beam: float,
-           max_active: int, acoustic_scale: float, name: str | None, output_dir: Path | None, graph_dir: Path | None,
+           max_active: int, acoustic_scale: float, unknown_threshold: float | None, unknown_score: str, name: str | None, output_dir: Path | None, graph_dir: Path | None,
            force: bool) -> None:
     """Transcribe INPUTs (cuts manifests, Kaldi data dirs, audio files, globs, list files of
     audio paths) with the model of MODEL_DIR; results go to MODEL_DIR/decode_<name>_<method>/
@@ -44,6 +49,9 @@ def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lan
     A list file (.list, .lst, .txt) names one audio file per line (# starts a comment);
     relative paths in it are relative to the current directory, as on the command line,
     not to the list file. `-` (standard input) is not supported yet.
+
+    A model calibrated by `mlkd calibrate-lid` writes `unknown` as the language (and no text)
+    for speech in none of its languages; its posteriors stay in hyps.jsonl.
 
     For audio files each result is also printed as `path<TAB>language<TAB>text`. An input
     that cannot be decoded (no such file, not a regular file, empty, not audio, too short)
@@ -66,7 +74,8 @@ def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lan
     lang = normalize_language(lang) or lang
     config = DecodeConfig(method=method, beam=beam, lang=lang, max_duration=max_duration, chunk=chunk,
                           overlap=overlap, threads=threads, quantize="int8" if int8 else "", graph=graph,
-                          lm_order=lm_order, wfst_beam=wfst_beam, max_active=max_active, acoustic_scale=acoustic_scale)
+                          lm_order=lm_order, wfst_beam=wfst_beam, max_active=max_active, acoustic_scale=acoustic_scale,
+                          unknown_threshold=unknown_threshold, unknown_score=unknown_score)
     resolved = resolve_inputs(list(inputs))
     summary = run_decode(model_dir, resolved, config, name=name, argv=["mlkd", *sys.argv[1:]], output_dir=output_dir,
                          graph_dir=graph_dir, force=force)

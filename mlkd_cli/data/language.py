@@ -9,6 +9,8 @@ import pycountry
 
 from mlkd_cli.errors import DataError
 
+UNKNOWN = "unknown"  # the language of speech a model rejects: none it was trained on (`mlkd calibrate-lid`)
+
 VALID_FORMS = (
     "an ISO 639-1 code (en), an ISO 639-3 code (eng) or an English name (English), "
     "optionally with a region or script (en-US, en_us, zh-CN)"

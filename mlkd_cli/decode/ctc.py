@@ -17,6 +17,15 @@ def greedy_search(log_probs: np.ndarray) -> list[int]:
     return collapse(log_probs.argmax(axis=-1).tolist())
 
 
+def greedy_confidence(log_probs: np.ndarray) -> float:
+    """Mean posterior of the tokens the greedy path emits (0 when it emits none)."""
+    best = log_probs.argmax(axis=-1)
+    emitted = (best != BLANK_ID) & np.concatenate([[True], best[1:] != best[:-1]])
+    if not emitted.any():
+        return 0.0
+    return float(np.exp(log_probs.max(axis=-1)[emitted]).mean())
+
+
 def restrict_tokens(log_probs: np.ndarray, allowed: list[int]) -> np.ndarray:
     """Log-probabilities with every token outside ``allowed`` (and the blank) impossible."""
     mask = np.full(log_probs.shape[-1], NEG_INF, dtype=log_probs.dtype)

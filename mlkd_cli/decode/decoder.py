@@ -20,9 +20,11 @@ import numpy as np
 import torch
 
 from mlkd_cli.data.features import downmix, fbank_extractor
+from mlkd_cli.data.language import UNKNOWN
 from mlkd_cli.decode.chunks import Window, plan_windows
-from mlkd_cli.decode.ctc import greedy_search, prefix_beam_search, restrict_tokens
+from mlkd_cli.decode.ctc import greedy_confidence, greedy_search, prefix_beam_search, restrict_tokens
 from mlkd_cli.decode.inputs import Item
+from mlkd_cli.decode.rejection import SCORES, Rejection
 from mlkd_cli.errors import ConfigError
 from mlkd_cli.experiment.model_dir import ModelDir, load_model_dir
 from mlkd_cli.log import progress_bar
@@ -47,6 +49,9 @@ class DecodeConfig:
     wfst_beam: float = 16.0
     max_active: int = 7000
     acoustic_scale: float = 1.0
+    # Flag speech of no trained language `unknown` (see mlkd_cli.decode.rejection); None: never.
+    unknown_threshold: Optional[float] = None
+    unknown_score: str = "lid"
 
     # (field, the option that sets it, its least value, whether that value itself is allowed).
     # A chunk under a second would decode in windows too short to carry any context.
@@ -70,6 +75,8 @@ class DecodeConfig:
             value = getattr(self, field)
             if not (value >= least if inclusive else value > least):  # also refuses NaN
                 raise ConfigError(f"{option} {value}: must be {'at least' if inclusive else 'over'} {least}")
+        if self.unknown_score not in SCORES:
+            raise ConfigError(f"rejection score {self.unknown_score!r} is not one of {', '.join(SCORES)}")
         if not 0 <= self.overlap < self.chunk / 2:
             raise ConfigError(f"--overlap {self.overlap}: must be at least 0 and under half of --chunk ({self.chunk})")
 
@@ -99,6 +106,7 @@ class Result:
     language_posteriors: Optional[dict[str, float]]
     duration: float
     processing_time: float
+    confidence: Optional[float] = None  # mean posterior of the greedy path's emitted tokens
 
 
 class Decoder:
@@ -111,6 +119,9 @@ class Decoder:
         self.forced = self._forced_language()
         self.allowed = loaded.tokenizer.language_tokens(config.lang) if config.lang else None
         self.search = search or self._ctc_search
+        self.rejection = None
+        if config.unknown_threshold is not None and loaded.languages and not config.lang:
+            self.rejection = Rejection(config.unknown_threshold, config.unknown_score)
 
     def _forced_language(self) -> Optional[torch.Tensor]:
         lang, known = self.config.lang, self.loaded.languages
@@ -157,9 +168,13 @@ class Decoder:
             if self.allowed is not None:
                 matrix = restrict_tokens(matrix, self.allowed)
             language, post = self._language(lid.get(i))
-            text = self.search(matrix, language)
+            confidence = greedy_confidence(matrix)
+            if self.rejection is not None and self.rejection.rejects(post, confidence):
+                language, text = UNKNOWN, ""  # not the nearest trained language's transcript
+            else:
+                text = self.search(matrix, language)
             results.append(Result(item.id, text, language, post, item.cut.duration,
-                                  spent[i] + time.perf_counter() - start))
+                                  spent[i] + time.perf_counter() - start, round(confidence, 6)))
         return results
 
     def _batches(self, segments: list[Segment]):

@@ -25,7 +25,9 @@ from mlkd_cli.config import dump_yaml
 from mlkd_cli.data.text import normalize_transcript
 from mlkd_cli.decode.decoder import DecodeConfig, Decoder, Result, load_for_decoding
 from mlkd_cli.decode.graphs import wfst_search
+from mlkd_cli.data.language import UNKNOWN
 from mlkd_cli.decode.inputs import Inputs, Item
+from mlkd_cli.decode.rejection import CALIBRATION, read_calibration
 from mlkd_cli.decode.wfst import SearchConfig
 from mlkd_cli.experiment.model_dir import ModelDir
 from mlkd_cli.fsutil import atomic_write_text, stat_digest
@@ -62,14 +64,17 @@ def make_search(loaded: ModelDir, graph_root: Path, config: DecodeConfig) -> Opt
 
 def run_decode(model_dir: Path, inputs: Inputs, config: DecodeConfig, name: Optional[str] = None,
                argv: Optional[list[str]] = None, output_dir: Optional[Path] = None,
-               graph_dir: Optional[Path] = None, force: bool = False) -> DecodeSummary:
+               graph_dir: Optional[Path] = None, force: bool = False, apply_calibration: bool = True) -> DecodeSummary:
     """Decode ``inputs`` with the model of ``model_dir``; write and return the results
-    (read back from the decode dir when it is up to date)."""
+    (read back from the decode dir when it is up to date). With ``apply_calibration`` a
+    calibrated rejection rule beside the decodes applies (see :func:`with_calibrated_rejection`)."""
     if config.threads:
         torch.set_num_threads(config.threads)
     loaded = load_for_decoding(model_dir, config.quantize)
     items = _references_as_in_training(_own_language_only(inputs.items, loaded), loaded)
     out_root = Path(output_dir) if output_dir is not None else Path(model_dir)
+    if apply_calibration:
+        config = with_calibrated_rejection(config, loaded, out_root)
     out_dir = out_root / decode_dir_name(name or inputs.name, config)
     record = new_record("decode", {"model": file_input(loaded.weights), "inputs": items_input(items)},
                         _recorded_config(config), argv)
@@ -91,9 +96,26 @@ def run_decode(model_dir: Path, inputs: Inputs, config: DecodeConfig, name: Opti
     return summary
 
 
+def with_calibrated_rejection(config: DecodeConfig, loaded: ModelDir, out_root: Path) -> DecodeConfig:
+    """``config`` with the rejection rule of ``out_root/lid_calibration.json`` when it has none of its own
+    and the model predicts the language."""
+    if config.unknown_threshold is not None or not loaded.languages or config.lang:
+        return config
+    rejection = read_calibration(out_root, loaded.weights)
+    if rejection is None:
+        return config
+    logger.info("rejecting speech of no trained language as %s: %s score below %.4f (%s)", UNKNOWN, rejection.score,
+                rejection.threshold, out_root / CALIBRATION)
+    return dataclasses.replace(config, unknown_threshold=rejection.threshold, unknown_score=rejection.score)
+
+
 def _recorded_config(config: DecodeConfig) -> dict:
-    """The settings that change results (threads do not)."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if k != "threads"}
+    """The settings that change results (threads do not; rejection only when there is one, so that
+    decodes made before rejection existed stay up to date)."""
+    recorded = {k: v for k, v in dataclasses.asdict(config).items() if k != "threads"}
+    if config.unknown_threshold is None:
+        del recorded["unknown_threshold"], recorded["unknown_score"]
+    return recorded
 
 
 def items_input(items: list[Item]) -> dict[str, str]:

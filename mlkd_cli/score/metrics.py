@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from mlkd_cli.data.language import UNKNOWN
 from mlkd_cli.score.alignment import ErrorCounts, align, characters, count_errors, primary_metric, words
 
 
@@ -87,21 +88,50 @@ def score_languages(utts: Sequence[UttScore]) -> tuple[LangScore, dict[str, Lang
 
 @dataclass(frozen=True)
 class LidScore:
-    """Language identification over utterances with both a reference and a predicted language."""
+    """Language identification over utterances with both a reference and a predicted language.
+
+    Utterances in languages the model was trained on (``trained``; all, when that is not
+    known) count towards accuracy; those in other (unseen) languages are right only when
+    rejected as ``unknown``. Rejection rates: of trained-language utterances wrongly flagged
+    ``unknown``, and of unseen-language ones flagged.
+    """
 
     confusion: dict[str, dict[str, int]]  # reference language → predicted language → utterances
+    trained: tuple[str, ...] = ()
+
+    def is_trained(self, lang: str) -> bool:
+        return not self.trained or lang in self.trained
+
+    def _sum(self, trained: bool, predicted: str | None = None) -> int:
+        return sum(sum(row.values()) if predicted is None else row.get(predicted, 0)
+                   for ref, row in self.confusion.items() if self.is_trained(ref) == trained)
 
     @property
     def num_utts(self) -> int:
-        return sum(sum(row.values()) for row in self.confusion.values())
+        """Utterances in trained languages."""
+        return self._sum(True)
 
     @property
     def correct(self) -> int:
-        return sum(row.get(lang, 0) for lang, row in self.confusion.items())
+        return sum(row.get(lang, 0) for lang, row in self.confusion.items() if self.is_trained(lang))
 
     @property
-    def accuracy(self) -> float:
-        return self.correct / self.num_utts
+    def accuracy(self) -> float | None:
+        return self.correct / self.num_utts if self.num_utts else None
+
+    @property
+    def num_unseen(self) -> int:
+        return self._sum(False)
+
+    @property
+    def false_rejection(self) -> float | None:
+        """Share of trained-language utterances flagged ``unknown``."""
+        return self._sum(True, UNKNOWN) / self.num_utts if self.num_utts else None
+
+    @property
+    def unseen_rejection(self) -> float | None:
+        """Share of unseen-language utterances flagged ``unknown``; None without any."""
+        return self._sum(False, UNKNOWN) / self.num_unseen if self.num_unseen else None
 
     def language_accuracy(self, lang: str) -> float | None:
         row = self.confusion.get(lang)
@@ -109,19 +139,21 @@ class LidScore:
 
     def to_dict(self) -> dict:
         return {"accuracy": self.accuracy, "correct": self.correct, "num_utts": self.num_utts,
-                "confusion": self.confusion}
+                "confusion": self.confusion, "trained_languages": list(self.trained),
+                "rejection": {"trained_flagged": self.false_rejection, "unseen_flagged": self.unseen_rejection,
+                              "num_unseen": self.num_unseen}}
 
     @classmethod
     def from_dict(cls, data: dict) -> LidScore:
-        return cls(data["confusion"])
+        return cls(data["confusion"], tuple(data.get("trained_languages", ())))
 
 
-def score_lid(utts: Iterable[UttScore]) -> LidScore | None:
-    """None when no utterance has both languages."""
+def score_lid(utts: Iterable[UttScore], trained: Sequence[str] = ()) -> LidScore | None:
+    """None when no utterance has both languages; ``trained``: the model's languages (empty: all)."""
     confusion: dict[str, Counter[str]] = defaultdict(Counter)
     for u in utts:
         if u.lang and u.pred_lang:
             confusion[u.lang][u.pred_lang] += 1
     if not confusion:
         return None
-    return LidScore({ref: dict(sorted(row.items())) for ref, row in sorted(confusion.items())})
+    return LidScore({ref: dict(sorted(row.items())) for ref, row in sorted(confusion.items())}, tuple(trained))

@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlkd_cli.score.confusion import CONFUSION_PNG, plot_confusion
 from mlkd_cli.score.metrics import LangScore, LidScore, UttScore, score_languages, score_lid, score_utterance
 from mlkd_cli.score.reading import DecodeInputs, load_inputs
 from mlkd_cli.score.tables import format_errs, format_summary, hypotheses
@@ -75,12 +76,24 @@ class ScoreReport:
 
 
 def score_inputs(decode_dir: Path, inputs: DecodeInputs) -> tuple[ScoreReport, list[UttScore]]:
-    """Score every reference utterance; the report and the per-utterance scores."""
+    """Score every reference utterance; the report and the per-utterance scores.
+
+    Utterances in languages the model was not trained on (stats.json's ``languages``) count
+    for language-ID rejection only, not for error rates.
+    """
     utts = [
         score_utterance(utt, text, inputs.hyps.get(utt), inputs.ref_langs.get(utt),
                         inputs.pred_langs.get(utt) if utt in inputs.hyps else None)
         for utt, text in inputs.refs.items()
     ]
+    trained = [lang for lang in inputs.stats.get("languages") or [] if lang]
+    lid = score_lid(utts, trained)
+    if trained:
+        unseen = sorted({u.lang for u in utts if u.lang and u.lang not in trained})
+        if unseen:
+            logger.info("%s: utterances in %s, which the model was not trained on, count for language-ID "
+                        "rejection only", decode_dir, ", ".join(unseen))
+        utts = [u for u in utts if not u.lang or u.lang in trained]
     overall, languages = score_languages(utts)
     num_parameters = inputs.stats.get("num_parameters")
     report = ScoreReport(
@@ -91,7 +104,7 @@ def score_inputs(decode_dir: Path, inputs: DecodeInputs) -> tuple[ScoreReport, l
         inputs=[str(p) for p in inputs.files],
         overall=overall,
         languages=languages,
-        lid=score_lid(utts),
+        lid=lid,
         missing=[u.utt_id for u in utts if u.hyp is None],
         extra=[utt for utt in inputs.hyps if utt not in inputs.refs],
     )
@@ -113,7 +126,9 @@ def score_decode_dir(decode_dir: str | Path, ref: Path | None = None, ref_lang: 
         (out / "wer_summary").write_text(format_summary(report), encoding="utf-8")
         (out / "score.json").write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n",
                                         encoding="utf-8")
-    logger.info("%s: wrote errs.txt, wer_summary, score.json", decode_dir)
+        if report.lid:
+            plot_confusion(report.lid, out / CONFUSION_PNG, f"{report.model_name}: {decode_dir.name}")
+    logger.info("%s: wrote errs.txt, wer_summary, score.json%s", decode_dir, f", {CONFUSION_PNG}" if report.lid else "")
     return report
 
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 from rich.table import Table
 
 from mlkd_cli.score.alignment import BLANK, percent, primary_metric
+from mlkd_cli.score.confusion import confusion_labels
+from mlkd_cli.data.language import UNKNOWN
 from mlkd_cli.score.metrics import LidScore, UttScore
 
 if TYPE_CHECKING:
@@ -74,16 +76,30 @@ def format_summary(report: ScoreReport) -> str:
                      f"{primary}  {s.num_utts} utts")
     if report.lid:
         lid = report.lid
-        lines += [f"%LID {percent(lid.accuracy)} [ {lid.correct} / {lid.num_utts} correct ]", "",
-                  *_confusion_lines(lid)]
+        lines += [f"%LID {percent(lid.accuracy)} [ {lid.correct} / {lid.num_utts} correct ]"]
+        if (rejection := rejection_line(lid)) is not None:
+            lines.append(rejection)
+        lines += ["", *_confusion_lines(lid)]
     return "\n".join(lines) + "\n"
 
 
+def rejection_line(lid: LidScore) -> str | None:
+    """How often speech was flagged ``unknown``: wrongly (trained languages) and rightly (unseen ones)."""
+    if lid.unseen_rejection is None and not lid.false_rejection:
+        return None
+    unseen = (f"{percent(lid.unseen_rejection)}% of {lid.num_unseen} unseen-language utterances"
+              if lid.unseen_rejection is not None else "no unseen-language utterances")
+    return (f"rejected as unknown: {unseen}; {percent(lid.false_rejection)}% of {lid.num_utts} "
+            "trained-language utterances (wrongly)")
+
+
 def _confusion_lines(lid: LidScore) -> list[str]:
-    """Plain-text confusion matrix, rows reference and columns predicted languages."""
-    labels = sorted(set(lid.confusion) | {p for row in lid.confusion.values() for p in row})
+    """Plain-text confusion matrix, rows reference and columns predicted languages (``unknown`` last)."""
+    refs, labels = confusion_labels(lid)
+    if not any(UNKNOWN in row for row in lid.confusion.values()):
+        labels = labels[:-1]
     rows = [["ref\\hyp", *labels]]
-    rows += [[ref, *(str(row.get(p, 0)) for p in labels)] for ref, row in lid.confusion.items()]
+    rows += [[ref, *(str(lid.confusion[ref].get(p, 0)) for p in labels)] for ref in refs]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["LID confusion (rows: reference language, columns: predicted language)",
             *("  ".join([row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:]))])
@@ -102,6 +118,8 @@ def report_table(report: ScoreReport) -> Table:
             lid = report.lid.accuracy if name == "all" else report.lid.language_accuracy(name)
         table.add_row(name, str(s.num_utts), percent(s.words.rate), percent(s.chars.rate),
                       s.primary.upper() if s.primary else BLANK, percent(lid))
+    if report.lid and (rejection := rejection_line(report.lid)) is not None:
+        table.caption = rejection
     return table
 
 
@@ -115,6 +133,8 @@ class ComparisonRow:
     rates: dict[str, float | None]  # language → primary error rate, for languages with hypotheses
     average: float | None  # mean of the primary rates; None unless the model covers every language
     lid_accuracy: float | None
+    false_rejection: float | None = None  # trained-language utterances flagged unknown
+    unseen_rejection: float | None = None  # unseen-language utterances flagged unknown
 
 
 @dataclass(frozen=True)
@@ -130,17 +150,26 @@ class Comparison:
             return (primary_metric(lang) if self.metric == "primary" else self.metric).upper()
 
         average = "Avg %ER" if self.metric == "primary" else f"Avg %{self.metric.upper()}"
-        return ["Model", "Params", *(f"{lang} %{name(lang)}" for lang in self.languages), average, "%LID"]
+        rejection = ["%Unseen→unk", "%Trained→unk"] if self.has_rejection else []
+        return ["Model", "Params", *(f"{lang} %{name(lang)}" for lang in self.languages), average, "%LID", *rejection]
+
+    @property
+    def has_rejection(self) -> bool:
+        """Some decode dir holds speech in languages its model was not trained on."""
+        return any(row.unseen_rejection is not None for row in self.rows)
 
     def cells(self) -> list[list[str]]:
         return [[row.label, format_params(row.num_parameters),
                  *(percent(row.rates.get(lang)) for lang in self.languages),
-                 percent(row.average), percent(row.lid_accuracy)] for row in self.rows]
+                 percent(row.average), percent(row.lid_accuracy),
+                 *([percent(row.unseen_rejection), percent(row.false_rejection)] if self.has_rejection else [])]
+                for row in self.rows]
 
 
 def compare(reports: Sequence[ScoreReport], metric: str = "primary") -> Comparison:
     """Per language each model's error rate (``metric``: the language's primary one, "wer" or
-    "cer"), its average over languages, LID accuracy and size.
+    "cer"), its average over languages, LID accuracy, size and, where the decode dirs hold
+    speech of unseen languages, how much of it and of the trained languages became ``unknown``.
 
     A language counts for a model when it has a hypothesis for at least one of its utterances;
     the average is the unweighted mean over the table's languages and is left blank for a model
@@ -155,7 +184,9 @@ def compare(reports: Sequence[ScoreReport], metric: str = "primary") -> Comparis
         values = [rates.get(lang) for lang in languages]
         average = sum(values) / len(values) if values and None not in values else None
         label = r.model_name if names[r.model_name] == 1 else f"{r.model_name} ({Path(r.decode_dir).name})"
-        rows.append(ComparisonRow(label, r.num_parameters, rates, average, r.lid.accuracy if r.lid else None))
+        lid = r.lid
+        rows.append(ComparisonRow(label, r.num_parameters, rates, average, lid.accuracy if lid else None,
+                                  lid.false_rejection if lid else None, lid.unseen_rejection if lid else None))
     return Comparison(languages, rows, metric)
 
 

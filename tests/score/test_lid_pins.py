@@ -20,7 +20,9 @@ def test_accuracy_counts_diagonal_entries_only():
     assert (lid.correct, lid.num_utts) == (3, 6)  # 1 de + 2 en, not 3 + 2 "most frequent"
     assert lid.accuracy == pytest.approx(0.5)
     assert lid.language_accuracy("de") == pytest.approx(0.25) and lid.language_accuracy("en") == 1.0
-    assert lid.to_dict() == {"accuracy": 0.5, "correct": 3, "num_utts": 6, "confusion": lid.confusion}
+    assert lid.to_dict() == {"accuracy": 0.5, "correct": 3, "num_utts": 6, "confusion": lid.confusion,
+                             "trained_languages": [], "rejection": {"trained_flagged": 0.0, "unseen_flagged": None,
+                                                                    "num_unseen": 0}}
 
 
 def test_a_language_never_predicted_right_scores_zero():
