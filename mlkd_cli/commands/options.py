@@ -9,12 +9,13 @@ import click
 
 
 def training_options(command):
-    """--train-config, --max-steps, --precision, --train-set, --dev-set, --force."""
+    """--train-config, --max-steps, --precision, --seed, --train-set, --dev-set, --force."""
     for option in reversed([
         click.option("--train-config", type=click.Path(dir_okay=False, path_type=Path),
                      help="Training YAML, e.g. conf/train/teacher_demo.yaml (default: built-in defaults)."),
         click.option("--max-steps", type=int, help="Override the number of updates."),
         click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Override the precision."),
+        click.option("--seed", type=int, help="Override the seed (initialisation, batches, augmentation)."),
         click.option("--train-set", default="train"),
         click.option("--dev-set", default="dev"),
         click.option("-f", "--force", is_flag=True, help="Start afresh over a run of other inputs or config."),
@@ -23,10 +24,10 @@ def training_options(command):
     return command
 
 
-def load_train_config(path: Path | None, max_steps: int | None, precision: str | None):
+def load_train_config(path: Path | None, max_steps: int | None, precision: str | None, seed: int | None = None):
     from mlkd_cli.config import load_yaml
     from mlkd_cli.experiment.config import TrainConfig
 
     train = load_yaml(TrainConfig, path) if path else TrainConfig()
-    overrides = {k: v for k, v in {"max_steps": max_steps, "precision": precision}.items() if v is not None}
+    overrides = {k: v for k, v in {"max_steps": max_steps, "precision": precision, "seed": seed}.items() if v is not None}
     return dataclasses.replace(train, **overrides)

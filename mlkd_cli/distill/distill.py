@@ -117,7 +117,8 @@ class DistillTask(nn.Module):
                     student_map = out.attention[s - 1][t.index, :, :length, :length]
                     attention = attention + share * attention_kd_loss(student_map, t.attention[k], t.lengths) / len(per_layer)
             if kd.kl_weight > 0:
-                kl = kl + share * posterior_kl_loss(out.log_probs[t.index, :length], t.log_probs, t.lengths, kd.kl_temperature)
+                kl = kl + share * posterior_kl_loss(out.log_probs[t.index, :length], t.log_probs, t.lengths,
+                                                    kd.kl_temperature, kd.kl_blank_weight)
         terms = {"kd": sum(w * loss for w, loss in zip(self.layers.weights, per_layer))}
         terms.update({f"kd.l{s}": loss for s, loss in zip(self.layers.student, per_layer)})
         if kd.ctc_weight > 0:  # on the transcribed utterances only

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from mlkd_cli.data.tokenizer import BLANK_ID
 from mlkd_cli.models.conformer import valid_mask
 
 
@@ -25,19 +26,26 @@ def hidden_kd_loss(student: torch.Tensor, teacher: torch.Tensor, lengths: torch.
 
 
 def posterior_kl_loss(
-    student_log_probs: torch.Tensor, teacher_log_probs: torch.Tensor, lengths: torch.Tensor, temperature: float
+    student_log_probs: torch.Tensor, teacher_log_probs: torch.Tensor, lengths: torch.Tensor, temperature: float,
+    blank_weight: float = 1.0,
 ) -> torch.Tensor:
-    """T² · KL(p_t^T ‖ p_s^T) per frame, averaged over valid frames.
+    """T² · KL(p_t^T ‖ p_s^T) per frame, a weighted average over valid frames.
 
     Softening a log-softmax by T is the same as softening the logits (the normaliser is a
     constant per frame), so the models' CTC log-probabilities serve as they are. The T² factor
-    keeps the gradient's scale independent of T (Hinton et al., 2015).
+    keeps the gradient's scale independent of T (Hinton et al., 2015). Frames the teacher
+    assigns to blank (its most likely token) weigh ``blank_weight``, the others 1: CTC
+    posteriors are mostly blank, which can drown the frames that carry the tokens
+    (blank-frame selection, arXiv 2506.01503, is ``blank_weight`` 0).
     """
-    mask = valid_mask(lengths, student_log_probs.size(1))
+    weights = valid_mask(lengths, student_log_probs.size(1)).float()
+    if blank_weight != 1.0:
+        blank = teacher_log_probs.argmax(-1) == BLANK_ID
+        weights = weights * torch.where(blank, blank_weight, 1.0)
     s = F.log_softmax(student_log_probs.float() / temperature, dim=-1)
     t = F.log_softmax(teacher_log_probs.float() / temperature, dim=-1)
     kl = (t.exp() * (t - s)).sum(-1)
-    return temperature**2 * (kl * mask).sum() / mask.sum().clamp(min=1)
+    return temperature**2 * (kl * weights).sum() / weights.sum().clamp(min=1e-6)
 
 
 def attention_kd_loss(student: torch.Tensor, teacher: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

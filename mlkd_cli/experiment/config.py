@@ -82,6 +82,9 @@ class KdConfig:
     ctc_weight: float = 0.0  # CTC on the transcripts
     kl_weight: float = 0.0  # teacher → student CTC posteriors
     kl_temperature: float = 2.0
+    # Weight of frames the teacher assigns to blank in the KL average (others weigh 1); 0: the
+    # KL runs over the teacher's token frames only (blank-frame selection).
+    kl_blank_weight: float = dataclasses.field(default=1.0, metadata=ADDED)
     attention_weight: float = 0.0  # head-averaged attention maps (needs on-the-fly targets)
     targets: str = "cached"  # teacher targets computed once to disk, or every step
     # "augmented": the teachers see the student's SpecAugmented input (on-the-fly targets only),
@@ -112,7 +115,8 @@ class KdConfig:
             raise ConfigError("kd teacher_input: augmented needs targets: on-the-fly (augmentation differs every step)")
         if self.teacher_layers and len(self.teacher_layers) != len(self.student_layers):
             raise ConfigError("kd teacher_layers needs one entry per student_layers entry")
-        if min(self.ctc_weight, self.kl_weight, self.attention_weight, self.sequence_weight) < 0 or self.kl_temperature <= 0:
+        if min(self.ctc_weight, self.kl_weight, self.attention_weight, self.sequence_weight, self.kl_blank_weight) < 0 \
+                or self.kl_temperature <= 0:
             raise ConfigError("kd weights must be >= 0 and kl_temperature > 0")
         for name in ("min_confidence", "min_vocab_coverage"):
             if not 0 <= getattr(self, name) <= 1:

@@ -12,7 +12,7 @@ from conftest import run_cli
 from mlkd_cli.decode.ctc import greedy_confidence
 from mlkd_cli.decode.rejection import CALIBRATION, Rejection, flagged_share, rejection_score, threshold_for
 from mlkd_cli.errors import ConfigError
-from mlkd_cli.score.metrics import LidScore, score_utterance
+from mlkd_cli.score.metrics import LidScore
 from mlkd_cli.score.report import score_decode_dir
 from mlkd_cli.score.tables import format_summary
 

@@ -63,6 +63,22 @@ def test_posterior_kl_with_temperature_matches_a_hand_computation():
     assert posterior_kl_loss(student, teacher, torch.tensor([1]), 1.0).item() == pytest.approx(plain, rel=1e-5)
 
 
+def test_kl_blank_weight_reweights_the_teachers_blank_frames():
+    # Frame 1: teacher says blank (0.8), frame 2: token 1 (0.8); the student is uniform over 2 tokens.
+    teacher = torch.tensor([[[0.8, 0.2], [0.2, 0.8]]]).log()
+    student = torch.full((1, 2, 2), 0.5).log()
+    kl = 0.8 * math.log(0.8 / 0.5) + 0.2 * math.log(0.2 / 0.5)  # the same on both frames
+    lengths = torch.tensor([2])
+    assert posterior_kl_loss(student, teacher, lengths, 1.0, blank_weight=1.0).item() == pytest.approx(kl, rel=1e-5)
+    assert posterior_kl_loss(student, teacher, lengths, 1.0, blank_weight=0.0).item() == pytest.approx(kl, rel=1e-5)
+    # distinct per-frame KLs: frame 2 of the student leans the other way
+    student = torch.tensor([[[0.5, 0.5], [0.9, 0.1]]]).log()
+    kl2 = 0.2 * math.log(0.2 / 0.9) + 0.8 * math.log(0.8 / 0.1)
+    got = posterior_kl_loss(student, teacher, lengths, 1.0, blank_weight=0.25).item()
+    assert got == pytest.approx((0.25 * kl + kl2) / 1.25, rel=1e-5)
+    assert posterior_kl_loss(student, teacher, lengths, 1.0, blank_weight=0.0).item() == pytest.approx(kl2, rel=1e-5)
+
+
 def test_attention_kd_loss_compares_head_averages_on_valid_queries():
     maps = torch.softmax(torch.randn(1, 2, 3, 3), dim=-1)
     lengths = torch.tensor([2])
