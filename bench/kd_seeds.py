@@ -39,7 +39,7 @@ def main(argv: list[str]) -> None:
         label, _, path = spec.partition(":")
         systems[label].append(cer_by_language(Path(path)))
     langs = sorted(teachers)
-    print(f"test CER (%), mean ± sd over seeds; teachers: "
+    print("test CER (%), mean ± sd over seeds; teachers: "
           + "  ".join(f"{lang} {100 * teachers[lang]:.2f}" for lang in langs) + f"  avg {100 * average(teachers):.2f}")
     print("| system | seeds | " + " | ".join(langs) + " | avg | / baseline | / teachers |")
     print("|:---|---:|" + "---:|" * (len(langs) + 3))

@@ -18,6 +18,7 @@ vocab_size=500
 preset=demo      # conf/model/{,student_}$preset.yaml, conf/train/{teacher,distill,finetune,baseline}_$preset.yaml
 exp=exp
 lid_weight=3     # λ of the language-ID loss (distill, finetune, baseline)
+unlabeled=unlabeled  # untranscribed set the student is also distilled on, when prepared ("": none)
 
 . local/parse_options.sh
 if [ $# -gt 0 ]; then
@@ -131,7 +132,7 @@ if runs 1; then
   # Stage 1: validate, manifests, fbank cache, multilingual tokenizer; also the untranscribed
   # pool and the unseen-language sets when the corpus has them.
   extra_sets=""
-  for set in unlabeled dev_unseen test_unseen; do
+  for set in $unlabeled dev_unseen test_unseen; do
     if [ -d "$corpus/$set" ]; then extra_sets="$extra_sets $corpus/$set"; fi
   done
   # shellcheck disable=SC2086
@@ -147,13 +148,19 @@ fi
 
 teachers=""
 for lang in $langs; do teachers="$teachers $exp/teacher_$lang"; done
+manifests=$data/manifests
+# Is set $1 prepared, or will stage 1 of this run prepare it? (A SLURM graph is submitted before it runs.)
+prepared() { [ -f "$manifests/$1_cuts.jsonl.gz" ] || { runs 1 && [ -d "$corpus/$1" ]; }; }
+unlabeled_sets=""
+if [ -n "$unlabeled" ] && prepared "$unlabeled"; then unlabeled_sets="--unlabeled-set $unlabeled"; fi
 
 if runs 3; then
-  # Stage 3: distill every teacher into one multilingual student (each utterance from its own teacher).
+  # Stage 3: distill every teacher into one multilingual student (each utterance from its own
+  # teacher), on the transcribed training set and the untranscribed pool.
   # shellcheck disable=SC2086
   step distill -- distill --data "$data" --model-config "conf/model/student_$preset.yaml" \
     --kd-config "conf/kd/$preset.yaml" --lid-weight "$lid_weight" --train-config "conf/train/distill_$preset.yaml" \
-    $teachers "$exp/student_kd"
+    $unlabeled_sets $teachers "$exp/student_kd"
 fi
 
 if runs 4; then
@@ -168,11 +175,10 @@ if runs 5; then
     --lid-weight "$lid_weight" --train-config "conf/train/baseline_$preset.yaml" "$exp/baseline"
 fi
 
-manifests=$data/manifests
 test_sets=$manifests/test_cuts.jsonl.gz   # with the unseen languages' test set, when prepared
 dev_sets=$manifests/dev_cuts.jsonl.gz
-if [ -f "$manifests/test_unseen_cuts.jsonl.gz" ]; then test_sets="$test_sets $manifests/test_unseen_cuts.jsonl.gz"; fi
-if [ -f "$manifests/dev_unseen_cuts.jsonl.gz" ]; then dev_sets="$dev_sets $manifests/dev_unseen_cuts.jsonl.gz"; fi
+if prepared test_unseen; then test_sets="$test_sets $manifests/test_unseen_cuts.jsonl.gz"; fi
+if prepared dev_unseen; then dev_sets="$dev_sets $manifests/dev_unseen_cuts.jsonl.gz"; fi
 
 if runs 6; then
   # Stage 6: calibrate the student's and the baseline's rejection of unseen languages on dev,

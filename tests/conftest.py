@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from mlkd_cli.cli import cli
 
 TINY_LANGS = ("en", "de", "ru")
+PREPARED_SETS = ("train", "dev", "test", "unlabeled", "dev_unseen", "test_unseen")  # the `prepared` fixture's
 
 
 def pytest_configure(config):
@@ -39,8 +40,7 @@ def prepared(tiny_corpus, tmp_path_factory) -> Path:
     """`mlkd prepare` of the tiny corpus (every set) with a character tokenizer."""
     out = tmp_path_factory.mktemp("prepared") / "data"
     c = tiny_corpus
-    result = run_cli("prepare", "--tokenizer", "char", *(c / s for s in ("train", "dev", "test", "unlabeled",
-                                                                         "dev_unseen", "test_unseen")), out)
+    result = run_cli("prepare", "--tokenizer", "char", *(c / s for s in PREPARED_SETS), out)
     assert result.exit_code == 0, result.output
     return out
 

@@ -16,7 +16,7 @@ import soundfile as sf
 from lhotse import CutSet, SupervisionSet, load_manifest
 from lhotse.qa import validate
 
-from conftest import TINY_LANGS, run_cli
+from conftest import PREPARED_SETS, TINY_LANGS, run_cli
 from mlkd_cli.config import load_yaml
 from mlkd_cli.data.prepare import PrepareConfig, PreparedData
 
@@ -66,7 +66,7 @@ def test_tokenizer_tables(prepared: Path):
 def test_provenance(prepared: Path):
     stage = json.loads((prepared / "stage.json").read_text())
     assert stage["command"] == "prepare" and stage["status"] == "done"
-    assert {k.split(":")[0] for k in stage["inputs"]} == {"train", "dev", "test", "audio"}
+    assert {k.split(":")[0] for k in stage["inputs"]} == {*PREPARED_SETS, "audio"}
     assert "lhotse" in stage["versions"] and "torch" in stage["versions"]
     assert load_yaml(PrepareConfig, prepared / "config.yaml").tokenizer.type == "char"
     assert "prepare" in (prepared / "log" / "prepare.log").read_text()
@@ -79,7 +79,7 @@ def snapshot(root: Path) -> dict[str, str]:
 def test_rerun_is_up_to_date(prepared: Path, tiny_corpus: Path, caplog):
     before = snapshot(prepared)
     c = tiny_corpus
-    result = run_cli("prepare", "--tokenizer", "char", c / "train", c / "dev", c / "test", prepared)
+    result = run_cli("prepare", "--tokenizer", "char", *(c / s for s in PREPARED_SETS), prepared)
     assert result.exit_code == 0
     assert "up to date" in caplog.text
     after = snapshot(prepared)
