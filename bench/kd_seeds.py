@@ -33,7 +33,8 @@ def average(cers: dict[str, float]) -> float:
 
 def main(argv: list[str]) -> None:
     split = argv.index("--")
-    teachers = {lang: rate for t in argv[argv.index("--teachers") + 1:split] for lang, rate in cer_by_language(Path(t)).items()}
+    teachers = {lang: rate for t in argv[argv.index("--teachers") + 1:split]
+                for lang, rate in cer_by_language(Path(t)).items()}
     systems: dict[str, list[dict[str, float]]] = defaultdict(list)
     for spec in argv[split + 1:]:
         label, _, path = spec.partition(":")

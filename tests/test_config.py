@@ -41,3 +41,14 @@ def test_missing_and_invalid_yaml(tmp_path):
     (tmp_path / "bad.yaml").write_text("name: [unclosed")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_yaml(Outer, tmp_path / "bad.yaml")
+
+
+def test_command_line_overrides_of_the_training_config(tmp_path):
+    from mlkd_cli.commands.options import load_train_config
+
+    path = tmp_path / "train.yaml"
+    path.write_text("max_steps: 100\nseed: 3\nprecision: bf16\n")
+    train = load_train_config(path, max_steps=None, precision=None, seed=None)
+    assert (train.max_steps, train.seed, train.precision) == (100, 3, "bf16")
+    train = load_train_config(path, max_steps=7, precision="fp32", seed=11)
+    assert (train.max_steps, train.seed, train.precision) == (7, 11, "fp32")

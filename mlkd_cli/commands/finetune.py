@@ -24,7 +24,8 @@ from mlkd_cli.commands.options import training_options
 @training_options
 @click.argument("exp_dir", type=click.Path(file_okay=False, path_type=Path))
 def finetune(data_dir: Path, init_dir: Path | None, model_config: Path | None, lid_weight: float, lid_layer: int,
-             train_config, max_steps, precision, seed, train_set: str, dev_set: str, force: bool, exp_dir: Path) -> None:
+             train_config, max_steps, precision, seed, train_set: str, dev_set: str, force: bool,
+             exp_dir: Path) -> None:
     """Fine-tune a multilingual model for text and language: L = CTC + λ·CE(language).
 
     With --init the distilled student is the starting point; with --model-config the same

@@ -29,5 +29,6 @@ def load_train_config(path: Path | None, max_steps: int | None, precision: str |
     from mlkd_cli.experiment.config import TrainConfig
 
     train = load_yaml(TrainConfig, path) if path else TrainConfig()
-    overrides = {k: v for k, v in {"max_steps": max_steps, "precision": precision, "seed": seed}.items() if v is not None}
+    given = {"max_steps": max_steps, "precision": precision, "seed": seed}
+    overrides = {k: v for k, v in given.items() if v is not None}
     return dataclasses.replace(train, **overrides)

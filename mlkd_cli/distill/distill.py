@@ -31,12 +31,12 @@ from mlkd_cli.distill.teachers import RoutedTargets, load_teachers, own_cuts, ru
 from mlkd_cli.errors import ConfigError, DataError
 from mlkd_cli.experiment.config import DistillConfig, KdConfig
 from mlkd_cli.models import CtcModel, CtcOutput, ModelConfig, build_model, ctc_loss, greedy_decode, num_parameters
+from mlkd_cli.stage import file_input
 from mlkd_cli.teachers.base import Teacher, TeacherInputs
 from mlkd_cli.teachers.mlkd import MlkdTeacher
 from mlkd_cli.teachers.vocab import VocabMap
 from mlkd_cli.train.batches import KD_TEXT, AsrDataset, Batch
 from mlkd_cli.train.distributed import DistInfo, barrier
-from mlkd_cli.stage import file_input
 from mlkd_cli.train.runner import TrainingSetup, TrainingStage
 from mlkd_cli.train.task import Metrics, char_errors, language_ids
 
