@@ -20,8 +20,7 @@ from mlkd_cli.commands.options import training_options
 @click.argument("exp_dir", type=click.Path(file_okay=False, path_type=Path))
 def train_teacher(data_dir: Path, lang: str, model_config: Path | None, train_config: Path | None,
                   max_steps: int | None, precision: str | None, seed: int | None, train_set: str, dev_set: str,
-                  force: bool,
-                  exp_dir: Path) -> None:
+                  force: bool, exp_dir: Path) -> None:
     """Train a Conformer-CTC teacher for one language into EXP_DIR.
 
     An interrupted run in EXP_DIR resumes from its last checkpoint; a finished one with the
