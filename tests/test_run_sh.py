@@ -115,6 +115,6 @@ def test_help_lists_exactly_the_options(tmp_path):
     assert result.returncode == 0 and lines[:2] == ["local/run.sh --help", "Options (with their defaults):"]
     assert [line.split()[0] for line in lines[2:]] == [
         "--stage", "--stop-stage", "--langs", "--size", "--seed", "--nj", "--corpus", "--data", "--tokenizer",
-        "--vocab-size", "--preset", "--exp", "--lid-weight"]
+        "--vocab-size", "--preset", "--exp", "--lid-weight", "--unlabeled"]
     preset = "  --preset demo      # conf/model/{,student_}$preset.yaml, conf/train/{teacher,distill,finetune,baseline}"
     assert f"{preset}_$preset.yaml" in lines  # underscores in comments stay
