@@ -30,7 +30,7 @@ def plot_confusion(lid: LidScore, png_path: Path, title: str) -> None:
     refs, columns = confusion_labels(lid)
     counts = [[lid.confusion[ref].get(col, 0) for col in columns] for ref in refs]
     shares = [[n / max(sum(row), 1) for n in row] for row in counts]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(columns), 1.2 + 0.5 * len(refs)))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 + 0.75 * len(columns)), 1.4 + 0.5 * len(refs)))
     ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     for i, row in enumerate(counts):
         for j, n in enumerate(row):
