@@ -13,9 +13,9 @@ import click
 @click.argument("inputs", nargs=-1, required=True, metavar="DEV_INPUT...")
 @click.option("--max-false-reject", type=float, default=0.005,
               help="Most dev utterances in the model's languages that may be flagged unknown (a fraction).")
-@click.option("--score", type=click.Choice(["auto", "lid", "lid-x-ctc"]), default="auto",
-              help="lid: the language posterior; lid-x-ctc: times the transcript's CTC confidence; "
-                   "auto: the one that flags most unseen-language dev speech.")
+@click.option("--score", type=click.Choice(["auto", "lid", "lid-x-ctc", "energy"]), default="auto",
+              help="lid: the language posterior; lid-x-ctc: times the transcript's CTC confidence; energy: the "
+                   "log-sum-exp of the language-ID logits; auto: the one that flags most unseen-language dev speech.")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where lid_calibration.json (and the dev decodes) go  [default: MODEL_DIR]")
 def calibrate_lid(model_dir: Path, inputs: tuple[str, ...], max_false_reject: float, score: str,

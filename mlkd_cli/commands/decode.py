@@ -27,10 +27,11 @@ import click
 @click.option("--max-active", type=int, default=7000, help="WFST search: most active states per frame.")
 @click.option("--acoustic-scale", type=float, default=1.0, help="WFST search: weight of the log-probs vs the graph.")
 @click.option("--unknown-threshold", type=float,
-              help="Write `unknown` for speech whose --unknown-score is below this (0: never)  "
+              help="Write `unknown` for speech whose --unknown-score is below this (lid 0: never)  "
                    "[default: from OUTPUT_DIR/lid_calibration.json, made by `mlkd calibrate-lid`, if any]")
-@click.option("--unknown-score", type=click.Choice(["lid", "lid-x-ctc"]), default="lid",
-              help="With --unknown-threshold: the language posterior, or that times the transcript's CTC confidence.")
+@click.option("--unknown-score", type=click.Choice(["lid", "lid-x-ctc", "energy"]), default="lid",
+              help="With --unknown-threshold: the language posterior, that times the transcript's CTC confidence, "
+                   "or the log-sum-exp of the language-ID logits.")
 @click.option("--name", help="Name of the decode dir: decode_<name>_<method> (default: from the inputs).")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where decode_<name>_<method>/ (and WFST graphs) go, e.g. for a read-only model dir  [default: MODEL_DIR]")

@@ -36,8 +36,14 @@ def calibrate_lid(model_dir: Path, inputs: list[str], max_false_reject: float = 
     unseen: dict[str, list[float]] = {kind: [] for kind in SCORES}
     decode_dirs = []
     for spec in inputs:
-        summary = run_decode(model_dir, resolve_inputs([spec]), DecodeConfig(), argv=argv, output_dir=output_dir,
+        inputs_of = resolve_inputs([spec])
+        summary = run_decode(model_dir, inputs_of, DecodeConfig(), argv=argv, output_dir=output_dir,
                              apply_calibration=False)
+        if any(r.language_energy is None or r.confidence is None for r in summary.results):
+            logger.info("%s: decoded by an earlier mlkd, without the scores rejection needs; decoding again",
+                        summary.out_dir)
+            summary = run_decode(model_dir, inputs_of, DecodeConfig(), argv=argv, output_dir=output_dir,
+                                 apply_calibration=False, force=True)
         decode_dirs.append(str(summary.out_dir))
         ref_langs = {item.id: item.ref_lang for item in summary.items}
         for result in summary.results:
@@ -46,7 +52,8 @@ def calibrate_lid(model_dir: Path, inputs: list[str], max_false_reject: float = 
                 continue  # no reference language: neither bound
             side = trained if lang in loaded.languages else unseen
             for kind in SCORES:
-                side[kind].append(rejection_score(kind, result.language_posteriors, result.confidence))
+                side[kind].append(rejection_score(kind, result.language_posteriors, result.confidence,
+                                                  result.language_energy))
     if not trained["lid"]:
         raise ConfigError(f"{', '.join(inputs)}: no utterance in a language of the model ({', '.join(loaded.languages)}) "
                           "with a reference language (utt2lang); give the dev set")

@@ -107,6 +107,7 @@ class Result:
     duration: float
     processing_time: float
     confidence: Optional[float] = None  # mean posterior of the greedy path's emitted tokens
+    language_energy: Optional[float] = None  # log-sum-exp of the language-ID logits (models that predict it)
 
 
 class Decoder:
@@ -150,15 +151,15 @@ class Decoder:
             task = bar.add_task("decode", total=sum(item.cut.duration for item in items))
             for batch in self._batches(segments):
                 start = time.perf_counter()
-                log_probs, lengths, posteriors = self._forward([self._features(items[s.item], s.window) for s in batch])
+                log_probs, lengths, lid_logits = self._forward([self._features(items[s.item], s.window) for s in batch])
                 elapsed = time.perf_counter() - start
                 batch_audio = sum(s.window.duration for s in batch)
                 for k, seg in enumerate(batch):
                     w = seg.window
                     kept = log_probs[k, : lengths[k]][w.keep_from: w.keep_to]
                     frames.setdefault(seg.item, []).append((w.index, kept))
-                    if posteriors is not None:
-                        lid.setdefault(seg.item, []).append((w.duration, posteriors[k]))
+                    if lid_logits is not None:
+                        lid.setdefault(seg.item, []).append((w.duration, lid_logits[k]))
                     spent[seg.item] += elapsed * w.duration / batch_audio
                 bar.advance(task, batch_audio)
         results = []
@@ -167,14 +168,14 @@ class Decoder:
             matrix = np.concatenate([f for _, f in sorted(frames[i], key=lambda x: x[0])])
             if self.allowed is not None:
                 matrix = restrict_tokens(matrix, self.allowed)
-            language, post = self._language(lid.get(i))
-            confidence = greedy_confidence(matrix)
-            if self.rejection is not None and self.rejection.rejects(post, confidence):
+            language, post, energy = self._language(lid.get(i))
+            confidence = round(greedy_confidence(matrix), 6)
+            if self.rejection is not None and self.rejection.rejects(post, confidence, energy):
                 language, text = UNKNOWN, ""  # not the nearest trained language's transcript
             else:
                 text = self.search(matrix, language)
             results.append(Result(item.id, text, language, post, item.cut.duration,
-                                  spent[i] + time.perf_counter() - start, round(confidence, 6)))
+                                  spent[i] + time.perf_counter() - start, confidence, energy))
         return results
 
     def _batches(self, segments: list[Segment]):
@@ -205,16 +206,22 @@ class Decoder:
             padded[i, : f.shape[0]] = torch.from_numpy(f)
         language = self.forced.expand(len(feats)) if self.forced is not None else None
         out = self.loaded.model(padded, lens, language=language)
-        posteriors = out.lid_logits.softmax(-1).numpy() if out.lid_logits is not None else None
-        return out.log_probs.numpy(), out.lengths.tolist(), posteriors
+        lid_logits = out.lid_logits.float().numpy() if out.lid_logits is not None else None
+        return out.log_probs.numpy(), out.lengths.tolist(), lid_logits
 
-    def _language(self, windows: Optional[list[tuple[float, np.ndarray]]]) -> tuple[Optional[str], Optional[dict]]:
-        """Duration-weighted mean of the windows' posteriors; a forced or teacher language as is."""
+    def _language(self, windows: Optional[list[tuple[float, np.ndarray]]]
+                  ) -> tuple[Optional[str], Optional[dict], Optional[float]]:
+        """The language, its posteriors and the LID energy (log-sum-exp of the logits): duration-weighted
+        means over the windows; a forced or teacher language as is."""
         if self.config.lang:
-            return self.config.lang, None
+            return self.config.lang, None, None
         if not windows:
-            return self.loaded.own_language, None
-        weights = np.array([d for d, _ in windows])
-        mean = (np.stack([p for _, p in windows]) * weights[:, None]).sum(0) / weights.sum()
+            return self.loaded.own_language, None, None
+        weights = np.array([d for d, _ in windows]) / sum(d for d, _ in windows)
+        logits = np.stack([lg for _, lg in windows])
+        top = logits.max(-1, keepdims=True)
+        exp = np.exp(logits - top)
+        mean = ((exp / exp.sum(-1, keepdims=True)) * weights[:, None]).sum(0)
+        energy = float(((np.log(exp.sum(-1)) + top[:, 0]) * weights).sum())
         langs = self.loaded.languages
-        return langs[int(mean.argmax())], {lang: round(float(p), 6) for lang, p in zip(langs, mean)}
+        return langs[int(mean.argmax())], {lang: round(float(p), 6) for lang, p in zip(langs, mean)}, round(energy, 6)

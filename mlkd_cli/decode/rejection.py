@@ -8,7 +8,10 @@ flags at most ``max_false_reject`` of the dev utterances in trained languages. S
 - ``lid``: the language-ID posterior of the predicted language;
 - ``lid-x-ctc``: that times the CTC confidence of the transcript (mean posterior of the
   greedy path's emitted tokens), since speech of an unseen language is also transcribed
-  with low confidence.
+  with low confidence;
+- ``energy``: the log-sum-exp of the language-ID logits (Liu et al., 2020, "Energy-based
+  out-of-distribution detection"): unlike the posterior it keeps how strongly any trained
+  language was recognised, not only which one won.
 
 The calibration lives beside the decodes (``lid_calibration.json`` in the model dir, or
 the --output-dir), tied to the weights' digest; `mlkd decode` applies it when present.
@@ -26,11 +29,14 @@ from mlkd_cli.errors import ConfigError
 from mlkd_cli.fsutil import atomic_write_text, file_digest
 
 CALIBRATION = "lid_calibration.json"
-SCORES = ("lid", "lid-x-ctc")
+SCORES = ("lid", "lid-x-ctc", "energy")
 
 
-def rejection_score(kind: str, posteriors: dict[str, float], confidence: Optional[float]) -> float:
+def rejection_score(kind: str, posteriors: dict[str, float], confidence: Optional[float],
+                    energy: Optional[float]) -> float:
     """The score of one utterance: high for speech in a trained language."""
+    if kind == "energy":
+        return -math.inf if energy is None else energy
     lid = max(posteriors.values())
     if kind == "lid":
         return lid
@@ -48,8 +54,8 @@ class Rejection:
         if self.score not in SCORES:
             raise ConfigError(f"rejection score {self.score!r} is not one of {', '.join(SCORES)}")
 
-    def rejects(self, posteriors: dict[str, float], confidence: Optional[float]) -> bool:
-        return rejection_score(self.score, posteriors, confidence) < self.threshold
+    def rejects(self, posteriors: dict[str, float], confidence: Optional[float], energy: Optional[float]) -> bool:
+        return rejection_score(self.score, posteriors, confidence, energy) < self.threshold
 
 
 def threshold_for(trained_scores: Sequence[float], max_false_reject: float) -> float:

@@ -39,9 +39,30 @@ def test_greedy_confidence_is_the_mean_posterior_of_emitted_tokens():
 
 def test_rejection_scores():
     posteriors = {"en": 0.7, "de": 0.2, "ru": 0.1}
-    assert rejection_score("lid", posteriors, 0.5) == 0.7
-    assert rejection_score("lid-x-ctc", posteriors, 0.5) == pytest.approx(0.35)
-    assert Rejection(0.4, "lid-x-ctc").rejects(posteriors, 0.5) and not Rejection(0.4, "lid").rejects(posteriors, 0.5)
+    assert rejection_score("lid", posteriors, 0.5, 2.0) == 0.7
+    assert rejection_score("lid-x-ctc", posteriors, 0.5, 2.0) == pytest.approx(0.35)
+    assert rejection_score("energy", posteriors, 0.5, 2.0) == 2.0
+    assert Rejection(0.4, "lid-x-ctc").rejects(posteriors, 0.5, 2.0)
+    assert not Rejection(0.4, "lid").rejects(posteriors, 0.5, 2.0)
+    assert Rejection(2.5, "energy").rejects(posteriors, 0.5, 2.0)
+
+
+def test_the_decoder_reports_the_lid_energy_of_its_windows():
+    """Posteriors and energy are duration-weighted means over a long recording's windows."""
+    from types import SimpleNamespace
+
+    from mlkd_cli.decode.decoder import DecodeConfig, Decoder
+
+    decoder = Decoder.__new__(Decoder)
+    decoder.config = DecodeConfig()
+    decoder.loaded = SimpleNamespace(languages=("en", "ru"), own_language=None)
+    windows = [(30.0, np.array([2.0, 0.0])), (10.0, np.array([0.0, 1.0]))]
+    lang, post, energy = decoder._language(windows)
+    p1 = np.exp([2.0, 0.0]) / np.exp([2.0, 0.0]).sum()
+    p2 = np.exp([0.0, 1.0]) / np.exp([0.0, 1.0]).sum()
+    expected = 0.75 * p1 + 0.25 * p2
+    assert lang == "en" and post["en"] == pytest.approx(expected[0], abs=1e-6)
+    assert energy == pytest.approx(0.75 * np.log(np.exp(2.0) + 1) + 0.25 * np.log(1 + np.exp(1.0)), abs=1e-6)
 
 
 def test_lid_score_counts_rejections_of_trained_and_unseen_languages():
@@ -89,7 +110,7 @@ def test_calibration_bounds_false_rejection_on_dev(calibrated):
     assert record["trained_utts"] == 13 and record["unseen_utts"] == 6
     chosen = record["candidates"][record["score"]]
     assert chosen["trained_flagged"] <= 0.1 and record["threshold"] == chosen["threshold"]
-    assert record["score"] in ("lid", "lid-x-ctc")
+    assert record["score"] in ("lid", "lid-x-ctc", "energy") and set(record["candidates"]) == {"lid", "lid-x-ctc", "energy"}
     assert (calibrated / "decode_dev_unseen_ctc-greedy" / "hyps.jsonl").is_file()
 
 
