@@ -6,10 +6,9 @@
 # student / mean of teachers (bench/kd_seeds.py).
 #   bench/kd_seeds.sh [--data data] [--exp exp] [--langs "en de es it ru"] [--seeds "0 1 2"]
 #                     [--variants "plain pool"] [--work bench/work/kd_seeds] [--preset demo]
-# Variants: plain (conf/kd/<preset>.yaml, transcribed data only), pool (the same, also on the
-# untranscribed pool: --unlabeled-set unlabeled), or a lever NAME (bench/kd/NAME.yaml; on the
-# pool when it sets unlabeled_share). The baseline cannot use untranscribed audio: one per seed
-# serves every variant.
+# Variants: plain (conf/kd/<preset>.yaml, transcribed data only) or a lever NAME
+# (bench/kd/NAME.yaml; also on the untranscribed pool, --unlabeled-set unlabeled, when it sets
+# unlabeled_share). The baseline cannot use untranscribed audio: one per seed serves every variant.
 # Each command's output goes to WORK/seed<S>/<model>.log; finished runs are up to date on a re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,13 +48,10 @@ for seed in $seeds; do
     --lid-weight "$lid_weight" --train-config "conf/train/baseline_$preset.yaml" --seed "$seed" "$out/baseline"
   dirs="$dirs baseline:$out/baseline"
   for variant in $variants; do
-    case "$variant" in
-      plain) kd=conf/kd/$preset.yaml extra=();;
-      pool) kd=conf/kd/$preset.yaml extra=(--unlabeled-set unlabeled);;
-      *) kd=bench/kd/$variant.yaml extra=()
-         [ -f "$kd" ] || { echo "$0: variant $variant: no $kd" >&2; exit 1; }
-         if grep -q '^unlabeled_share:' "$kd"; then extra=(--unlabeled-set unlabeled); fi;;
-    esac
+    kd=bench/kd/$variant.yaml extra=()
+    if [ "$variant" = plain ]; then kd=conf/kd/$preset.yaml; fi
+    [ -f "$kd" ] || { echo "$0: variant $variant: no $kd" >&2; exit 1; }
+    if grep -q '^unlabeled_share:' "$kd"; then extra=(--unlabeled-set unlabeled); fi
     # shellcheck disable=SC2086
     run "seed $seed $variant: distill" "$out/student_kd_$variant.log" distill --data "$data" \
       --model-config "conf/model/student_$preset.yaml" --kd-config "$kd" --lid-weight "$lid_weight" \

@@ -18,7 +18,7 @@ vocab_size=500
 preset=demo      # conf/model/{,student_}$preset.yaml, conf/train/{teacher,distill,finetune,baseline}_$preset.yaml
 exp=exp
 lid_weight=3     # λ of the language-ID loss (distill, finetune, baseline)
-unlabeled=unlabeled  # untranscribed set the student is also distilled on, when prepared ("": none)
+unlabeled=""     # an untranscribed set to distill on too (e.g. unlabeled; kd unlabeled_share sets its share)
 
 . local/parse_options.sh
 if [ $# -gt 0 ]; then
@@ -132,7 +132,7 @@ if runs 1; then
   # Stage 1: validate, manifests, fbank cache, multilingual tokenizer; also the untranscribed
   # pool and the unseen-language sets when the corpus has them.
   extra_sets=""
-  for set in $unlabeled dev_unseen test_unseen; do
+  for set in unlabeled dev_unseen test_unseen; do
     if [ -d "$corpus/$set" ]; then extra_sets="$extra_sets $corpus/$set"; fi
   done
   # shellcheck disable=SC2086
@@ -156,7 +156,8 @@ if [ -n "$unlabeled" ] && prepared "$unlabeled"; then unlabeled_sets="--unlabele
 
 if runs 3; then
   # Stage 3: distill every teacher into one multilingual student (each utterance from its own
-  # teacher), on the transcribed training set and the untranscribed pool.
+  # teacher); with --unlabeled SET, also on that untranscribed set (off by default: on the demo
+  # corpus it cost CER at the same number of updates, README "Benchmarks").
   # shellcheck disable=SC2086
   step distill -- distill --data "$data" --model-config "conf/model/student_$preset.yaml" \
     --kd-config "conf/kd/$preset.yaml" --lid-weight "$lid_weight" --train-config "conf/train/distill_$preset.yaml" \

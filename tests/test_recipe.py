@@ -67,7 +67,7 @@ def test_tiny_recipe_here_and_as_a_slurm_job_graph_agree(slurm_cluster, tmp_path
     assert "Avg" in local.stdout and "student" in local.stdout and "baseline" in local.stdout
     env = {**os.environ, **slurm_cluster.env, "MLKD_CMD": "slurm",
            "MLKD_SLURM_OPTS": "--cpus-per-task 1 --mem 2G"}
-    submitted = recipe(tmp_path, "slurm", env, "--stage", "1", "--unlabeled", "")  # as the local run: no pool
+    submitted = recipe(tmp_path, "slurm", env, "--stage", "1")
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     jobs = re.findall(r"\[slurm job (\d+)\]", submitted.stderr)
     assert len(jobs) == 10  # prepare, teachers, distill, finetune, baseline, calibrate, 2 decodes, score, compare
