@@ -28,11 +28,12 @@ def prepare(sources: tuple[str, ...], out_dir: Path, train_set: str, tokenizer_t
     Each SRC is a Kaldi data dir (wav.scp, text, utt2spk, utt2lang, ...) or an lhotse
     cuts/recordings manifest. A source's set name is its directory name, or NAME in
     NAME=SRC; sources with the same name are combined into one set (e.g. several languages'
-    train dirs into `train`).
+    train dirs into `train`). A source without transcripts (a Kaldi dir without text,
+    supervisions without text) is an untranscribed set, for `mlkd distill --unlabeled-set`.
 
     \b
     Example:
-      mlkd prepare data/corpus/train data/corpus/dev data/corpus/test data
+      mlkd prepare data/corpus/train data/corpus/dev data/corpus/test data/corpus/unlabeled data
     """
     from mlkd_cli.data.prepare import PrepareConfig, prepare as run_prepare
     from mlkd_cli.data.tokenizer import TokenizerConfig

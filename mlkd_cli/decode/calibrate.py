@@ -36,13 +36,13 @@ def calibrate_lid(model_dir: Path, inputs: list[str], max_false_reject: float = 
     unseen: dict[str, list[float]] = {kind: [] for kind in SCORES}
     decode_dirs = []
     for spec in inputs:
-        inputs_of = resolve_inputs([spec])
-        summary = run_decode(model_dir, inputs_of, DecodeConfig(), argv=argv, output_dir=output_dir,
+        resolved = resolve_inputs([spec])
+        summary = run_decode(model_dir, resolved, DecodeConfig(), argv=argv, output_dir=output_dir,
                              apply_calibration=False)
         if any(r.language_energy is None or r.confidence is None for r in summary.results):
             logger.info("%s: decoded by an earlier mlkd, without the scores rejection needs; decoding again",
                         summary.out_dir)
-            summary = run_decode(model_dir, inputs_of, DecodeConfig(), argv=argv, output_dir=output_dir,
+            summary = run_decode(model_dir, resolved, DecodeConfig(), argv=argv, output_dir=output_dir,
                                  apply_calibration=False, force=True)
         decode_dirs.append(str(summary.out_dir))
         ref_langs = {item.id: item.ref_lang for item in summary.items}
