@@ -40,8 +40,8 @@ import click
 @click.option("-f", "--force", is_flag=True, help="Decode again over a decode dir of another model, inputs or settings.")
 def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lang: str, max_duration: float,
            chunk: float, overlap: float, threads: int, int8: bool, graph: str, lm_order: int, wfst_beam: float,
-           max_active: int, acoustic_scale: float, unknown_threshold: float | None, unknown_score: str, name: str | None, output_dir: Path | None, graph_dir: Path | None,
-           force: bool) -> None:
+           max_active: int, acoustic_scale: float, unknown_threshold: float | None, unknown_score: str,
+           name: str | None, output_dir: Path | None, graph_dir: Path | None, force: bool) -> None:
     """Transcribe INPUTs (cuts manifests, Kaldi data dirs, audio files, globs, list files of
     audio paths) with the model of MODEL_DIR; results go to MODEL_DIR/decode_<name>_<method>/
     (or OUTPUT_DIR/...). A decode of the same model, inputs and settings is up to date and is

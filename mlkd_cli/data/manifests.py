@@ -186,9 +186,14 @@ def _normalise_supervisions(cuts: CutSet, where: Path, normalize_text: bool) -> 
     return CutSet.from_cuts(fix(cut) for cut in cuts)
 
 
+def has_transcript(cut) -> bool:
+    """Whether the cut's utterance carries a transcript (``text`` None: untranscribed)."""
+    return cut.supervisions[0].text is not None
+
+
 def is_transcribed(cuts: CutSet) -> bool:
     """Whether the set's utterances carry transcripts (sets are all one or the other)."""
-    return any(cut.supervisions[0].text is not None for cut in cuts)
+    return any(map(has_transcript, cuts))
 
 
 def audio_paths(cuts: CutSet) -> list[str]:

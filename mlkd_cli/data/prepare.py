@@ -26,7 +26,7 @@ from lhotse.utils import fastcopy
 
 from mlkd_cli.config import dump_yaml, load_yaml, to_dict
 from mlkd_cli.data.features import compute_fbank, resample_to
-from mlkd_cli.data.manifests import Source, audio_paths, is_transcribed, load_source
+from mlkd_cli.data.manifests import Source, audio_paths, has_transcript, is_transcribed, load_source
 from mlkd_cli.data.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
 from mlkd_cli.errors import DataError
 from mlkd_cli.fsutil import atomic_path, path_digest, stat_digest
@@ -71,7 +71,7 @@ def load_sets(sets: dict[str, list[Source]], allow_mixed_rates: bool, normalize_
 
 
 def _check_all_or_none_transcribed(name: str, sources: list[Source], cuts: dict) -> None:
-    without = [cut_id for cut_id, cut in cuts.items() if cut.supervisions[0].text is None]
+    without = [cut_id for cut_id, cut in cuts.items() if not has_transcript(cut)]
     if without and len(without) < len(cuts):
         raise DataError(
             f"set {name!r} mixes transcribed and untranscribed sources ({', '.join(str(s.path) for s in sources)}; "
@@ -179,7 +179,7 @@ def write_manifests(cuts: CutSet, manifest_dir: Path, name: str) -> None:
 
 def _report_unknown_tokens(tokenizer: Tokenizer, cuts: dict[str, CutSet]) -> None:
     for name, set_cuts in cuts.items():
-        ids = [i for cut in set_cuts if cut.supervisions[0].text for i in tokenizer.encode(cut.supervisions[0].text)]
+        ids = [i for cut in set_cuts if has_transcript(cut) for i in tokenizer.encode(cut.supervisions[0].text)]
         ratio = Tokenizer.unk_ratio(ids)
         if ratio > 0:
             logger.warning("set %s: %.2f%% of tokens are <unk> (characters unseen in training text)", name, 100 * ratio)

@@ -80,13 +80,14 @@ def write_calibration(out_dir: Path, weights: Path, rejection: Rejection, report
     return path
 
 
-def read_calibration(out_dir: Path, weights: Path) -> Optional[Rejection]:
-    """The calibrated rule in ``out_dir``; None when there is none; an error when it is for other weights."""
+def read_calibration(out_dir: Path, weights: Path, weights_digest: str) -> Optional[Rejection]:
+    """The calibrated rule in ``out_dir``; None when there is none; an error when it is for other weights
+    (``weights_digest``: the digest of the weights decoding with)."""
     path = Path(out_dir) / CALIBRATION
     if not path.is_file():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
-    if record.get("weights_digest") != file_digest(weights):
+    if record.get("weights_digest") != weights_digest:
         raise ConfigError(f"{path}: calibrated for other weights than {weights} (the model was trained again); "
                           f"re-run `mlkd calibrate-lid {weights.parent} DEV...`, or delete it to decode without rejection")
     return Rejection(float(record["threshold"]), record["score"])

@@ -73,10 +73,11 @@ def run_decode(model_dir: Path, inputs: Inputs, config: DecodeConfig, name: Opti
     loaded = load_for_decoding(model_dir, config.quantize)
     items = _references_as_in_training(_own_language_only(inputs.items, loaded), loaded)
     out_root = Path(output_dir) if output_dir is not None else Path(model_dir)
+    model = file_input(loaded.weights)  # the weights' digest: for the record and the calibration
     if apply_calibration:
-        config = with_calibrated_rejection(config, loaded, out_root)
+        config = with_calibrated_rejection(config, loaded, model["digest"], out_root)
     out_dir = out_root / decode_dir_name(name or inputs.name, config)
-    record = new_record("decode", {"model": file_input(loaded.weights), "inputs": items_input(items)},
+    record = new_record("decode", {"model": model, "inputs": items_input(items)},
                         _recorded_config(config), argv)
     stage = Stage(out_dir, record, force=force)
     with stage.run() as staging, log_to_file(out_dir / "log" / "decode.log"):
@@ -96,12 +97,13 @@ def run_decode(model_dir: Path, inputs: Inputs, config: DecodeConfig, name: Opti
     return summary
 
 
-def with_calibrated_rejection(config: DecodeConfig, loaded: ModelDir, out_root: Path) -> DecodeConfig:
+def with_calibrated_rejection(config: DecodeConfig, loaded: ModelDir, weights_digest: str,
+                              out_root: Path) -> DecodeConfig:
     """``config`` with the rejection rule of ``out_root/lid_calibration.json`` when it has none of its own
     and the model predicts the language."""
     if config.unknown_threshold is not None or not loaded.languages or config.lang:
         return config
-    rejection = read_calibration(out_root, loaded.weights)
+    rejection = read_calibration(out_root, loaded.weights, weights_digest)
     if rejection is None:
         return config
     logger.info("rejecting speech of no trained language as %s: %s score below %.4f (%s)", UNKNOWN, rejection.score,

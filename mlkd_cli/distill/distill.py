@@ -243,7 +243,7 @@ class DistillStage(TrainingStage):
         for name in dict.fromkeys(names):
             if name == self.config.train_set:
                 raise ConfigError(f"--unlabeled-set {name} is the training set; name another set of {self.data.root}")
-            cuts = self.data.cuts(name)
+            cuts = self.data.cuts(name).to_eager()  # read once: checked, then taken
             self.inputs[f"data:{name}"] = file_input(self.data.root / "manifests" / f"{name}_cuts.jsonl.gz")
             if is_transcribed(cuts):
                 logger.info("set %s has transcripts: distillation uses its audio only", name)

@@ -16,7 +16,7 @@ def confusion_labels(lid: LidScore) -> tuple[list[str], list[str]]:
     languages, then ``unknown``."""
     refs = sorted(lid.confusion, key=lambda lang: (not lid.is_trained(lang), lang))
     predicted = {p for row in lid.confusion.values() for p in row}
-    columns = sorted((set(lid.trained) or predicted) | predicted - {UNKNOWN})
+    columns = sorted((set(lid.trained) | predicted) - {UNKNOWN})
     return refs, [*columns, UNKNOWN]
 
 

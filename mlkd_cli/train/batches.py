@@ -44,11 +44,6 @@ class Batch:
                                    audio=move(self.audio), audio_lens=move(self.audio_lens))
 
     @property
-    def transcribed(self) -> list[int]:
-        """Rows of the cuts that have a transcript."""
-        return [i for i, t in enumerate(self.targets) if t is not None]
-
-    @property
     def unaugmented(self) -> torch.Tensor:
         return self.features if self.clean_features is None else self.clean_features
 

@@ -7,6 +7,8 @@ from typing import Optional
 
 from lhotse import CutSet
 
+from mlkd_cli.data.manifests import has_transcript
+
 logger = logging.getLogger("mlkd")
 
 
@@ -16,10 +18,6 @@ def language_weights(hours: dict[str, float], alpha: float) -> dict[str, float]:
     raw = {lang: h**alpha for lang, h in hours.items()}
     total = sum(raw.values())
     return {lang: w / total for lang, w in raw.items()}
-
-
-def is_untranscribed(cut) -> bool:
-    return cut.supervisions[0].text is None
 
 
 def language_mix(cuts: CutSet, alpha: float, seed: int, unlabeled_share: Optional[float] = None) -> CutSet:
@@ -33,7 +31,7 @@ def language_mix(cuts: CutSet, alpha: float, seed: int, unlabeled_share: Optiona
     """
     groups: dict[tuple[str, bool], list] = {}
     for cut in cuts:
-        untranscribed = unlabeled_share is not None and is_untranscribed(cut)
+        untranscribed = unlabeled_share is not None and not has_transcript(cut)
         groups.setdefault((cut.supervisions[0].language, untranscribed), []).append(cut)
     if len(groups) < 2:
         return cuts

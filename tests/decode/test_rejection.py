@@ -149,3 +149,11 @@ def test_score_of_a_copied_decode_dir_keeps_its_rejection(calibrated, tmp_path):
     shutil.copytree(calibrated / "decode_dev_unseen_ctc-greedy", copy)
     report = score_decode_dir(copy)
     assert report.lid.num_unseen == 6 and report.overall.num_utts == 0
+
+
+def test_confusion_columns_name_unknown_once_with_or_without_trained_languages():
+    from mlkd_cli.score.confusion import confusion_labels
+
+    confusion = {"en": {"en": 3, "unknown": 1}, "pl": {"unknown": 2, "ru": 1}}
+    assert confusion_labels(LidScore(confusion)) == (["en", "pl"], ["en", "ru", "unknown"])
+    assert confusion_labels(LidScore(confusion, trained=("en", "ru"))) == (["en", "pl"], ["en", "ru", "unknown"])
