@@ -24,6 +24,8 @@ setup(
         "soundfile>=0.12",
         "kaldi-native-io>=1.22",  # lhotse reads wav.scp pipe entries ("cmd |") with it
         "kaldialign>=0.9",
+        # simulated rooms for reverberation (lhotse's simulator needs torchaudio)
+        "pyroomacoustics>=0.7",
         # WFST decoding without k2: graphs, pruned search over CTC posteriors, ARPA → FST
         "kaldifst>=1.8",
         "kaldi-decoder>=0.3",

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages mlkd's recipes and tests need: eSpeak NG (speech synthesis),
 # the fortunes collections (sentences of the embedded corpus) and a single-node SLURM with
-# munge (the tests start their own cluster). Installs with apt-get when run as root;
+# munge (the tests start their own cluster), libsox (fast resampling for speed and telephone
+# augmentation). Installs with apt-get when run as root;
 # otherwise says what to install and fails.
 set -euo pipefail
 
-packages=(espeak-ng fortunes fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl fortunes-cs slurmctld slurmd slurm-client munge)
+packages=(espeak-ng fortunes fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl fortunes-cs slurmctld slurmd slurm-client munge libsox3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

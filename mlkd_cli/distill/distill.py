@@ -195,6 +195,9 @@ class DistillStage(TrainingStage):
         student = config.model.with_vocab(self.tokenizer.vocab_size)
         langs = self.languages()
         self.unlabeled_cuts = self.select_unlabeled(config.unlabeled_sets, langs)
+        if config.kd.targets == "cached" and config.train.augment.changes_length:
+            raise ConfigError("augment speed_prob > 0 changes the utterances' length, which cached teacher targets "
+                              "cannot follow; set kd targets: on-the-fly, or speed_prob: 0")
         if config.kd.unlabeled_share is not None and not config.unlabeled_sets:
             logger.warning("kd unlabeled_share is set, but no untranscribed set is given (--unlabeled-set): ignored")
         if config.language_adaptive:
@@ -228,12 +231,17 @@ class DistillStage(TrainingStage):
         if config.kd.targets == "on-the-fly":
             keep_clean = config.kd.teacher_input == "clean"
             return TrainingSetup(task, cuts, self.dev_cuts, AsrDataset(tokenizer, config.train.spec_augment,
-                                                                       keep_clean=keep_clean, with_audio=reads_audio),
+                                                                       keep_clean=keep_clean, with_audio=reads_audio,
+                                                                       augment=self.augmenter),
                                  dev, share)
         cached = cache_all(self.exp_dir / "teacher_targets", teachers, cuts, layers, self.vocab_maps,
                            self.student_shift, config, dist)
-        return TrainingSetup(task, cached, self.dev_cuts,
-                             AsrDataset(tokenizer, config.train.spec_augment, extra=load_cached_targets), dev, share)
+        if self.augmenter is not None:
+            logger.info("cached teacher targets come from clean audio: the student hears it augmented, the teachers "
+                        "do not (for the teachers to hear what the student hears: kd targets: on-the-fly)")
+        return TrainingSetup(task, cached, self.dev_cuts, AsrDataset(tokenizer, config.train.spec_augment,
+                                                                     extra=load_cached_targets, augment=self.augmenter),
+                             dev, share)
 
     def select_unlabeled(self, names: tuple[str, ...], langs: list[str]) -> CutSet:
         """The utterances of the untranscribed sets (transcripts of a transcribed one are set aside),

@@ -34,6 +34,93 @@ class SpecAugmentConfig:
     max_frames_mask_fraction: float = 0.15
 
 
+def _check_probability(name: str, value: float) -> None:
+    if not 0 <= value <= 1:
+        raise ConfigError(f"augment {name} must be in [0, 1], got {value}")
+
+
+def _check_range(name: str, low_high: tuple[float, float]) -> None:
+    low, high = low_high
+    if low > high:
+        raise ConfigError(f"augment {name}: min {low} > max {high}; write [min, max]")
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseConfig:
+    """Additive noise at a random SNR: recorded noise sets and/or babble of other training speakers."""
+
+    prob: float = 0.0  # share of training utterances that get noise
+    snr: tuple[float, float] = (10.0, 20.0)  # dB, drawn uniformly
+    sets: tuple[str, ...] = ()  # Kaldi dirs or lhotse recordings/cuts manifests (e.g. `lhotse prepare musan`)
+    babble: int = 0  # talkers in a babble source drawn from the training set; 0: no babble
+
+    def __post_init__(self) -> None:
+        _check_probability("noise prob", self.prob)
+        _check_range("noise snr", self.snr)
+        if self.babble < 0:
+            raise ConfigError(f"augment noise babble must be 0 or more talkers, got {self.babble}")
+        if self.prob > 0 and not self.sets and not self.babble:
+            raise ConfigError("augment noise prob > 0 needs a source: noise sets (augment.noise.sets) or babble talkers")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReverbConfig:
+    prob: float = 0.0
+    rirs: tuple[str, ...] = ()  # room impulse response sets (as noise sets); none: simulated rooms
+    simulated_rooms: int = 200  # rooms simulated (pyroomacoustics, seeded) when no RIR set is given
+
+    def __post_init__(self) -> None:
+        _check_probability("reverb prob", self.prob)
+        if self.simulated_rooms < 1:
+            raise ConfigError(f"augment reverb simulated_rooms must be at least 1, got {self.simulated_rooms}")
+
+
+TELEPHONE_CODECS = ("gsm", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class TelephoneConfig:
+    """Narrow band: 8 kHz, through a codec, back to 16 kHz."""
+
+    prob: float = 0.0
+    codecs: tuple[str, ...] = ("gsm", "none")  # GSM 06.10 full rate (libsndfile); none: band limit only
+
+    def __post_init__(self) -> None:
+        _check_probability("telephone prob", self.prob)
+        unknown = [c for c in self.codecs if c not in TELEPHONE_CODECS]
+        if unknown or not self.codecs:
+            raise ConfigError(f"augment telephone codecs {list(self.codecs)}: choose from {', '.join(TELEPHONE_CODECS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """On-the-fly audio augmentation of training utterances (lhotse transforms), each kind with its
+    own probability; utterances that draw none keep their cached features."""
+
+    noise: NoiseConfig = NoiseConfig()
+    reverb: ReverbConfig = ReverbConfig()
+    telephone: TelephoneConfig = TelephoneConfig()
+    speed_prob: float = 0.0
+    speed_factors: tuple[float, ...] = (0.9, 1.1)
+    volume_prob: float = 0.0
+    volume_range: tuple[float, float] = (0.25, 2.0)  # linear gain, drawn uniformly
+
+    def __post_init__(self) -> None:
+        _check_probability("speed_prob", self.speed_prob)
+        _check_probability("volume_prob", self.volume_prob)
+        _check_range("volume_range", self.volume_range)
+        if not self.speed_factors or min(self.speed_factors) <= 0 or min(self.volume_range) <= 0:
+            raise ConfigError("augment speed_factors and volume_range must be positive")
+
+    @property
+    def enabled(self) -> bool:
+        return max(self.noise.prob, self.reverb.prob, self.telephone.prob, self.speed_prob, self.volume_prob) > 0
+
+    @property
+    def changes_length(self) -> bool:
+        return self.speed_prob > 0 and any(f != 1 for f in self.speed_factors)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     max_steps: int = 3000
@@ -46,6 +133,7 @@ class TrainConfig:
     precision: str = "fp32"  # bf16 autocast works on CPU and GPU; fp16 only on GPU
     spec_augment: SpecAugmentConfig = SpecAugmentConfig()
     speed_perturb: bool = False  # 0.9x/1.1x copies of the training data, features on the fly
+    augment: AugmentConfig = dataclasses.field(default=AugmentConfig(), metadata=ADDED)
     language_sampling: float = 0.0  # multilingual data: draw languages ∝ hours^this (0 = equally often)
     valid_interval: int = 500  # validate and write a resumable checkpoint every N steps
     log_interval: int = 25

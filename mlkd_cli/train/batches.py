@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import warnings
 from typing import Any, Callable, Optional
 
 import torch
 from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler, SpecAugment
-from lhotse.dataset.collation import collate_audio, collate_features
-from lhotse.dataset.input_strategies import OnTheFlyFeatures
+from lhotse.dataset.collation import collate_audio, collate_matrices
+from lhotse.utils import LOG_EPSILON
 from torch.utils.data import DataLoader, Dataset
 
-from mlkd_cli.data.features import fbank_extractor
+from mlkd_cli.data.features import downmix, fbank_extractor
 from mlkd_cli.data.tokenizer import Tokenizer
 from mlkd_cli.experiment.config import SpecAugmentConfig
+from mlkd_cli.train.augment import Augmenter
 
 KD_TEXT = "kd_text"  # a teacher's transcript of the cut (sequence-level KD)
 
@@ -51,37 +53,42 @@ class Batch:
 class AsrDataset(Dataset):
     """Map-style lhotse dataset: the sampler yields a CutSet, this turns it into a Batch.
 
-    ``keep_clean`` also returns the features before SpecAugment, ``with_audio`` the waveforms;
-    ``extra`` maps the batch's cuts (in batch order) to anything else a task needs, e.g. cached
-    teacher targets. Cuts carrying a teacher transcript (``kd_text``) give ``pseudo_targets``.
+    ``augment`` changes the audio of the cuts it draws for (their features are computed from
+    it; the others' come from the cache), ``keep_clean`` also returns the features before
+    SpecAugment, ``with_audio`` the (augmented) waveforms; ``extra`` maps the batch's cuts (in
+    batch order) to anything else a task needs, e.g. cached teacher targets. Cuts carrying a
+    teacher transcript (``kd_text``) give ``pseudo_targets``.
     """
 
     def __init__(self, tokenizer: Tokenizer, spec_augment: SpecAugmentConfig | None = None,
-                 on_the_fly_features: bool = False, keep_clean: bool = False,
-                 extra: Optional[Callable[[CutSet], Any]] = None, with_audio: bool = False):
+                 keep_clean: bool = False, extra: Optional[Callable[[CutSet], Any]] = None,
+                 with_audio: bool = False, augment: Augmenter | None = None):
         self.tokenizer = tokenizer
         self.keep_clean = keep_clean
         self.with_audio = with_audio
         self.extra = extra
+        self.augment = augment
         self.spec_augment = None
         if spec_augment is not None and spec_augment.enabled:
             settings = {k: v for k, v in dataclasses.asdict(spec_augment).items() if k != "enabled"}
             self.spec_augment = SpecAugment(**settings)
-        self.on_the_fly = OnTheFlyFeatures(fbank_extractor()) if on_the_fly_features else None
+        self.extractor = fbank_extractor()
 
     def __getitem__(self, cuts: CutSet) -> Batch:
         cuts = cuts.sort_by_duration(ascending=False)
-        if self.on_the_fly is not None:
-            features, lens = self.on_the_fly(cuts)
-        else:
-            features, lens = collate_features(cuts)
+        heard = cuts
+        if self.augment is not None:
+            # Drawn from torch's generator, which checkpoints save and DataLoader workers seed:
+            # a resumed run augments as an uninterrupted one would.
+            heard = self.augment(cuts, random.Random(int(torch.randint(2**62, ()))))
+        features, lens = self.features(heard)
         clean = None
         if self.spec_augment is not None:
             clean = features.clone() if self.keep_clean else None
             segments = torch.stack([torch.arange(len(lens)), torch.zeros_like(lens), lens], dim=1)
             features = self.spec_augment(features, supervision_segments=segments)
         sups = [cut.supervisions[0] for cut in cuts]
-        audio, audio_lens = collate_audio(cuts) if self.with_audio else (None, None)
+        audio, audio_lens = collate_audio(heard) if self.with_audio else (None, None)
         pseudo = [cut.custom.get(KD_TEXT) if cut.custom else None for cut in cuts]
         return Batch(
             features=features,
@@ -97,6 +104,14 @@ class AsrDataset(Dataset):
             audio_lens=audio_lens,
             pseudo_targets=[None if t is None else self.tokenizer.encode(t) for t in pseudo] if any(pseudo) else None,
         )
+
+    def features(self, cuts: CutSet) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded fbank of the cuts: from the cache, or computed from the audio of cuts without
+        cached features (augmented or speed-perturbed ones)."""
+        feats = [torch.from_numpy(cut.load_features() if cut.has_features
+                                  else self.extractor.extract(downmix(cut.load_audio(), cut.sampling_rate), cut.sampling_rate)) for cut in cuts]
+        lens = torch.tensor([f.shape[0] for f in feats], dtype=torch.int32)
+        return collate_matrices(feats, padding_value=LOG_EPSILON), lens
 
 
 def make_sampler(cuts: CutSet, max_duration: float, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1):

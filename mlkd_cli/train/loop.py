@@ -21,6 +21,7 @@ from mlkd_cli.experiment.config import TrainConfig
 from mlkd_cli.fsutil import atomic_write_text
 from mlkd_cli.log import console
 from mlkd_cli.models.checkpoint import load_model_state, save_model
+from mlkd_cli.train.augment import Augmenter
 from mlkd_cli.train.batches import AsrDataset, consumed_sampler_state, make_loader, make_sampler, speed_perturbed
 from mlkd_cli.train.checkpoint import (
     average_state_dicts,
@@ -83,9 +84,10 @@ class Trainer:
 
     def __init__(self, task: Task, exp_dir: Path, config: TrainConfig, train_cuts: CutSet, dev_cuts: CutSet,
                  tokenizer: Tokenizer, dist: DistInfo = DistInfo(), train_dataset: AsrDataset | None = None,
-                 dev_dataset: AsrDataset | None = None, unlabeled_share: float | None = None):
-        """``train_dataset`` and ``dev_dataset`` replace the default ones (plain batches; the config's
-        augmentation in training); ``unlabeled_share`` is the share of untranscribed training cuts
+                 dev_dataset: AsrDataset | None = None, unlabeled_share: float | None = None,
+                 augment: Augmenter | None = None):
+        """``train_dataset`` and ``dev_dataset`` replace the default ones (plain batches; in training
+        SpecAugment and ``augment``); ``unlabeled_share`` is the share of untranscribed training cuts
         (see ``sampling.language_mix``)."""
         self.task, self.exp_dir, self.config, self.dist = task, exp_dir, config, dist
         self.device = dist.device
@@ -98,7 +100,7 @@ class Trainer:
         self.sampler = make_sampler(train_cuts, config.max_duration, shuffle=True, seed=config.seed,
                                     rank=dist.rank, world_size=dist.world_size)
         if train_dataset is None:
-            train_dataset = AsrDataset(tokenizer, config.spec_augment, on_the_fly_features=config.speed_perturb)
+            train_dataset = AsrDataset(tokenizer, config.spec_augment, augment=augment)
         self.train_loader = make_loader(train_dataset, self.sampler, config.num_workers)
         self.dev_loader = make_loader(dev_dataset or AsrDataset(tokenizer),
                                       make_sampler(dev_cuts, config.max_duration * 2, shuffle=False, seed=0))

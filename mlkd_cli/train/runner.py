@@ -20,14 +20,16 @@ from lhotse import CutSet
 from lhotse.utils import fix_random_seed
 
 from mlkd_cli.config import record_dict
+from mlkd_cli.data.audio_sets import listing
 from mlkd_cli.data.manifests import is_transcribed
 from mlkd_cli.data.prepare import PreparedData, languages
 from mlkd_cli.errors import DataError
-from mlkd_cli.experiment.config import StageConfig
+from mlkd_cli.experiment.config import StageConfig, TrainConfig
 from mlkd_cli.experiment.model_dir import check_fits_data, inference_spec, write_model_files
 from mlkd_cli.experiment.upgrade import upgrade_model_dir
 from mlkd_cli.log import log_to_file
 from mlkd_cli.stage import Stage, file_input, new_record
+from mlkd_cli.train.augment import Augmenter
 from mlkd_cli.train.batches import AsrDataset
 from mlkd_cli.train.distributed import DistInfo, barrier, init_distributed, shutdown
 from mlkd_cli.train.loop import Trainer
@@ -58,17 +60,32 @@ class TrainingStage(abc.ABC):
 
     def __init__(self, config: StageConfig, exp_dir: Path):
         self.exp_dir = Path(exp_dir)
+        self.augmenter: Augmenter | None = None  # built in run(), after the seed is fixed
         self.data = PreparedData(Path(config.data))
         self.tokenizer = self.data.tokenizer()
         self.inputs = {f"data:{name}": file_input(self.data.root / "manifests" / f"{name}_cuts.jsonl.gz")
                        for name in (config.train_set, config.dev_set)}
         self.inputs["tokenizer"] = file_input(self.data.lang_dir / "tokenizer.model")
-        self.config = dataclasses.replace(config, data=str(self.data.root.resolve()))
+        self.config = dataclasses.replace(config, data=str(self.data.root.resolve()),
+                                          train=self.resolve_augment(config.train))
         self.train_cuts = self.select(config.train_set)
         self.dev_cuts = self.select(config.dev_set)
         self.config = self.resolve(self.config)
         self.config = dataclasses.replace(self.config, inference=inference_spec(self.data, self.languages()))
         check_fits_data(self.config.model, self.data, self.data.root)
+
+    def resolve_augment(self, train: TrainConfig) -> TrainConfig:
+        """The noise and RIR sets by absolute path, each an input of the stage."""
+        augment = train.augment
+        noise = augment.noise.sets if augment.noise.prob else ()
+        rirs = augment.reverb.rirs if augment.reverb.prob else ()
+        for what, paths in (("noise", noise), ("RIR", rirs)):
+            for path in paths:
+                self.inputs[f"{what.lower()}:{Path(path).absolute()}"] = file_input(listing(path, what))
+        absolute = lambda paths: tuple(str(Path(p).absolute()) for p in paths)  # noqa: E731
+        augment = dataclasses.replace(augment, noise=dataclasses.replace(augment.noise, sets=absolute(noise)),
+                                      reverb=dataclasses.replace(augment.reverb, rirs=absolute(rirs)))
+        return dataclasses.replace(train, augment=augment)
 
     def select(self, set_name: str) -> CutSet:
         """The utterances of ``set_name`` this stage trains or validates on (transcribed ones)."""
@@ -117,9 +134,11 @@ class TrainingStage(abc.ABC):
             barrier(dist)
             with log_to_file(self.exp_dir / "log" / f"train.{dist.rank}.log"):
                 fix_random_seed(self.config.train.seed)
+                self.augmenter = Augmenter.build(self.config.train.augment, self.train_cuts, self.config.train.seed)
                 built = self.setup(dist)
                 trainer = Trainer(built.task, self.exp_dir, self.config.train, built.train_cuts, built.dev_cuts,
-                                  self.tokenizer, dist, built.train_dataset, built.dev_dataset, built.unlabeled_share)
+                                  self.tokenizer, dist, built.train_dataset, built.dev_dataset, built.unlabeled_share,
+                                  self.augmenter)
                 if plan == "resume":
                     trainer.resume()
                 trainer.train()

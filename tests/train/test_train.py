@@ -103,7 +103,11 @@ def mlkd_subprocess(args: list[str], cwd: Path) -> subprocess.Popen:
 def test_sigkill_and_resume_reproduce_an_uninterrupted_run(prepared: Path, tmp_path: Path, workers: int):
     """Also with data-loading workers, which run ahead of training: no batch is skipped on resume.
     (Their SpecAugment draws happen in the workers, whose random state is not checkpointed.)"""
-    cfg = write_train_config(tmp_path / "t.yaml", num_workers=workers, spec_augment={"enabled": workers == 0})
+    # Without workers every augmentation draw comes from the checkpointed generator too.
+    augment = {"noise": {"prob": 0.5, "babble": 2}, "reverb": {"prob": 0.3, "simulated_rooms": 4},
+               "telephone": {"prob": 0.3}, "speed_prob": 0.3, "volume_prob": 0.3}
+    cfg = write_train_config(tmp_path / "t.yaml", num_workers=workers, spec_augment={"enabled": workers == 0},
+                             augment=augment if workers == 0 else {})
     full, killed = tmp_path / "full", tmp_path / "killed"
     assert run_cli(*teacher_args(prepared, cfg, full)).exit_code == 0
     proc = mlkd_subprocess(teacher_args(prepared, cfg, killed), tmp_path)
@@ -213,7 +217,7 @@ def test_speed_perturbation_runs_on_the_fly(prepared: Path, tmp_path: Path):
     assert len(perturbed) == 12
     durations = sorted(c.duration for c in perturbed if c.id.startswith(cuts[0].id) or cuts[0].id in c.id)
     assert durations == pytest.approx(sorted([cuts[0].duration, cuts[0].duration / 0.9, cuts[0].duration / 1.1]), rel=1e-3)
-    batch = AsrDataset(data.tokenizer(), SpecAugmentConfig(), on_the_fly_features=True)[perturbed]
+    batch = AsrDataset(data.tokenizer(), SpecAugmentConfig())[perturbed]  # copies' features from their audio
     assert batch.features.shape[0] == 12 and batch.features.shape[2] == 80
     cfg = write_train_config(tmp_path / "t.yaml", max_steps=4, valid_interval=4, speed_perturb=True)
     assert run_cli(*teacher_args(prepared, cfg, tmp_path / "sp")).exit_code == 0

@@ -1,0 +1,33 @@
+"""Simulated room impulse responses: shoebox rooms by the image-source method (pyroomacoustics).
+
+lhotse's own room simulator (FastRandomRIRGenerator) needs torchaudio, which mlkd does not
+install; pyroomacoustics is a maintained image-source implementation that needs nothing else.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SAMPLING_RATE = 16000
+DIMENSIONS = ((3.0, 3.0, 2.4), (10.0, 8.0, 4.0))  # smallest and largest room, metres
+RT60 = (0.2, 0.9)  # seconds
+MAX_ORDER = 20  # reflections per wall path: bounds the time per room (about 10 ms)
+MIN_DISTANCE = 0.5  # metres from any wall, for the source and the microphone
+
+
+def simulate_rirs(count: int, seed: int, rt60: tuple[float, float] = RT60) -> list[np.ndarray]:
+    """``count`` float32 impulse responses at 16 kHz of random rooms, sources and microphones."""
+    import pyroomacoustics as pra  # a second or so to import: only when rooms are simulated
+
+    rng = np.random.default_rng(seed)
+    rirs = []
+    for _ in range(count):
+        dims = rng.uniform(*DIMENSIONS)
+        absorption, order = pra.inverse_sabine(rng.uniform(*rt60), dims)
+        room = pra.ShoeBox(dims, fs=SAMPLING_RATE, materials=pra.Material(absorption), max_order=min(order, MAX_ORDER))
+        room.add_source(rng.uniform(MIN_DISTANCE, dims - MIN_DISTANCE))
+        room.add_microphone(rng.uniform(MIN_DISTANCE, dims - MIN_DISTANCE))
+        room.compute_rir()
+        rir = np.asarray(room.rir[0][0], dtype=np.float32)
+        rirs.append(rir / np.abs(rir).max())
+    return rirs
