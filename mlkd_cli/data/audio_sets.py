@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import soundfile as sf
 from lhotse import CutSet, Recording, RecordingSet
 
 from mlkd_cli.data.features import SAMPLING_RATE
@@ -89,6 +90,7 @@ def _recording(audio: Path, key: str, where: str, what: str) -> Recording:
     if not audio.is_file():
         raise DataError(f"{where}: {what} file {audio} not found; fix the path or remove the line")
     try:
+        sf.info(audio)  # libsndfile's one-line reason, rather than lhotse's report of every backend it tried
         return Recording.from_file(audio, recording_id=key)
     except Exception as e:  # soundfile and audioread raise many types for a bad file
         raise DataError(f"{where}: cannot read {what} file {audio} ({type(e).__name__}: {e}); "

@@ -1,0 +1,253 @@
+"""On-the-fly augmentation: each kind does what it says, draws are reproducible, bad sets fail clearly."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from lhotse import CutSet, Recording, SupervisionSegment
+
+from conftest import TINY_MODEL, run_cli
+from mlkd_cli.data.audio_sets import load_audio_set
+from mlkd_cli.data.rooms import simulate_rirs
+from mlkd_cli.errors import ConfigError, DataError
+from mlkd_cli.experiment.config import AugmentConfig, NoiseConfig, ReverbConfig, TelephoneConfig
+from mlkd_cli.train.augment import Augmenter, telephone
+from mlkd_cli.train.batches import AsrDataset
+
+SR = 16000
+
+
+def write_set(directory: Path, signals: dict[str, np.ndarray], rate: int = SR) -> Path:
+    """A Kaldi dir holding only wav.scp, as noise and RIR sets are."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for key, x in sorted(signals.items()):
+        sf.write(directory / f"{key}.wav", x.astype(np.float32), rate, subtype="FLOAT")
+        lines.append(f"{key} {directory / key}.wav")
+    (directory / "wav.scp").write_text("".join(line + "\n" for line in lines))
+    return directory
+
+
+@pytest.fixture
+def speech(tmp_path: Path):
+    """A 2 s 'utterance' (a chirp and a tone, all below 4 kHz) with one supervision."""
+    t = np.arange(2 * SR) / SR
+    x = 0.3 * np.sin(2 * np.pi * (300 + 400 * t) * t) + 0.2 * np.sin(2 * np.pi * 1200 * t)
+    sf.write(tmp_path / "utt.wav", x.astype(np.float32), SR, subtype="FLOAT")
+    cut = Recording.from_file(tmp_path / "utt.wav", recording_id="utt").to_cut()
+    return dataclasses.replace(cut, id="utt", supervisions=[
+        SupervisionSegment("utt", "utt", 0, 2.0, text="a b", language="en")])
+
+
+def augmenter(config: AugmentConfig, noise: dict | None = None, rirs: list | None = None) -> Augmenter:
+    return Augmenter(config, noise or {}, rirs or [])
+
+
+def test_noise_is_mixed_at_the_drawn_snr(speech, tmp_path: Path):
+    noise_dir = write_set(tmp_path / "noise", {"white": np.random.default_rng(0).normal(0, 0.1, 5 * SR)})
+    noise = {str(noise_dir): load_audio_set(noise_dir, "noise")}
+    aug = augmenter(AugmentConfig(noise=NoiseConfig(prob=1.0, snr=(10.0, 10.0), sets=(str(noise_dir),))), noise)
+    out = aug.augment(speech, random.Random(0))
+    clean, mixed = speech.load_audio()[0], out.load_audio()[0]
+    residual = mixed - clean
+    snr = 10 * np.log10(np.sum(clean**2) / np.sum(residual**2))
+    assert snr == pytest.approx(10.0, abs=0.2)
+    assert out.id == speech.id and out.duration == speech.duration and out.supervisions[0].text == "a b"
+
+
+def test_babble_of_three_talkers_makes_the_drawn_snr_together(speech, tmp_path: Path):
+    rng = np.random.default_rng(1)
+    talkers = []
+    for i in range(6):
+        path = tmp_path / f"talker{i}.wav"
+        sf.write(path, rng.normal(0, 0.05 * (i + 1), 3 * SR).astype(np.float32), SR, subtype="FLOAT")
+        talkers.append(Recording.from_file(path).to_cut())
+    aug = augmenter(AugmentConfig(noise=NoiseConfig(prob=1.0, snr=(5.0, 5.0), babble=3)),
+                    {"babble": CutSet.from_cuts(talkers)})
+    out = aug.augment(speech, random.Random(3))
+    clean, mixed = speech.load_audio()[0], out.load_audio()[0]
+    assert len(out.tracks) >= 4  # the utterance and three talkers
+    # independent noises: their powers add, so together they sit at the drawn SNR
+    assert 10 * np.log10(np.sum(clean**2) / np.sum((mixed - clean) ** 2)) == pytest.approx(5.0, abs=0.5)
+
+
+def test_reverberation_convolves_with_the_impulse_response(speech, tmp_path: Path):
+    rir = np.zeros(400)
+    rir[0], rir[160] = 1.0, 0.5  # the direct path and one echo 10 ms later
+    rir_dir = write_set(tmp_path / "rirs", {"echo": rir})
+    aug = augmenter(AugmentConfig(reverb=ReverbConfig(prob=1.0, rirs=(str(rir_dir),))), rirs=list(load_audio_set(rir_dir, "RIR")))
+    out = aug.augment(speech, random.Random(0)).load_audio()[0]
+    clean = speech.load_audio()[0]
+    expected = clean + 0.5 * np.concatenate([np.zeros(160), clean[:-160]])
+    assert np.corrcoef(out, expected)[0, 1] > 0.999
+    assert len(out) == len(clean)
+
+
+def test_simulated_rooms_are_seeded_decaying_impulse_responses():
+    a, b = simulate_rirs(3, seed=7), simulate_rirs(3, seed=7)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], a[1])
+    for rir in a:
+        energy = rir**2
+        peak = int(np.argmax(energy))
+        tail = energy[peak + SR // 10:]  # more than 100 ms after the direct path
+        assert tail.sum() < energy[peak:peak + SR // 10].sum()
+
+
+@pytest.mark.parametrize("codec", ["none", "gsm"])
+def test_telephone_keeps_the_band_below_4_khz_only(codec: str):
+    t = np.arange(2 * SR) / SR
+    tones = (0.3 * np.sin(2 * np.pi * 6000 * t) + 0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    buffer = io.BytesIO()
+    sf.write(buffer, tones, SR, format="WAV", subtype="FLOAT")
+    cut = Recording.from_bytes(buffer.getvalue(), "two-tones").to_cut()
+    narrow = telephone(cut, codec)
+    y = narrow.load_audio()[0]
+    assert narrow.sampling_rate == SR and len(y) == len(tones)
+    power = np.abs(np.fft.rfft(y)) ** 2
+    freqs = np.fft.rfftfreq(len(y), 1 / SR)
+    near = lambda f: power[np.abs(freqs - f) < 50].sum()  # noqa: E731
+    assert near(6000) < 1e-4 * near(1000)  # the 6 kHz tone is gone, the 1 kHz one stays
+    assert np.corrcoef(y, 0.3 * np.sin(2 * np.pi * 1000 * t))[0, 1] > (0.95 if codec == "none" else 0.5)
+
+
+def test_speed_and_volume(speech):
+    aug = augmenter(AugmentConfig(speed_prob=1.0, speed_factors=(1.25,), volume_prob=1.0, volume_range=(0.5, 0.5)))
+    out = aug.augment(speech, random.Random(0))
+    assert out.duration == pytest.approx(speech.duration / 1.25, abs=1e-3)
+    assert out.supervisions[0].duration == pytest.approx(speech.duration / 1.25, abs=1e-3)
+    rms = lambda x: np.sqrt(np.mean(x**2))  # noqa: E731
+    assert rms(out.load_audio()) == pytest.approx(0.5 * rms(speech.load_audio()), rel=0.02)
+
+
+def test_draws_are_reproducible_and_loading_twice_gives_the_same_audio(speech, tmp_path: Path):
+    noise_dir = write_set(tmp_path / "noise", {"n": np.random.default_rng(0).normal(0, 0.1, 5 * SR)})
+    config = AugmentConfig(noise=NoiseConfig(prob=0.7, sets=(str(noise_dir),)), reverb=ReverbConfig(prob=0.7),
+                           telephone=TelephoneConfig(prob=0.5), speed_prob=0.5, volume_prob=0.5)
+    aug = Augmenter.build(config, CutSet.from_cuts([speech]), seed=1)
+    assert len(aug.rirs) == config.reverb.simulated_rooms
+    first = [aug.augment(speech, random.Random(s)).load_audio() for s in range(6)]
+    again = [aug.augment(speech, random.Random(s)) for s in range(6)]
+    assert all(np.array_equal(a, b.load_audio()) and np.array_equal(a, b.load_audio()) for a, b in zip(first, again))
+    assert len({a.tobytes() for a in first}) > 3  # different draws, different audio
+
+
+def test_cuts_that_draw_nothing_keep_their_cached_features(prepared: Path):
+    from mlkd_cli.data.prepare import PreparedData
+
+    data = PreparedData(prepared)
+    cuts = data.cuts("train").to_eager().subset(first=6)
+    plain = AsrDataset(data.tokenizer())[cuts]
+    never = AsrDataset(data.tokenizer(), augment=augmenter(AugmentConfig(volume_prob=1e-12)))[cuts]
+    assert torch.equal(plain.features, never.features)
+    loud = AsrDataset(data.tokenizer(), augment=augmenter(AugmentConfig(volume_prob=1.0, volume_range=(2.0, 2.0))))[cuts]
+    assert loud.features.shape == plain.features.shape and torch.equal(loud.feature_lens, plain.feature_lens)
+    # twice the amplitude adds log(4) to every fbank bin (lilcom-cached features: to about 0.1)
+    valid = plain.features[0, : plain.feature_lens[0]]
+    assert (loud.features[0, : plain.feature_lens[0]] - valid).median().item() == pytest.approx(np.log(4), abs=0.1)
+
+
+def test_noise_set_at_8_khz_is_resampled(tmp_path: Path, caplog):
+    directory = write_set(tmp_path / "n8k", {"hum": np.sin(np.arange(8000 * 3) / 8000 * 2 * np.pi * 100)}, rate=8000)
+    with caplog.at_level(logging.INFO, logger="mlkd"):
+        cuts = load_audio_set(directory, "noise")
+    assert cuts[0].sampling_rate == SR and cuts[0].load_audio().shape == (1, 3 * SR)
+    assert "resampled to 16000 Hz" in caplog.text
+
+
+@pytest.mark.parametrize("case", ["missing dir", "empty", "missing file", "corrupt file", "command"])
+def test_bad_noise_sets_fail_with_one_line_naming_the_file(tmp_path: Path, case: str):
+    directory = tmp_path / "noise"
+    directory.mkdir()
+    scp = directory / "wav.scp"
+    if case == "missing dir":
+        directory = tmp_path / "nowhere"
+    elif case == "empty":
+        scp.write_text("")
+    elif case == "missing file":
+        scp.write_text(f"a {tmp_path}/gone.wav\n")
+    elif case == "corrupt file":
+        (tmp_path / "bad.wav").write_bytes(b"RIFF0000WAVEjunk")
+        scp.write_text(f"a {tmp_path}/bad.wav\n")
+    else:
+        scp.write_text("a sox x.wav -t wav - |\n")
+    with pytest.raises(DataError) as err:
+        load_audio_set(directory, "noise")
+    message = str(err.value)
+    assert "\n" not in message
+    expected = {"missing dir": "nowhere: noise set not found", "empty": "empty noise set",
+                "missing file": "wav.scp:1: noise file", "corrupt file": "cannot read noise file",
+                "command": "is a command"}[case]
+    assert expected in message
+
+
+def test_config_errors_name_the_option():
+    with pytest.raises(ConfigError, match=r"noise snr: min 20.0 > max 10.0"):
+        NoiseConfig(snr=(20.0, 10.0))
+    with pytest.raises(ConfigError, match="needs a source"):
+        NoiseConfig(prob=0.5)
+    with pytest.raises(ConfigError, match="reverb prob must be in"):
+        ReverbConfig(prob=1.5)
+    with pytest.raises(ConfigError, match="choose from gsm, none"):
+        TelephoneConfig(codecs=("amr",))
+
+
+def test_train_config_with_a_missing_noise_set_fails_before_training(prepared: Path, tmp_path: Path):
+    import yaml
+
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump({"max_steps": 2, "augment": {"noise": {"prob": 0.5, "sets": [str(tmp_path / "musan")]}}}))
+    result = run_cli("train-teacher", "--data", prepared, "--lang", "en", "--model-config",
+                     TINY_MODEL, "--train-config", cfg,
+                     tmp_path / "exp")
+    assert result.exit_code != 0
+    assert "musan: noise set not found" in result.output
+    assert not (tmp_path / "exp" / "final.pt").exists()
+
+
+def test_teachers_hear_what_the_student_hears(prepared: Path):
+    """``keep_clean`` (the on-the-fly teachers' input) is the augmented audio before SpecAugment."""
+    from mlkd_cli.data.prepare import PreparedData
+    from mlkd_cli.experiment.config import SpecAugmentConfig
+
+    data = PreparedData(prepared)
+    cuts = data.cuts("train").to_eager().subset(first=4)
+    loud = augmenter(AugmentConfig(volume_prob=1.0, volume_range=(2.0, 2.0)))
+    torch.manual_seed(0)
+    batch = AsrDataset(data.tokenizer(), SpecAugmentConfig(), keep_clean=True, augment=loud, with_audio=True)[cuts]
+    plain = AsrDataset(data.tokenizer(), with_audio=True)[cuts]
+    assert torch.allclose(batch.audio, 2 * plain.audio, atol=1e-6)
+    assert (batch.clean_features - plain.features)[0, : plain.feature_lens[0]].median().item() == pytest.approx(
+        np.log(4), abs=0.1)
+    assert not torch.equal(batch.features, batch.clean_features)  # SpecAugment on the student's copy only
+
+
+def distill(prepared: Path, tiny_teachers: dict, tmp_path: Path, **kd) -> tuple:
+    import yaml
+
+    tmp_path.mkdir()
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump({"max_steps": 4, "max_duration": 15.0, "valid_interval": 4, "average": 1,
+                                   "augment": {"speed_prob": 0.5, "noise": {"prob": 0.5, "babble": 2}}}))
+    kd_cfg = tmp_path / "kd.yaml"
+    kd_cfg.write_text(yaml.safe_dump(kd))
+    exp = tmp_path / "student"
+    result = run_cli("distill", "--data", prepared, "--model-config", TINY_MODEL, "--train-config", cfg,
+                     "--kd-config", kd_cfg, *tiny_teachers.values(), exp)
+    return result, exp
+
+
+def test_distill_with_speed_perturbation_needs_on_the_fly_targets(prepared: Path, tiny_teachers: dict, tmp_path: Path):
+    result, exp = distill(prepared, tiny_teachers, tmp_path / "cached", targets="cached")
+    assert result.exit_code != 0 and "set kd targets: on-the-fly" in result.output
+    result, exp = distill(prepared, tiny_teachers, tmp_path / "live", targets="on-the-fly")
+    assert result.exit_code == 0, result.output
+    assert "augmentation: speed [0.9, 1.1] p=0.5; noise [10.0, 20.0] dB from babble" in (exp / "log" / "train.0.log").read_text()
