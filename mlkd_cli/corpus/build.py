@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Sequence
 
 import soundfile as sf
 
-from mlkd_cli.corpus import espeak, text
+from mlkd_cli.corpus import espeak, noise, text
 from mlkd_cli.errors import ConfigError, DataError
 from mlkd_cli.fsutil import atomic_write_text
 from mlkd_cli.log import progress_bar
@@ -41,6 +41,7 @@ DEFAULT_UNSEEN = ("pl", "cs")  # languages spoken only in dev_unseen/test_unseen
 SPLITS = ("train", "dev", "test")  # transcribed, in the trained languages
 UNLABELED = "unlabeled"  # the untranscribed pool, in the trained languages
 UNSEEN_SPLITS = ("dev_unseen", "test_unseen")
+NOISY = "test_noisy"  # the test set in simulated rooms with noise types and SNRs training never has
 DRAW_ORDER = ("dev", "test", "train", UNLABELED)  # the order in which splits take sentences
 WITHHELD_TEXT = "text.withheld"  # the pool's transcripts: never read by mlkd
 # Voice variants (file names in espeak-ng-data/voices/!v) per split; dev and test are held out.
@@ -124,6 +125,11 @@ class Utterance:
     lang: str
     transcript: str
     seconds: float
+    folder: str = ""  # of its wav under wav/; "": the language's
+
+    @property
+    def wav(self) -> str:
+        return f"{self.folder or self.lang}/{self.id}.wav"
 
 
 @dataclass(frozen=True)
@@ -171,7 +177,12 @@ def build_corpus(out_dir: str | Path, langs: Sequence[str] = DEFAULT_LANGS, size
         plan.update({lang: list(UNSEEN_SPLITS) for lang in unseen})
         sentences = {lang: _shuffled_sentences(lang, seed) for lang in plan}
         utts, version = _synthesize(sentences, plan, size, seed, num_jobs, tmp)
-        summary = _summary(langs, unseen, seed, size, utts, {lang: len(s) for lang, s in sentences.items()}, version)
+        test_noise = noise.write_noise_sets(tmp, tmp / "wav" / "noise", out_dir / "wav" / "noise", seed)
+        utts[NOISY], conditions = _noisy_test(utts["test"], test_noise, tmp, seed)
+        atomic_write_text(tmp / NOISY / "conditions", "".join(
+            f"{c.utterance} {c.room} {c.noise} {c.snr}\n" for c in sorted(conditions)))
+        summary = _summary(langs, unseen, seed, size, utts, {lang: len(s) for lang, s in sentences.items()}, version,
+                           sorted(test_noise))
         for split, split_utts in utts.items():
             _write_data_dir(tmp / split, split_utts, out_dir, transcribed=split != UNLABELED)
         atomic_write_text(tmp / "corpus.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
@@ -195,6 +206,21 @@ def _synthesize(sentences: dict[str, list[text.Sentence]], plan: dict[str, list[
                 utts.setdefault(split, []).extend(done)
                 logger.info("%s %s: %d utterances, %.1f min", lang, split, len(done), _seconds(done) / 60)
     return utts, version
+
+
+def _noisy_test(test: list[Utterance], test_noise: dict, tmp: Path, seed: int) -> tuple[list[Utterance], list[noise.Condition]]:
+    """The test utterances (same ids and transcripts) reverberated with noise_test noise added."""
+    from lhotse import Recording
+
+    clean = [Recording.from_file(tmp / "wav" / u.wav, recording_id=u.id).to_cut() for u in sorted(test, key=lambda u: u.id)]
+    noisy, conditions = noise.noisy_copies(clean, test_noise, seed)
+    out = []
+    for utt, cut in zip(sorted(test, key=lambda u: u.id), noisy):
+        copy = replace(utt, folder=f"{NOISY}/{utt.lang}")
+        (tmp / "wav" / copy.wav).parent.mkdir(parents=True, exist_ok=True)
+        noise.write_wav(cut, tmp / "wav" / copy.wav)
+        out.append(copy)
+    return out, conditions
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -326,7 +352,7 @@ def _write_data_dir(path: Path, utts: list[Utterance], out_dir: Path, transcribe
     for u in utts:
         spk2utt.setdefault(u.speaker, []).append(u.id)
     files = {
-        "wav.scp": [f"{u.id} {out_dir / 'wav' / u.lang / u.id}.wav" for u in utts],
+        "wav.scp": [f"{u.id} {out_dir / 'wav' / u.wav}" for u in utts],
         "text" if transcribed else WITHHELD_TEXT: [f"{u.id} {u.transcript}" for u in utts],
         "utt2spk": [f"{u.id} {u.speaker}" for u in utts],
         "utt2lang": [f"{u.id} {u.lang}" for u in utts],
@@ -337,7 +363,7 @@ def _write_data_dir(path: Path, utts: list[Utterance], out_dir: Path, transcribe
 
 
 def _summary(langs: list[str], unseen: list[str], seed: int, size: CorpusSize, utts: dict[str, list[Utterance]],
-             available: dict[str, int], version: str) -> dict:
+             available: dict[str, int], version: str, noise_types: list[str]) -> dict:
     def stats(split: str, lang: str) -> dict:
         mine = [u for u in utts[split] if u.lang == lang]
         return {"utterances": len(mine), "speakers": len({u.speaker for u in mine}),
@@ -350,7 +376,7 @@ def _summary(langs: list[str], unseen: list[str], seed: int, size: CorpusSize, u
         "speakers": {
             "approach": "held-out variants: dev and test speakers use eSpeak voice variants never used in training; "
                         "the untranscribed pool's speakers variants of their own",
-            "variants": {split: list(SPLIT_VARIANTS[split]) for split in utts},
+            "variants": {split: list(SPLIT_VARIANTS[split]) for split in utts if split in SPLIT_VARIANTS},
             "pitch": PITCH, "pitch_range": PITCH_RANGE, "words_per_minute": RATE, "amplitude": AMPLITUDE,
             "utterances_per_speaker": UTTS_PER_SPEAKER,
         },
@@ -360,5 +386,14 @@ def _summary(langs: list[str], unseen: list[str], seed: int, size: CorpusSize, u
         "synthesizer": version,
         "voices": {lang: espeak.LANGUAGE_VOICES[lang] for lang in langs + unseen},
         "sample_rate": espeak.SAMPLE_RATE,
+        "noise": {
+            "noise": f"training noise: {', '.join(noise.TRAIN_COLOURS)} ({noise.RECORDINGS_PER_TYPE} x "
+                     f"{noise.NOISE_SECONDS:.0f} s each)",
+            "noise_test": f"test noise types: {', '.join(noise_types)}",
+            NOISY: f"test utterances in {noise.TEST_ROOMS} simulated rooms (pyroomacoustics, seed + "
+                   f"{noise.TEST_ROOM_SEED}) with noise_test noise at {noise.TEST_SNR[0]:g}-{noise.TEST_SNR[1]:g} dB "
+                   "SNR (per utterance: test_noisy/conditions)",
+            "ambient": noise.AMBIENT_SOURCE if "ambient" in noise_types else "lugaru-data not installed: none",
+        },
         "licence": LICENCE,
     }

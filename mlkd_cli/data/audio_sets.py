@@ -49,10 +49,11 @@ def load_audio_set(path: str | Path, what: str) -> CutSet:
     if rates:
         logger.info("%s set %s: recordings at %s Hz are resampled to %d Hz", what, path,
                     ", ".join(map(str, rates)), SAMPLING_RATE)
-    return CutSet.from_cuts(_mono_cut(r) for r in recordings)
+    return CutSet.from_cuts(mono_cut(r) for r in recordings)
 
 
-def _mono_cut(recording: Recording):
+def mono_cut(recording: Recording):
+    """The recording's first channel at 16 kHz (resampled by lhotse when loaded)."""
     cut = recording.to_cut()
     if len(recording.channel_ids) > 1:
         cut = cut.with_channels(recording.channel_ids[0])

@@ -6,7 +6,12 @@ install; pyroomacoustics is a maintained image-source implementation that needs 
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+import soundfile as sf
+from lhotse import Recording
+from lhotse.cut import Cut
 
 SAMPLING_RATE = 16000
 DIMENSIONS = ((3.0, 3.0, 2.4), (10.0, 8.0, 4.0))  # smallest and largest room, metres
@@ -31,3 +36,13 @@ def simulate_rirs(count: int, seed: int, rt60: tuple[float, float] = RT60) -> li
         rir = np.asarray(room.rir[0][0], dtype=np.float32)
         rirs.append(rir / np.abs(rir).max())
     return rirs
+
+
+def room_cuts(count: int, seed: int, prefix: str = "room") -> list[Cut]:
+    """The impulse responses of :func:`simulate_rirs` as in-memory lhotse cuts (for ``reverb_rir``)."""
+    cuts = []
+    for i, rir in enumerate(simulate_rirs(count, seed)):
+        buffer = io.BytesIO()
+        sf.write(buffer, rir, SAMPLING_RATE, format="WAV", subtype="FLOAT")
+        cuts.append(Recording.from_bytes(buffer.getvalue(), recording_id=f"{prefix}-{i:03d}").to_cut())
+    return cuts

@@ -9,19 +9,17 @@ waveform — gives the same samples. A cut that draws nothing keeps its cached f
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import random
 from typing import Optional
 
-import soundfile as sf
-from lhotse import CutSet, Recording
+from lhotse import CutSet
 from lhotse.audio.resampling_backend import available_resampling_backends, set_current_resampling_backend
 from lhotse.cut import Cut
 
 from mlkd_cli.data.audio_sets import load_audio_set
-from mlkd_cli.data.rooms import SAMPLING_RATE, simulate_rirs
+from mlkd_cli.data.rooms import room_cuts
 from mlkd_cli.experiment.config import AugmentConfig
 
 logger = logging.getLogger("mlkd")
@@ -65,7 +63,7 @@ class Augmenter:
             noise[BABBLE] = CutSet.from_cuts(c.drop_features().drop_supervisions() for c in train_cuts)
         rirs: list[Cut] = []
         if config.reverb.prob:
-            rirs = [c for path in config.reverb.rirs for c in load_audio_set(path, "RIR")] or simulated_rooms(
+            rirs = [c for path in config.reverb.rirs for c in load_audio_set(path, "RIR")] or room_cuts(
                 config.reverb.simulated_rooms, seed)
         logger.info("augmentation: %s", describe(config, noise, rirs))
         return cls(config, noise, rirs)
@@ -108,16 +106,6 @@ def telephone(cut: Cut, codec: str) -> Cut:
     if codec == "gsm":
         narrow = narrow.compress("gsm")
     return narrow.resample(cut.sampling_rate)
-
-
-def simulated_rooms(count: int, seed: int) -> list[Cut]:
-    """Impulse responses of ``count`` simulated rooms, as in-memory lhotse cuts."""
-    cuts = []
-    for i, rir in enumerate(simulate_rirs(count, seed)):
-        buffer = io.BytesIO()
-        sf.write(buffer, rir, SAMPLING_RATE, format="WAV", subtype="FLOAT")
-        cuts.append(Recording.from_bytes(buffer.getvalue(), recording_id=f"room-{i:03d}").to_cut())
-    return cuts
 
 
 def describe(config: AugmentConfig, noise: dict[str, CutSet], rirs: list[Cut]) -> str:

@@ -295,6 +295,26 @@ def test_unseen_languages_only_in_their_own_splits(corpus):
 def test_sizes_without_pool_or_unseen_languages_leave_those_splits_out(tmp_path):
     size = build.corpus_size("tiny", unlabeled_hours=0, unseen_minutes=0)
     build_corpus(tmp_path / "c", ["en"], size, seed=1, num_jobs=1)
-    assert sorted(p.name for p in (tmp_path / "c").iterdir() if p.is_dir()) == ["dev", "test", "train", "wav"]
+    assert sorted(p.name for p in (tmp_path / "c").iterdir() if p.is_dir()) == [
+        "dev", "noise", "noise_test", "test", "test_noisy", "train", "wav"]
     with pytest.raises(ConfigError, match="--unlabeled-hours must be 0 or more"):
         build.corpus_size("tiny", unlabeled_hours=-1)
+
+
+def test_noisy_test_is_the_test_set_in_rooms_with_unseen_noise_at_low_snr(corpus):
+    from mlkd_cli.corpus.noise import TEST_SNR, TRAIN_COLOURS
+    from mlkd_cli.data.audio_sets import load_audio_set
+
+    for name in ("text", "utt2spk", "utt2lang"):
+        assert read_table(corpus / "test_noisy" / name) == read_table(corpus / "test" / name)
+    clean = dict(read_table(corpus / "test" / "wav.scp"))
+    conditions = [line.split() for line in (corpus / "test_noisy" / "conditions").read_text().splitlines()]
+    assert sorted(c[0] for c in conditions) == sorted(clean)
+    train_types = {cut.recording_id.split("-")[0] for cut in load_audio_set(corpus / "noise", "noise")}
+    test_types = {cut.recording_id.split("-")[0] for cut in load_audio_set(corpus / "noise_test", "noise")}
+    assert train_types == set(TRAIN_COLOURS) and not train_types & test_types and "hum" in test_types
+    assert all(TEST_SNR[0] <= float(snr) <= TEST_SNR[1] and kind in test_types for _, _, kind, snr in conditions)
+    for utt, path in read_table(corpus / "test_noisy" / "wav.scp"):
+        noisy, _ = sf.read(path)
+        original, _ = sf.read(clean[utt])
+        assert len(noisy) == len(original) and not np.allclose(noisy, original, atol=0.01)
