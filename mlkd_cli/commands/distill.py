@@ -30,7 +30,7 @@ from mlkd_cli.commands.options import training_options
 @click.argument("exp_dir", type=click.Path(file_okay=False, path_type=Path))
 def distill(data_dir: Path, model_config: Path | None, kd_config: Path | None, targets: str | None,
             unlabeled_sets: tuple[str, ...], lid_weight: float, plain_student: bool, train_config,
-            max_steps, precision, seed, train_set: str, dev_set: str, force: bool, teachers: tuple[str, ...],
+            max_steps, precision, seed, noise_sets, rir_sets, train_set: str, dev_set: str, force: bool, teachers: tuple[str, ...],
             exp_dir: Path) -> None:
     """Distill one teacher per language into a multilingual student in EXP_DIR.
 
@@ -62,6 +62,6 @@ def distill(data_dir: Path, model_config: Path | None, kd_config: Path | None, t
         kd = dataclasses.replace(kd, targets=targets)
     config = DistillConfig(data=str(data_dir), teachers=teachers, model=model, kd=kd, unlabeled_sets=unlabeled_sets,
                            language_adaptive=not plain_student, lid_weight=lid_weight,
-                           train=load_train_config(train_config, max_steps, precision, seed),
+                           train=load_train_config(train_config, max_steps, precision, seed, noise_sets, rir_sets),
                            train_set=train_set, dev_set=dev_set)
     DistillStage(config, exp_dir).run(force=force, argv=["mlkd", *sys.argv[1:]])

@@ -24,7 +24,7 @@ from mlkd_cli.commands.options import training_options
 @training_options
 @click.argument("exp_dir", type=click.Path(file_okay=False, path_type=Path))
 def finetune(data_dir: Path, init_dir: Path | None, model_config: Path | None, lid_weight: float, lid_layer: int,
-             train_config, max_steps, precision, seed, train_set: str, dev_set: str, force: bool,
+             train_config, max_steps, precision, seed, noise_sets, rir_sets, train_set: str, dev_set: str, force: bool,
              exp_dir: Path) -> None:
     """Fine-tune a multilingual model for text and language: L = CTC + λ·CE(language).
 
@@ -54,6 +54,6 @@ def finetune(data_dir: Path, init_dir: Path | None, model_config: Path | None, l
     model = load_yaml(ModelConfig, model_config) if model_config else ModelConfig()
     model = dataclasses.replace(model, lid_layer=lid_layer)
     config = FinetuneConfig(data=str(data_dir), init=str(init_dir) if init_dir else "", model=model,
-                            lid_weight=lid_weight, train=load_train_config(train_config, max_steps, precision, seed),
+                            lid_weight=lid_weight, train=load_train_config(train_config, max_steps, precision, seed, noise_sets, rir_sets),
                             train_set=train_set, dev_set=dev_set)
     FinetuneStage(config, exp_dir).run(force=force, argv=["mlkd", *sys.argv[1:]])

@@ -16,7 +16,8 @@ import click
               help="utt2lang of the references  [default: utt2lang beside --ref, else DECODE_DIR/ref.utt2lang]")
 @click.option("--compare", is_flag=True,
               help="One table of all DECODE_DIRs: primary error rate per language, average, LID accuracy, "
-                   "parameters (reuses each up-to-date score.json).")
+                   "parameters (reuses each up-to-date score.json); with several decoded sets (test, "
+                   "test_noisy, ...) one such table per set, then every model's average on every set.")
 @click.option("--markdown", is_flag=True, help="With --compare: print the table as Markdown.")
 @click.option("--metric", type=click.Choice(["primary", "cer", "wer"]), default="primary",
               help="With --compare: the rate shown per language (primary: CER for languages written without spaces, else WER).")
@@ -38,8 +39,10 @@ def score(decode_dirs: tuple[Path, ...], ref: Path | None, ref_lang: Path | None
 
     from mlkd_cli.score import (
         compare as compare_reports,
+        compare_conditions,
         comparison_markdown,
         comparison_table,
+        condition,
         report_table,
         score_decode_dir,
     )
@@ -54,8 +57,17 @@ def score(decode_dirs: tuple[Path, ...], ref: Path | None, ref_lang: Path | None
         for decode_dir in decode_dirs:
             console.print(report_table(score_decode_dir(decode_dir, ref, ref_lang, force=force, argv=argv)))
         return
-    comparison = compare_reports([score_decode_dir(d, force=force, argv=argv) for d in decode_dirs], metric)
-    if markdown:
-        click.echo(comparison_markdown(comparison), nl=False)
-    else:
-        console.print(comparison_table(comparison))
+    by_condition: dict[str, list] = {}
+    for d in decode_dirs:
+        report = score_decode_dir(d, force=force, argv=argv)
+        by_condition.setdefault(condition(report), []).append(report)
+    comparisons = {name: compare_reports(reports, metric) for name, reports in by_condition.items()}
+    tables = list(comparisons.items())
+    if len(comparisons) > 1:
+        tables.append(("every condition", compare_conditions(comparisons)))
+    for name, comparison in tables:
+        shown = name if len(comparisons) > 1 else None
+        if markdown:
+            click.echo((f"\n**{shown}**\n\n" if shown else "") + comparison_markdown(comparison), nl=False)
+        else:
+            console.print(comparison_table(comparison, shown))

@@ -19,7 +19,8 @@ from mlkd_cli.commands.options import training_options
 @training_options
 @click.argument("exp_dir", type=click.Path(file_okay=False, path_type=Path))
 def train_teacher(data_dir: Path, lang: str, model_config: Path | None, train_config: Path | None,
-                  max_steps: int | None, precision: str | None, seed: int | None, train_set: str, dev_set: str,
+                  max_steps: int | None, precision: str | None, seed: int | None, noise_sets: tuple[Path, ...],
+                  rir_sets: tuple[Path, ...], train_set: str, dev_set: str,
                   force: bool, exp_dir: Path) -> None:
     """Train a Conformer-CTC teacher for one language into EXP_DIR.
 
@@ -39,6 +40,6 @@ def train_teacher(data_dir: Path, lang: str, model_config: Path | None, train_co
 
     model = load_yaml(ModelConfig, model_config) if model_config else ModelConfig()
     config = TeacherConfig(data=str(data_dir), lang=lang, model=model,
-                           train=load_train_config(train_config, max_steps, precision, seed),
+                           train=load_train_config(train_config, max_steps, precision, seed, noise_sets, rir_sets),
                            train_set=train_set, dev_set=dev_set)
     TeacherStage(config, exp_dir).run(force=force, argv=["mlkd", *sys.argv[1:]])

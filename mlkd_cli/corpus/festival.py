@@ -151,7 +151,7 @@ class SynthVoice:
 
 
 def draw_voice(engine: str, voice: str, rng: random.Random) -> SynthVoice:
-    """A speaker of ``voice`` with prosody drawn from the ranges above (to 0.01; 1.0 where fixed)."""
+    """A speaker of ``voice``, prosody drawn from STRETCH, PITCH and VOLUME (to 0.01; 1.0 where fixed)."""
     info = VOICES[(engine, voice)]
     # Always three draws, so a voice's capabilities do not shift later speakers' draws.
     stretch, pitch, volume = (round(rng.uniform(*r), 2) for r in (STRETCH, PITCH, VOLUME))

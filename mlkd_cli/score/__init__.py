@@ -11,9 +11,12 @@ from mlkd_cli.score.reading import load_inputs, read_predicted_languages, read_t
 from mlkd_cli.score.report import SCORE_FORMAT, ScoreReport, score_decode_dir, score_inputs
 from mlkd_cli.score.tables import (
     Comparison,
+    ConditionComparison,
     compare,
+    compare_conditions,
     comparison_markdown,
     comparison_table,
+    condition,
     format_alignment,
     format_errs,
     format_params,
@@ -22,8 +25,8 @@ from mlkd_cli.score.tables import (
 )
 
 __all__ = [
-    "BLANK", "Comparison", "ErrorCounts", "LangScore", "LidScore", "SCORE_FORMAT", "ScoreReport", "UttScore",
-    "characters", "compare", "comparison_markdown", "comparison_table", "count_errors", "format_alignment",
+    "BLANK", "Comparison", "ConditionComparison", "ErrorCounts", "LangScore", "LidScore", "SCORE_FORMAT", "ScoreReport", "UttScore",
+    "characters", "compare", "compare_conditions", "comparison_markdown", "comparison_table", "condition", "count_errors", "format_alignment",
     "format_errs", "format_params", "format_summary", "load_inputs", "percent", "primary_metric",
     "read_predicted_languages", "read_text", "read_utt2lang", "report_table", "score_decode_dir", "score_inputs",
     "score_languages", "score_lid", "score_utterance", "summarize", "words",

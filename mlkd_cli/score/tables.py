@@ -190,6 +190,46 @@ def compare(reports: Sequence[ScoreReport], metric: str = "primary") -> Comparis
     return Comparison(languages, rows, metric)
 
 
+def condition(report: ScoreReport) -> str:
+    """The decoded set's name, from ``decode_<name>_<method>...``: what ``--compare`` groups by."""
+    name = Path(report.decode_dir).name.removeprefix("decode_")
+    return name.split(f"_{report.method}")[0] if report.method else name.rpartition("_")[0] or name
+
+
+@dataclass(frozen=True)
+class ConditionComparison:
+    """Each model's average error rate on each condition (test, test_noisy, ...)."""
+
+    conditions: list[str]
+    models: list[str]
+    cells: dict[tuple[str, str], str]  # (model, condition) → shown rate
+    metric: str = "primary"
+
+    def header(self) -> list[str]:
+        rate = "%ER" if self.metric == "primary" else f"%{self.metric.upper()}"
+        return ["Model", *(f"{c} avg {rate}" for c in self.conditions)]
+
+    def rows(self) -> list[list[str]]:
+        return [[model, *(self.cells.get((model, c), BLANK) for c in self.conditions)] for model in self.models]
+
+
+def compare_conditions(by_condition: dict[str, Comparison]) -> ConditionComparison:
+    """One row per model: its average over each condition's languages; a model that covers only
+    some of them (a teacher) shows the mean over its own, with the languages named."""
+    cells: dict[tuple[str, str], str] = {}
+    models: list[str] = []
+    for name, comparison in by_condition.items():
+        for row in comparison.rows:
+            models += [row.label] if row.label not in models else []
+            if row.average is not None:
+                cells[row.label, name] = percent(row.average)
+            elif row.rates:
+                own = [v for v in row.rates.values() if v is not None]
+                cells[row.label, name] = f"{percent(sum(own) / len(own))} ({' '.join(sorted(row.rates))})" if own else BLANK
+    metric = next(iter(by_condition.values())).metric
+    return ConditionComparison(list(by_condition), models, cells, metric)
+
+
 def format_params(n: int | None) -> str:
     """12345678 → ``12.3M``."""
     if n is None:
@@ -200,20 +240,27 @@ def format_params(n: int | None) -> str:
     return str(n)
 
 
-def comparison_markdown(comparison: Comparison) -> str:
+def _cells(comparison: Comparison | ConditionComparison) -> list[list[str]]:
+    return comparison.cells() if isinstance(comparison, Comparison) else comparison.rows()
+
+
+def comparison_markdown(comparison: Comparison | ConditionComparison) -> str:
     header = comparison.header()
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", *["---:"] * (len(header) - 1)]) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in comparison.cells()]
+    lines += ["| " + " | ".join(row) + " |" for row in _cells(comparison)]
     return "\n".join(lines) + "\n"
 
 
-def comparison_table(comparison: Comparison) -> Table:
+def comparison_table(comparison: Comparison | ConditionComparison, condition: str | None = None) -> Table:
+    """The table of a comparison; ``condition`` names the decoded set in the title."""
     title = {"primary": "Error rates (%): WER, or CER for languages written without spaces",
              "wer": "Word error rates (%)", "cer": "Character error rates (%, spaces removed)"}[comparison.metric]
-    table = Table(title=title)
+    if isinstance(comparison, ConditionComparison):
+        title += ", averaged over each condition's languages"
+    table = Table(title=f"{title}: {condition}" if condition else title)
     for i, name in enumerate(comparison.header()):
         table.add_column(name, justify="left" if i == 0 else "right")
-    for row in comparison.cells():
+    for row in _cells(comparison):
         table.add_row(*row)
     return table
 

@@ -274,6 +274,28 @@ def test_compare_markdown_cli(tmp_path):
     assert all((d / "score.json").is_file() for d in dirs)
 
 
+def test_compare_over_conditions_one_table_each_then_every_model_on_every_condition(tmp_path):
+    dirs = _compare_dirs(tmp_path)
+    meta = {"model_name": "student", "method": "greedy", "num_parameters": 800_000, "predicts_language": True}
+    noisy_hyps = {**HYPS, "u2": ("word", "de")}  # one more error in English
+    noisy = make_decode_dir(tmp_path / "student" / "decode_test_noisy_greedy", REFS, noisy_hyps, meta)
+    noisy_en = make_decode_dir(tmp_path / "teacher_en" / "decode_test_noisy_greedy", {"a": ("en", "the cat sat")},
+                               {"a": ("a bat sat", "en")}, {"model_name": "teacher_en", "method": "greedy"})
+    result = CliRunner().invoke(score_command, ["--compare", "--markdown", *map(str, [*dirs, noisy, noisy_en])],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.index("**test**") < out.index("**test_noisy**") < out.index("**every condition**")
+    summary = out[out.index("**every condition**"):].splitlines()[2:]
+    assert summary == [
+        "| Model | test avg %ER | test_noisy avg %ER |",
+        "|:---|---:|---:|",
+        "| teacher_en | 33.33 (en) | 66.67 (en) |",
+        "| teacher_zh | 0.00 (zh) | — |",
+        "| student | 48.21 | 54.46 |",  # (6/7 + 1/4) / 2 on test_noisy
+    ]
+
+
 def test_compare_labels_same_model_by_decode_dir(tmp_path):
     greedy = make_decode_dir(tmp_path / "student" / "decode_test_greedy", REFS, HYPS)
     beam = make_decode_dir(tmp_path / "student" / "decode_test_beam", REFS, HYPS)
