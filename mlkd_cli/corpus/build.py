@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Sequence
 
 import soundfile as sf
 
-from mlkd_cli.corpus import espeak, noise, text
+from mlkd_cli.corpus import espeak, festival, noise, text
 from mlkd_cli.errors import ConfigError, DataError
 from mlkd_cli.fsutil import atomic_write_text
 from mlkd_cli.log import progress_bar
@@ -42,6 +42,16 @@ SPLITS = ("train", "dev", "test")  # transcribed, in the trained languages
 UNLABELED = "unlabeled"  # the untranscribed pool, in the trained languages
 UNSEEN_SPLITS = ("dev_unseen", "test_unseen")
 NOISY = "test_noisy"  # the test set in simulated rooms with noise types and SNRs training never has
+ENGINE = "test_engine"  # the test sentences spoken by an engine held out of the language's training data
+# Festival and flite voices (Debian main). English has both, so Festival speaks a share of its
+# training speakers and flite is held out; Italian and Russian have Festival only, held out.
+# Festival's kal and slt are the same people as flite's kal and slt: English training uses
+# kal and ked, test_engine other people (awb, rms, slt).
+TRAIN_ENGINE_VOICES = {"en": (festival.FESTIVAL, ("kal_diphone", "ked_diphone"))}
+TRAIN_ENGINE_EVERY = 4  # every 4th training speaker of those languages, starting with the first
+HELD_OUT_VOICES = {"en": (festival.FLITE, ("awb", "rms", "slt")),
+                   "it": (festival.FESTIVAL, ("pc_diphone", "lp_diphone")),
+                   "ru": (festival.FESTIVAL, ("msu_ru_nsh_clunits",))}
 DRAW_ORDER = ("dev", "test", "train", UNLABELED)  # the order in which splits take sentences
 WITHHELD_TEXT = "text.withheld"  # the pool's transcripts: never read by mlkd
 # Voice variants (file names in espeak-ng-data/voices/!v) per split; dev and test are held out.
@@ -64,12 +74,14 @@ SPLIT_VARIANTS["dev_unseen"], SPLIT_VARIANTS["test_unseen"] = SPLIT_VARIANTS["de
 # eSpeak parameter ranges a speaker is drawn from (pitch and range 0-100, words per minute,
 # amplitude 0-200; above 90 some variants clip).
 PITCH, PITCH_RANGE, RATE, AMPLITUDE = (25, 75), (20, 80), (140, 200), (50, 90)
-UTTS_PER_SPEAKER = {"train": 6, "dev": 3, "test": 3, UNLABELED: 6, "dev_unseen": 3, "test_unseen": 3}
+UTTS_PER_SPEAKER = {"train": 6, "dev": 3, "test": 3, UNLABELED: 6, "dev_unseen": 3, "test_unseen": 3, ENGINE: 3}
 MEAN_UTT_SECONDS = 3.5  # only sizes the batches sent to the workers
 LICENCE = (
     "Sentences come from the Debian fortune collections (packages named in text_source; terms in "
     "/usr/share/doc/<package>/copyright, mostly BSD-style or GPL-2+); audio is synthesized with "
-    "eSpeak NG (GPL-3+). For demos and tests; check those terms before redistributing."
+    "eSpeak NG (GPL-3+), Festival and flite (BSD-style; voices: English kal, ked, slt BSD-style, "
+    "Italian GPL-2+, Russian BSD-like); test_noisy mixes in lugaru-data ambience (CC-BY-SA-3.0). "
+    "For demos and tests; check those terms before redistributing."
 )
 
 
@@ -95,7 +107,7 @@ class CorpusSize:
     def seconds(self, split: str) -> float:
         return {"train": self.train_hours * 3600, "dev": self.dev_minutes * 60, "test": self.test_minutes * 60,
                 UNLABELED: self.unlabeled_hours * 3600, "dev_unseen": self.unseen_minutes * 60,
-                "test_unseen": self.unseen_minutes * 60}[split]
+                "test_unseen": self.unseen_minutes * 60, ENGINE: self.test_minutes * 60}[split]
 
 
 SIZES = {
@@ -137,7 +149,7 @@ class SpeakerJob:
     """One speaker's utterances, synthesized in order by one fresh worker process."""
 
     speaker: str
-    voice: espeak.Voice
+    voice: espeak.Voice | festival.SynthVoice
     utt_ids: tuple[str, ...]
     sentences: tuple[text.Sentence, ...]
     wav_dir: Path
@@ -173,7 +185,8 @@ def build_corpus(out_dir: str | Path, langs: Sequence[str] = DEFAULT_LANGS, size
     with Stage(out_dir, record, force=force, intact=lambda: _wavs_present(out_dir)).run() as tmp:
         if tmp is None:
             return json.loads((out_dir / "corpus.json").read_text(encoding="utf-8"))
-        plan = {lang: [s for s in DRAW_ORDER if size.seconds(s)] for lang in langs}
+        plan = {lang: [s for s in DRAW_ORDER if size.seconds(s)] + ([ENGINE] if lang in HELD_OUT_VOICES else [])
+                for lang in langs}
         plan.update({lang: list(UNSEEN_SPLITS) for lang in unseen})
         sentences = {lang: _shuffled_sentences(lang, seed) for lang in plan}
         utts, version = _synthesize(sentences, plan, size, seed, num_jobs, tmp)
@@ -192,17 +205,24 @@ def build_corpus(out_dir: str | Path, langs: Sequence[str] = DEFAULT_LANGS, size
 
 def _synthesize(sentences: dict[str, list[text.Sentence]], plan: dict[str, list[str]], size: CorpusSize, seed: int,
                 num_jobs: int, tmp: Path) -> tuple[dict[str, list[Utterance]], str]:
-    """The splits ``plan`` gives each language, wavs under ``tmp/wav``; the utterances and the eSpeak version."""
+    """The splits ``plan`` gives each language, wavs under ``tmp/wav``; the utterances and the
+    synthesizers' versions. test_engine speaks the test split's sentences, all of them."""
     utts: dict[str, list[Utterance]] = {}
     with _worker_pool(num_jobs) as pool, progress_bar() as progress:
-        version = pool.submit(_check_voices, list(sentences)).result()
+        version = pool.submit(_check_voices, list(sentences), [lang for lang in plan if ENGINE in plan[lang]]).result()
         for lang, splits in plan.items():
             task = progress.add_task(f"{lang} (s of audio)", total=round(sum(size.seconds(s) for s in splits)))
             position = 0
+            spoken: dict[str, list[text.Sentence]] = {}
             for split in splits:
-                done = _synthesize_split(pool, 4 * num_jobs, lang, split, sentences[lang][position:],
-                                         size.seconds(split), seed, tmp, lambda s: progress.advance(task, s))
-                position += len(done)
+                if split == ENGINE:
+                    done, _ = _synthesize_split(pool, 4 * num_jobs, lang, split, spoken["test"], math.inf, seed, tmp,
+                                                lambda s: progress.advance(task, s))
+                else:
+                    done, used = _synthesize_split(pool, 4 * num_jobs, lang, split, sentences[lang][position:],
+                                                   size.seconds(split), seed, tmp, lambda s: progress.advance(task, s))
+                    spoken[split] = sentences[lang][position:position + used]
+                    position += used
                 utts.setdefault(split, []).extend(done)
                 logger.info("%s %s: %d utterances, %.1f min", lang, split, len(done), _seconds(done) / 60)
     return utts, version
@@ -264,58 +284,84 @@ def _worker_pool(num_jobs: int) -> Executor:
     return ProcessPoolExecutor(num_jobs, mp_context=ctx, max_tasks_per_child=1)
 
 
-def _check_voices(langs: list[str]) -> str:
-    """Worker task: fail early unless every voice and variant exists; return the eSpeak version."""
+def _check_voices(langs: list[str], held_out: list[str]) -> str:
+    """Worker task: fail early unless every voice and variant exists; return the synthesizers' versions."""
     engine = espeak.engine()
     variants = sorted({v for vs in SPLIT_VARIANTS.values() for v in vs})
     for lang in langs:
         for variant in variants:
             engine.check_voice(espeak.Voice(espeak.LANGUAGE_VOICES[lang], variant, 50, 50, 175, 100))
-    return engine.version
+    others = sorted(set(held_out) | (set(langs) & set(TRAIN_ENGINE_VOICES)))
+    return f"{engine.version}; {festival.check_engines(others)}" if others else engine.version
 
 
-def _synthesize_speaker(job: SpeakerJob) -> list[int]:
-    """Worker task: write one speaker's wavs; their lengths in samples."""
-    engine = espeak.engine()
-    lengths = []
+def _synthesize_speaker(job: SpeakerJob) -> list[int | None]:
+    """Worker task: write one speaker's wavs; their lengths in samples (None: Festival or flite
+    could not speak the sentence, which is left out)."""
+    lengths: list[int | None] = []
     for utt_id, sentence in zip(job.utt_ids, job.sentences):
-        audio = engine.synthesize(sentence.spoken, job.voice)
+        if isinstance(job.voice, festival.SynthVoice):
+            try:
+                audio = festival.synthesize(sentence.spoken, job.voice)
+            except DataError as e:
+                logger.warning("%s; sentence left out", e)
+                lengths.append(None)
+                continue
+        else:
+            audio = espeak.engine().synthesize(sentence.spoken, job.voice)
         sf.write(job.wav(utt_id), audio, espeak.SAMPLE_RATE, subtype="PCM_16", format="WAV")
         lengths.append(len(audio))
     return lengths
 
 
-def _speakers(lang: str, split: str, seed: int) -> Iterator[tuple[str, espeak.Voice]]:
-    """Endless distinct speakers of one language and split, cycling through the split's variants."""
+def _speakers(lang: str, split: str, seed: int) -> Iterator[tuple[str, espeak.Voice | festival.SynthVoice]]:
+    """Endless distinct speakers of one language and split: eSpeak voices cycling through the
+    split's variants, with a share of Festival voices in training where the language has them;
+    test_engine: the language's held-out engine's voices."""
     rng = random.Random(f"{seed}:{lang}:{split}:speakers")
+    if split == ENGINE:
+        engine, names = HELD_OUT_VOICES[lang]
+        for k in itertools.count():
+            voice = festival.draw_voice(engine, names[k % len(names)], rng)
+            yield f"{lang}-{voice.tag}-{k:03d}", voice  # k: the Russian voice varies in volume only
     variants = list(SPLIT_VARIANTS[split])
     rng.shuffle(variants)
+    other = TRAIN_ENGINE_VOICES.get(lang) if split == "train" else None
     seen = set()
+    variant = itertools.cycle(variants)
     for k in itertools.count():
-        voice = espeak.Voice(espeak.LANGUAGE_VOICES[lang], variants[k % len(variants)], rng.randint(*PITCH),
-                             rng.randint(*PITCH_RANGE), rng.randint(*RATE), rng.randint(*AMPLITUDE))
-        speaker = f"{lang}-{voice.variant}p{voice.pitch:02d}r{voice.pitch_range:02d}s{voice.rate:03d}a{voice.volume:03d}"
+        if other and k % TRAIN_ENGINE_EVERY == 0:
+            voice = festival.draw_voice(other[0], other[1][k // TRAIN_ENGINE_EVERY % len(other[1])], rng)
+            speaker = f"{lang}-{voice.tag}"
+        else:
+            voice = espeak.Voice(espeak.LANGUAGE_VOICES[lang], next(variant), rng.randint(*PITCH),
+                                 rng.randint(*PITCH_RANGE), rng.randint(*RATE), rng.randint(*AMPLITUDE))
+            speaker = (f"{lang}-{voice.variant}p{voice.pitch:02d}r{voice.pitch_range:02d}s{voice.rate:03d}"
+                       f"a{voice.volume:03d}")
         if speaker not in seen:
             seen.add(speaker)
             yield speaker, voice
 
 
 def _synthesize_split(pool: Executor, max_batch: int, lang: str, split: str, sentences: list[text.Sentence],
-                      target_seconds: float, seed: int, tmp: Path, advance: Callable[[float], None]) -> list[Utterance]:
-    """Speak ``sentences`` in order until the split has ``target_seconds`` of audio.
+                      target_seconds: float, seed: int, tmp: Path,
+                      advance: Callable[[float], None]) -> tuple[list[Utterance], int]:
+    """Speak ``sentences`` in order until the split has ``target_seconds`` of audio (``math.inf``:
+    all of them); the utterances and how many sentences they used.
 
     Speakers are synthesized in batches of at most ``max_batch``; utterances past the target
     are deleted, so the result does not depend on the batch size.
     """
+    every = math.isinf(target_seconds)
     wav_dir = tmp / "wav" / lang
     wav_dir.mkdir(parents=True, exist_ok=True)
     per_speaker = UTTS_PER_SPEAKER[split]
     speakers = _speakers(lang, split, seed)
     done: list[Utterance] = []
     total = 0.0
-    start = 0
+    start = used = 0
     while total < target_seconds:
-        needed = math.ceil((target_seconds - total) / (MEAN_UTT_SECONDS * per_speaker))
+        needed = max_batch if every else math.ceil((target_seconds - total) / (MEAN_UTT_SECONDS * per_speaker))
         batch = []
         for _ in range(min(needed, max_batch)):
             if start >= len(sentences):
@@ -325,19 +371,25 @@ def _synthesize_split(pool: Executor, max_batch: int, lang: str, split: str, sen
             ids = tuple(f"{speaker}-{start + i:05d}" for i in range(len(chunk)))
             batch.append(SpeakerJob(speaker, voice, ids, chunk, wav_dir))
             start += len(chunk)
+        if not batch and every:
+            break
         if not batch:
             raise DataError(f"only {len(sentences)} {lang} sentences left for {split}, too few for "
                             f"{target_seconds / 60:.0f} min of audio; ask for less audio or add fortunes")
         for job, lengths in zip(batch, pool.map(_synthesize_speaker, batch)):
             for utt_id, sentence, length in zip(job.utt_ids, job.sentences, lengths):
                 if total >= target_seconds:
-                    job.wav(utt_id).unlink()
+                    if length is not None:
+                        job.wav(utt_id).unlink()
+                    continue
+                used = int(utt_id.rsplit("-", 1)[1]) + 1
+                if length is None:
                     continue
                 seconds = length / espeak.SAMPLE_RATE
                 done.append(Utterance(utt_id, job.speaker, lang, sentence.transcript, seconds))
                 total += seconds
                 advance(seconds)
-    return done
+    return done, used
 
 
 def _seconds(utts: list[Utterance]) -> float:
@@ -371,7 +423,8 @@ def _summary(langs: list[str], unseen: list[str], seed: int, size: CorpusSize, u
 
     return {
         **_request(langs, unseen, seed, size),
-        "splits": {split: {lang: stats(split, lang) for lang in (unseen if split in UNSEEN_SPLITS else langs)}
+        "splits": {split: {lang: stats(split, lang) for lang in (unseen if split in UNSEEN_SPLITS else langs)
+                           if any(u.lang == lang for u in utts[split])}
                    for split in utts},
         "speakers": {
             "approach": "held-out variants: dev and test speakers use eSpeak voice variants never used in training; "
@@ -385,6 +438,13 @@ def _summary(langs: list[str], unseen: list[str], seed: int, size: CorpusSize, u
                                "package": text.LANGUAGES[lang].package} for lang in langs + unseen},
         "synthesizer": version,
         "voices": {lang: espeak.LANGUAGE_VOICES[lang] for lang in langs + unseen},
+        "other_engines": {
+            "train": {lang: f"every {TRAIN_ENGINE_EVERY}th speaker: {engine} {', '.join(names)}"
+                      for lang, (engine, names) in TRAIN_ENGINE_VOICES.items() if lang in langs},
+            ENGINE: {lang: f"{engine} {', '.join(names)} (held out of training)"
+                     for lang, (engine, names) in HELD_OUT_VOICES.items() if lang in langs},
+            "prosody": {"stretch": festival.STRETCH, "pitch": festival.PITCH, "volume": festival.VOLUME},
+        },
         "sample_rate": espeak.SAMPLE_RATE,
         "noise": {
             "noise": f"training noise: {', '.join(noise.TRAIN_COLOURS)} ({noise.RECORDINGS_PER_TYPE} x "

@@ -296,7 +296,7 @@ def test_sizes_without_pool_or_unseen_languages_leave_those_splits_out(tmp_path)
     size = build.corpus_size("tiny", unlabeled_hours=0, unseen_minutes=0)
     build_corpus(tmp_path / "c", ["en"], size, seed=1, num_jobs=1)
     assert sorted(p.name for p in (tmp_path / "c").iterdir() if p.is_dir()) == [
-        "dev", "noise", "noise_test", "test", "test_noisy", "train", "wav"]
+        "dev", "noise", "noise_test", "test", "test_engine", "test_noisy", "train", "wav"]
     with pytest.raises(ConfigError, match="--unlabeled-hours must be 0 or more"):
         build.corpus_size("tiny", unlabeled_hours=-1)
 
@@ -318,3 +318,24 @@ def test_noisy_test_is_the_test_set_in_rooms_with_unseen_noise_at_low_snr(corpus
         noisy, _ = sf.read(path)
         original, _ = sf.read(clean[utt])
         assert len(noisy) == len(original) and not np.allclose(noisy, original, atol=0.01)
+
+
+def test_engine_test_speaks_the_test_sentences_with_a_held_out_engine(corpus):
+    test_text = read_table(corpus / "test" / "text")
+    engine_text = read_table(corpus / "test_engine" / "text")
+    utt2lang = dict(read_table(corpus / "test_engine" / "utt2lang"))
+    test_langs = dict(read_table(corpus / "test" / "utt2lang"))
+    assert set(utt2lang.values()) == set(LANGS) & set(build.HELD_OUT_VOICES)
+    for lang in set(utt2lang.values()):
+        assert sorted(t for u, t in engine_text if utt2lang[u] == lang) == \
+            sorted(t for u, t in test_text if test_langs[u] == lang)
+    for speaker, _ in read_table(corpus / "test_engine" / "spk2utt"):
+        lang = speaker.split("-")[0]
+        engine, names = build.HELD_OUT_VOICES[lang]
+        assert speaker.split("-")[1].split(".")[:2] in [[engine, name] for name in names]
+    # where the held-out engine is not Festival, Festival speaks some training speakers: other people
+    train_speakers = [spk for spk, _ in read_table(corpus / "train" / "spk2utt")]
+    for lang, (engine, voices) in build.TRAIN_ENGINE_VOICES.items():
+        if lang in LANGS:
+            others = [s for s in train_speakers if s.startswith(f"{lang}-{engine}.")]
+            assert others and all(s.split(".")[1] in voices for s in others)
