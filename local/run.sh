@@ -18,6 +18,7 @@ vocab_size=500
 preset=demo      # conf/model/{,student_}$preset.yaml, conf/train/{teacher,distill,finetune,baseline}_$preset.yaml
 exp=exp
 lid_weight=3     # λ of the language-ID loss (distill, finetune, baseline)
+noise=""         # noise set for augmentation in every training stage (default: the corpus's noise/)
 unlabeled=""     # an untranscribed set to distill on too (e.g. unlabeled; kd unlabeled_share sets its share)
 
 . local/parse_options.sh
@@ -26,6 +27,7 @@ if [ $# -gt 0 ]; then
   exit 1
 fi
 . local/cmd.sh
+conditions="test_noisy test_engine"   # test sets besides test: every model is decoded and scored on each
 
 # Every input is checked before any stage starts; a problem is one line naming the option.
 die() { echo "$0: $*" >&2; exit 1; }
@@ -96,6 +98,14 @@ elif [ "$stage" -ge 2 ] && [ "$stage" -le 6 ]; then
   check_data
 fi
 
+noise_opts=""   # without a noise set, training mixes in babble and simulated rooms only
+if [ -n "$noise" ]; then
+  [ -f "$noise/wav.scp" ] || [ -f "$noise" ] || die "--noise $noise: no noise set there (a dir with wav.scp, or an lhotse manifest)"
+  noise_opts="--noise-set $noise"
+elif [ -f "$corpus/noise/wav.scp" ] || runs 0; then
+  noise_opts="--noise-set $corpus/noise"   # stage 0 writes it
+fi
+
 after=""   # the previous stage's job id (cmd=slurm)
 
 # step NAME [ITEMS] -- MLKD_ARGS...: one stage, here or as a SLURM job; with ITEMS, once per
@@ -130,9 +140,10 @@ fi
 
 if runs 1; then
   # Stage 1: validate, manifests, fbank cache, multilingual tokenizer; also the untranscribed
-  # pool and the unseen-language sets when the corpus has them.
+  # pool, the unseen-language sets and the test conditions (noisy, held-out engine) when the
+  # corpus has them.
   extra_sets=""
-  for set in unlabeled dev_unseen test_unseen; do
+  for set in unlabeled dev_unseen test_unseen $conditions; do
     if [ -d "$corpus/$set" ]; then extra_sets="$extra_sets $corpus/$set"; fi
   done
   # shellcheck disable=SC2086
@@ -142,8 +153,9 @@ fi
 
 if runs 2; then
   # Stage 2: one Conformer-CTC teacher per language.
+  # shellcheck disable=SC2086
   step teachers "$langs" -- train-teacher --data "$data" --lang "{item}" --model-config "conf/model/$preset.yaml" \
-    --train-config "conf/train/teacher_$preset.yaml" "$exp/teacher_{item}"
+    --train-config "conf/train/teacher_$preset.yaml" $noise_opts "$exp/teacher_{item}"
 fi
 
 teachers=""
@@ -161,19 +173,21 @@ if runs 3; then
   # shellcheck disable=SC2086
   step distill -- distill --data "$data" --model-config "conf/model/student_$preset.yaml" \
     --kd-config "conf/kd/$preset.yaml" --lid-weight "$lid_weight" --train-config "conf/train/distill_$preset.yaml" \
-    $unlabeled_sets $teachers "$exp/student_kd"
+    $noise_opts $unlabeled_sets $teachers "$exp/student_kd"
 fi
 
 if runs 4; then
   # Stage 4: language-adaptive fine-tuning of the student: CTC + λ·CE(language id).
+  # shellcheck disable=SC2086
   step finetune -- finetune --data "$data" --init "$exp/student_kd" --lid-weight "$lid_weight" \
-    --train-config "conf/train/finetune_$preset.yaml" "$exp/student"
+    --train-config "conf/train/finetune_$preset.yaml" $noise_opts "$exp/student"
 fi
 
 if runs 5; then
   # Stage 5: the no-KD baseline: the same student and stage from scratch, for distill + finetune updates.
+  # shellcheck disable=SC2086
   step baseline -- finetune --data "$data" --model-config "conf/model/student_$preset.yaml" \
-    --lid-weight "$lid_weight" --train-config "conf/train/baseline_$preset.yaml" "$exp/baseline"
+    --lid-weight "$lid_weight" --train-config "conf/train/baseline_$preset.yaml" $noise_opts "$exp/baseline"
 fi
 
 test_sets=$manifests/test_cuts.jsonl.gz   # with the unseen languages' test set, when prepared
@@ -191,13 +205,24 @@ if runs 6; then
   step decode "$teachers $exp/student $exp/baseline" -- decode "{item}" $test_sets --name test
   step decode-beam "ctc-prefix-beam wfst" -- decode "$exp/student" "$manifests/test_cuts.jsonl.gz" \
     --method "{item}"
+  for set in $conditions; do
+    if prepared "$set"; then
+      step "decode-$set" "$teachers $exp/student $exp/baseline" -- decode "{item}" "$manifests/${set}_cuts.jsonl.gz" \
+        --name "$set"
+    fi
+  done
 fi
 
 if runs 7; then
-  # Stage 7: score every decode dir, then one table: teachers vs student vs no-KD baseline
-  # (error rates on the trained languages; unseen speech counts for rejection only).
+  # Stage 7: score every decode dir, then one table per test condition: teachers vs student vs
+  # no-KD baseline (error rates on the trained languages; unseen speech counts for rejection
+  # only), and every model's average on every condition.
   dirs=""
-  for model in $teachers $exp/student $exp/baseline; do dirs="$dirs $model/decode_test_ctc-greedy"; done
+  for set in test $conditions; do
+    if [ "$set" = test ] || prepared "$set"; then
+      for model in $teachers $exp/student $exp/baseline; do dirs="$dirs $model/decode_${set}_ctc-greedy"; done
+    fi
+  done
   # shellcheck disable=SC2086
   step score -- score $dirs "$exp/student/decode_test_ctc-prefix-beam" "$exp/student/decode_test_wfst-lm3"
   # shellcheck disable=SC2086

@@ -70,7 +70,7 @@ def test_tiny_recipe_here_and_as_a_slurm_job_graph_agree(slurm_cluster, tmp_path
     submitted = recipe(tmp_path, "slurm", env, "--stage", "1")
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     jobs = re.findall(r"\[slurm job (\d+)\]", submitted.stderr)
-    assert len(jobs) == 10  # prepare, teachers, distill, finetune, baseline, calibrate, 2 decodes, score, compare
+    assert len(jobs) == 12  # prepare, teachers, distill, finetune, baseline, calibrate, 4 decodes, score, compare
     for job in jobs:
         assert slurm_cluster.wait(job, timeout=600) == "COMPLETED", slurm_cluster.logs()
     ours, theirs = finals(tmp_path / "exp_local"), finals(tmp_path / "exp_slurm")

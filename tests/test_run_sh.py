@@ -61,6 +61,7 @@ def assert_refused(result: subprocess.CompletedProcess, tmp: Path, error: str, i
     (["--stage", "1"], "no corpus in --corpus {tmp}/corpus ({tmp}/corpus/train not found); make it with --stage 0"),
     (["--stage", "2"], NO_DATA),
     (["--stage", "6", "--stop-stage", "6"], NO_DATA),
+    (["--noise", "/no/musan"], "--noise /no/musan: no noise set there (a dir with wav.scp, or an lhotse manifest)"),
 ])
 def test_a_bad_option_is_one_error_before_anything_runs(tmp_path, args, error):
     assert_refused(run_sh(tmp_path, *args), tmp_path, error.format(tmp=tmp_path))
@@ -115,6 +116,6 @@ def test_help_lists_exactly_the_options(tmp_path):
     assert result.returncode == 0 and lines[:2] == ["local/run.sh --help", "Options (with their defaults):"]
     assert [line.split()[0] for line in lines[2:]] == [
         "--stage", "--stop-stage", "--langs", "--size", "--seed", "--nj", "--corpus", "--data", "--tokenizer",
-        "--vocab-size", "--preset", "--exp", "--lid-weight", "--unlabeled"]
+        "--vocab-size", "--preset", "--exp", "--lid-weight", "--noise", "--unlabeled"]
     preset = "  --preset demo      # conf/model/{,student_}$preset.yaml, conf/train/{teacher,distill,finetune,baseline}"
     assert f"{preset}_$preset.yaml" in lines  # underscores in comments stay
