@@ -44,14 +44,15 @@ UNSEEN_SPLITS = ("dev_unseen", "test_unseen")
 NOISY = "test_noisy"  # the test set in simulated rooms with noise types and SNRs training never has
 ENGINE = "test_engine"  # the test sentences spoken by an engine held out of the language's training data
 # Festival and flite voices (Debian main). English has both, so Festival speaks a share of its
-# training speakers and flite is held out; Italian and Russian have Festival only, held out.
+# training speakers and flite is held out; Italian, Russian and Czech have Festival only, held out.
 # Festival's kal and slt are the same people as flite's kal and slt: English training uses
 # kal and ked, test_engine other people (awb, rms, slt).
 TRAIN_ENGINE_VOICES = {"en": (festival.FESTIVAL, ("kal_diphone", "ked_diphone"))}
 TRAIN_ENGINE_EVERY = 4  # every 4th training speaker of those languages, starting with the first
 HELD_OUT_VOICES = {"en": (festival.FLITE, ("awb", "rms", "slt")),
                    "it": (festival.FESTIVAL, ("pc_diphone", "lp_diphone")),
-                   "ru": (festival.FESTIVAL, ("msu_ru_nsh_clunits",))}
+                   "ru": (festival.FESTIVAL, ("msu_ru_nsh_clunits",)),
+                   "cs": (festival.FESTIVAL, ("czech_dita", "czech_krb", "czech_machac", "czech_ph"))}
 DRAW_ORDER = ("dev", "test", "train", UNLABELED)  # the order in which splits take sentences
 WITHHELD_TEXT = "text.withheld"  # the pool's transcripts: never read by mlkd
 # Voice variants (file names in espeak-ng-data/voices/!v) per split; dev and test are held out.
