@@ -35,7 +35,7 @@ def main(work: Path) -> None:
     print("\ngreedy CER (%), mean over the condition's languages:")
     table = {}
     for run in runs:
-        if (run / "final.pt").is_file():
+        if (run / "decode_test_ctc-greedy").is_dir():  # student_kd is fine-tuned, not decoded
             table[f"{run.parent.name}/{run.name}"] = {c: cer(run, c) for c in CONDITIONS}
     print(f"  {'model':22}" + "".join(f"{c:>24}" for c in CONDITIONS))
     for name, rates in table.items():
