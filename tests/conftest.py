@@ -31,7 +31,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
     from mlkd_cli.corpus.build import build_corpus
 
     out = tmp_path_factory.mktemp("corpus")
-    build_corpus(out, langs=list(TINY_LANGS), size="tiny", seed=0, num_jobs=1)
+    build_corpus(out, langs=list(TINY_LANGS), size="tiny", seed=0, num_jobs=1, other_engines=False)  # eSpeak: faster
     return out
 
 

@@ -77,7 +77,8 @@ def flag(changed: bool, *args: str) -> list:
 
 
 CASES = [
-    Case("corpus", lambda w, o, c: ["corpus", o, "--langs", "en", "--size", "tiny", "--seed", "4" if c else "3"],
+    Case("corpus", lambda w, o, c: ["corpus", o, "--langs", "en", "--size", "tiny", "--espeak-only",
+                                    "--seed", "4" if c else "3"],
          "changed: config.seed", "mlkd_cli.corpus.build:_write_data_dir"),
     Case("prepare", prepare_args, "changed: dev:", "mlkd_cli.data.prepare:write_manifests"),
     Case("train-teacher", lambda w, o, c: ["train-teacher", "--data", w["data"], "--lang", "de", "--model-config",

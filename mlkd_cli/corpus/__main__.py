@@ -30,18 +30,22 @@ from mlkd_cli.log import setup_console_logging
 @click.option("--unlabeled-hours", type=float, help="Untranscribed audio per language (overrides --size; 0: none).")
 @click.option("--unseen-minutes", type=float,
               help="Audio per unseen language in dev_unseen and in test_unseen (overrides --size; 0: none).")
+@click.option("--espeak-only", is_flag=True,
+              help="eSpeak NG alone: no Festival speakers in training and no test_engine (for machines without "
+                   "Festival and flite; faster).")
 @click.option("--seed", type=int, default=0, help="Seed for sentences and speakers; same seed, same corpus.")
 @click.option("-j", "--num-jobs", type=int, default=2, help="Synthesis processes (the output does not depend on it).")
 @click.option("-f", "--force", is_flag=True, help="Synthesize again even if OUT_DIR holds this corpus already.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(out_dir: Path, langs: str, unseen_langs: str, size: str, train_hours: float | None,
          dev_minutes: float | None, test_minutes: float | None, unlabeled_hours: float | None,
-         unseen_minutes: float | None, seed: int, num_jobs: int, force: bool, verbose: bool) -> None:
+         unseen_minutes: float | None, espeak_only: bool, seed: int, num_jobs: int, force: bool, verbose: bool) -> None:
     """Synthesize OUT_DIR/{train,dev,test}: Kaldi data dirs of eSpeak NG speech in every language.
 
     Sentences come from the Debian fortune collections; dev and test use held-out voices
     and sentences. OUT_DIR/unlabeled is untranscribed audio (new sentences, voices of its
-    own; no text file), OUT_DIR/{dev,test}_unseen speech in languages left out of training.
+    own; no text file), OUT_DIR/{dev,test}_unseen speech in languages left out of training,
+    OUT_DIR/test_noisy and OUT_DIR/test_engine test conditions, OUT_DIR/noise for augmentation.
     OUT_DIR/corpus.json describes what was made.
     """
     setup_console_logging(logging.DEBUG if verbose else logging.INFO)
@@ -49,7 +53,7 @@ def main(out_dir: Path, langs: str, unseen_langs: str, size: str, train_hours: f
         build_corpus(out_dir, _split(langs),
                      corpus_size(size, train_hours, dev_minutes, test_minutes, unlabeled_hours, unseen_minutes),
                      seed, num_jobs, force, argv=["python", "-m", "mlkd_cli.corpus", *sys.argv[1:]],
-                     unseen_langs=_split(unseen_langs))
+                     unseen_langs=_split(unseen_langs), other_engines=not espeak_only)
     except MlkdError as e:
         logging.getLogger("mlkd").debug("failed", exc_info=True)
         click.echo(f"Error: {e}", err=True)

@@ -161,7 +161,7 @@ class SpeakerJob:
 
 def build_corpus(out_dir: str | Path, langs: Sequence[str] = DEFAULT_LANGS, size: str | CorpusSize = "demo",
                  seed: int = 0, num_jobs: int = 2, force: bool = False, argv: list[str] | None = None,
-                 unseen_langs: Sequence[str] = DEFAULT_UNSEEN) -> dict:
+                 unseen_langs: Sequence[str] = DEFAULT_UNSEEN, other_engines: bool = True) -> dict:
     """Synthesize ``out_dir/{train,dev,test}`` (all ``langs`` in each), the untranscribed pool
     ``out_dir/unlabeled``, ``out_dir/{dev,test}_unseen`` (``unseen_langs`` not in ``langs``)
     and ``out_dir/corpus.json``; splits the size gives no audio are left out.
@@ -182,21 +182,22 @@ def build_corpus(out_dir: str | Path, langs: Sequence[str] = DEFAULT_LANGS, size
     if num_jobs < 1:
         raise ConfigError(f"--num-jobs must be at least 1, got {num_jobs}")
     _check_out_dir(out_dir)
-    record = new_record("corpus", {}, _request(langs, unseen, seed, size), argv)
+    record = new_record("corpus", {}, _request(langs, unseen, seed, size, other_engines), argv)
     with Stage(out_dir, record, force=force, intact=lambda: _wavs_present(out_dir)).run() as tmp:
         if tmp is None:
             return json.loads((out_dir / "corpus.json").read_text(encoding="utf-8"))
-        plan = {lang: [s for s in DRAW_ORDER if size.seconds(s)] + ([ENGINE] if lang in HELD_OUT_VOICES else [])
+        held_out = HELD_OUT_VOICES if other_engines else {}
+        plan = {lang: [s for s in DRAW_ORDER if size.seconds(s)] + ([ENGINE] if lang in held_out else [])
                 for lang in langs}
         plan.update({lang: list(UNSEEN_SPLITS) for lang in unseen})
         sentences = {lang: _shuffled_sentences(lang, seed) for lang in plan}
-        utts, version = _synthesize(sentences, plan, size, seed, num_jobs, tmp)
+        utts, version = _synthesize(sentences, plan, size, seed, num_jobs, tmp, other_engines)
         test_noise = noise.write_noise_sets(tmp, tmp / "wav" / "noise", out_dir / "wav" / "noise", seed)
         utts[NOISY], conditions = _noisy_test(utts["test"], test_noise, tmp, seed)
         atomic_write_text(tmp / NOISY / "conditions", "".join(
             f"{c.utterance} {c.room} {c.noise} {c.snr}\n" for c in sorted(conditions)))
         summary = _summary(langs, unseen, seed, size, utts, {lang: len(s) for lang, s in sentences.items()}, version,
-                           sorted(test_noise))
+                           sorted(test_noise), other_engines)
         for split, split_utts in utts.items():
             _write_data_dir(tmp / split, split_utts, out_dir, transcribed=split != UNLABELED)
         atomic_write_text(tmp / "corpus.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
@@ -205,12 +206,13 @@ def build_corpus(out_dir: str | Path, langs: Sequence[str] = DEFAULT_LANGS, size
 
 
 def _synthesize(sentences: dict[str, list[text.Sentence]], plan: dict[str, list[str]], size: CorpusSize, seed: int,
-                num_jobs: int, tmp: Path) -> tuple[dict[str, list[Utterance]], str]:
+                num_jobs: int, tmp: Path, other_engines: bool) -> tuple[dict[str, list[Utterance]], str]:
     """The splits ``plan`` gives each language, wavs under ``tmp/wav``; the utterances and the
     synthesizers' versions. test_engine speaks the test split's sentences, all of them."""
     utts: dict[str, list[Utterance]] = {}
     with _worker_pool(num_jobs) as pool, progress_bar() as progress:
-        version = pool.submit(_check_voices, list(sentences), [lang for lang in plan if ENGINE in plan[lang]]).result()
+        version = pool.submit(_check_voices, list(sentences), [lang for lang in plan if ENGINE in plan[lang]],
+                              other_engines).result()
         for lang, splits in plan.items():
             task = progress.add_task(f"{lang} (s of audio)", total=round(sum(size.seconds(s) for s in splits)))
             position = 0
@@ -218,10 +220,11 @@ def _synthesize(sentences: dict[str, list[text.Sentence]], plan: dict[str, list[
             for split in splits:
                 if split == ENGINE:
                     done, _ = _synthesize_split(pool, 4 * num_jobs, lang, split, spoken["test"], math.inf, seed, tmp,
-                                                lambda s: progress.advance(task, s))
+                                                lambda s: progress.advance(task, s), other_engines)
                 else:
                     done, used = _synthesize_split(pool, 4 * num_jobs, lang, split, sentences[lang][position:],
-                                                   size.seconds(split), seed, tmp, lambda s: progress.advance(task, s))
+                                                   size.seconds(split), seed, tmp, lambda s: progress.advance(task, s),
+                                                   other_engines)
                     spoken[split] = sentences[lang][position:position + used]
                     position += used
                 utts.setdefault(split, []).extend(done)
@@ -254,9 +257,9 @@ def _check_out_dir(out_dir: Path) -> None:
         raise ConfigError(f"{out_dir} is not empty and holds no corpus.json; choose a new directory or remove it")
 
 
-def _request(langs: list[str], unseen: list[str], seed: int, size: CorpusSize) -> dict:
+def _request(langs: list[str], unseen: list[str], seed: int, size: CorpusSize, other_engines: bool) -> dict:
     """What a corpus is made from: the first entries of its corpus.json."""
-    return {"langs": langs, "unseen_langs": unseen, "seed": seed, "size": size.name,
+    return {"langs": langs, "unseen_langs": unseen, "seed": seed, "size": size.name, "other_engines": other_engines,
             "target_per_language": {k: v for k, v in asdict(size).items() if k != "name"}}
 
 
@@ -285,14 +288,14 @@ def _worker_pool(num_jobs: int) -> Executor:
     return ProcessPoolExecutor(num_jobs, mp_context=ctx, max_tasks_per_child=1)
 
 
-def _check_voices(langs: list[str], held_out: list[str]) -> str:
+def _check_voices(langs: list[str], held_out: list[str], other_engines: bool) -> str:
     """Worker task: fail early unless every voice and variant exists; return the synthesizers' versions."""
     engine = espeak.engine()
     variants = sorted({v for vs in SPLIT_VARIANTS.values() for v in vs})
     for lang in langs:
         for variant in variants:
             engine.check_voice(espeak.Voice(espeak.LANGUAGE_VOICES[lang], variant, 50, 50, 175, 100))
-    others = sorted(set(held_out) | (set(langs) & set(TRAIN_ENGINE_VOICES)))
+    others = sorted(set(held_out) | (set(langs) & set(TRAIN_ENGINE_VOICES) if other_engines else set()))
     return f"{engine.version}; {festival.check_engines(others)}" if others else engine.version
 
 
@@ -315,7 +318,8 @@ def _synthesize_speaker(job: SpeakerJob) -> list[int | None]:
     return lengths
 
 
-def _speakers(lang: str, split: str, seed: int) -> Iterator[tuple[str, espeak.Voice | festival.SynthVoice]]:
+def _speakers(lang: str, split: str, seed: int,
+              other_engines: bool = True) -> Iterator[tuple[str, espeak.Voice | festival.SynthVoice]]:
     """Endless distinct speakers of one language and split: eSpeak voices cycling through the
     split's variants, with a share of Festival voices in training where the language has them;
     test_engine: the language's held-out engine's voices."""
@@ -327,7 +331,7 @@ def _speakers(lang: str, split: str, seed: int) -> Iterator[tuple[str, espeak.Vo
             yield f"{lang}-{voice.tag}-{k:03d}", voice  # k: the Russian voice varies in volume only
     variants = list(SPLIT_VARIANTS[split])
     rng.shuffle(variants)
-    other = TRAIN_ENGINE_VOICES.get(lang) if split == "train" else None
+    other = TRAIN_ENGINE_VOICES.get(lang) if split == "train" and other_engines else None
     seen = set()
     variant = itertools.cycle(variants)
     for k in itertools.count():
@@ -346,7 +350,7 @@ def _speakers(lang: str, split: str, seed: int) -> Iterator[tuple[str, espeak.Vo
 
 def _synthesize_split(pool: Executor, max_batch: int, lang: str, split: str, sentences: list[text.Sentence],
                       target_seconds: float, seed: int, tmp: Path,
-                      advance: Callable[[float], None]) -> tuple[list[Utterance], int]:
+                      advance: Callable[[float], None], other_engines: bool) -> tuple[list[Utterance], int]:
     """Speak ``sentences`` in order until the split has ``target_seconds`` of audio (``math.inf``:
     all of them); the utterances and how many sentences they used.
 
@@ -357,7 +361,7 @@ def _synthesize_split(pool: Executor, max_batch: int, lang: str, split: str, sen
     wav_dir = tmp / "wav" / lang
     wav_dir.mkdir(parents=True, exist_ok=True)
     per_speaker = UTTS_PER_SPEAKER[split]
-    speakers = _speakers(lang, split, seed)
+    speakers = _speakers(lang, split, seed, other_engines)
     done: list[Utterance] = []
     total = 0.0
     start = used = 0
@@ -416,14 +420,14 @@ def _write_data_dir(path: Path, utts: list[Utterance], out_dir: Path, transcribe
 
 
 def _summary(langs: list[str], unseen: list[str], seed: int, size: CorpusSize, utts: dict[str, list[Utterance]],
-             available: dict[str, int], version: str, noise_types: list[str]) -> dict:
+             available: dict[str, int], version: str, noise_types: list[str], other_engines: bool) -> dict:
     def stats(split: str, lang: str) -> dict:
         mine = [u for u in utts[split] if u.lang == lang]
         return {"utterances": len(mine), "speakers": len({u.speaker for u in mine}),
                 "hours": round(_seconds(mine) / 3600, 4)}
 
     return {
-        **_request(langs, unseen, seed, size),
+        **_request(langs, unseen, seed, size, other_engines),
         "splits": {split: {lang: stats(split, lang) for lang in (unseen if split in UNSEEN_SPLITS else langs)
                            if any(u.lang == lang for u in utts[split])}
                    for split in utts},
@@ -439,11 +443,11 @@ def _summary(langs: list[str], unseen: list[str], seed: int, size: CorpusSize, u
                                "package": text.LANGUAGES[lang].package} for lang in langs + unseen},
         "synthesizer": version,
         "voices": {lang: espeak.LANGUAGE_VOICES[lang] for lang in langs + unseen},
-        "other_engines": {
+        "engines": {
             "train": {lang: f"every {TRAIN_ENGINE_EVERY}th speaker: {engine} {', '.join(names)}"
-                      for lang, (engine, names) in TRAIN_ENGINE_VOICES.items() if lang in langs},
+                      for lang, (engine, names) in TRAIN_ENGINE_VOICES.items() if lang in langs and other_engines},
             ENGINE: {lang: f"{engine} {', '.join(names)} (held out of training)"
-                     for lang, (engine, names) in HELD_OUT_VOICES.items() if lang in langs},
+                     for lang, (engine, names) in HELD_OUT_VOICES.items() if lang in langs and other_engines},
             "prosody": {"stretch": festival.STRETCH, "pitch": festival.PITCH, "volume": festival.VOLUME},
         },
         "sample_rate": espeak.SAMPLE_RATE,

@@ -339,3 +339,11 @@ def test_engine_test_speaks_the_test_sentences_with_a_held_out_engine(corpus):
         if lang in LANGS:
             others = [s for s in train_speakers if s.startswith(f"{lang}-{engine}.")]
             assert others and all(s.split(".")[1] in voices for s in others)
+
+
+def test_espeak_only_corpus_has_no_other_engine(tiny_corpus):
+    """`--espeak-only` (the shared test corpus): no Festival speakers in training, no test_engine."""
+    summary = json.loads((tiny_corpus / "corpus.json").read_text())
+    assert summary["other_engines"] is False and summary["synthesizer"].startswith("eSpeak NG")
+    assert not (tiny_corpus / "test_engine").exists() and (tiny_corpus / "test_noisy").is_dir()
+    assert not [s for s, _ in read_table(tiny_corpus / "train" / "spk2utt") if "festival" in s]
