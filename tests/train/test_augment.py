@@ -130,7 +130,7 @@ def test_speed_and_volume(speech):
 
 def test_draws_are_reproducible_and_loading_twice_gives_the_same_audio(speech, tmp_path: Path):
     noise_dir = write_set(tmp_path / "noise", {"n": np.random.default_rng(0).normal(0, 0.1, 5 * SR)})
-    config = AugmentConfig(noise=NoiseConfig(prob=0.7, sets=(str(noise_dir),)), reverb=ReverbConfig(prob=0.7),
+    config = AugmentConfig(noise=NoiseConfig(prob=0.7, sets=(str(noise_dir),)), reverb=ReverbConfig(prob=0.7, simulated_rooms=8),
                            telephone=TelephoneConfig(prob=0.5), speed_prob=0.5, volume_prob=0.5)
     aug = Augmenter.build(config, CutSet.from_cuts([speech]), seed=1)
     assert len(aug.rirs) == config.reverb.simulated_rooms
