@@ -163,6 +163,17 @@ for lang in $langs; do teachers="$teachers $exp/teacher_$lang"; done
 manifests=$data/manifests
 # Is set $1 prepared, or will stage 1 of this run prepare it? (A SLURM graph is submitted before it runs.)
 prepared() { [ -f "$manifests/$1_cuts.jsonl.gz" ] || { runs 1 && [ -d "$corpus/$1" ]; }; }
+# The models that decode set $1: every teacher whose language the corpus's set has (all when
+# it does not say), the student and the baseline.
+decoders() {
+  local lang list=""
+  for lang in $langs; do
+    if [ ! -f "$corpus/$1/utt2lang" ] || awk -v l="$lang" '$2 == l { f = 1; exit } END { exit !f }' "$corpus/$1/utt2lang"; then
+      list="$list $exp/teacher_$lang"
+    fi
+  done
+  echo "$list $exp/student $exp/baseline"
+}
 unlabeled_sets=""
 if [ -n "$unlabeled" ] && prepared "$unlabeled"; then unlabeled_sets="--unlabeled-set $unlabeled"; fi
 
@@ -207,8 +218,7 @@ if runs 6; then
     --method "{item}"
   for set in $conditions; do
     if prepared "$set"; then
-      step "decode-$set" "$teachers $exp/student $exp/baseline" -- decode "{item}" "$manifests/${set}_cuts.jsonl.gz" \
-        --name "$set"
+      step "decode-$set" "$(decoders "$set")" -- decode "{item}" "$manifests/${set}_cuts.jsonl.gz" --name "$set"
     fi
   done
 fi
@@ -220,7 +230,7 @@ if runs 7; then
   dirs=""
   for set in test $conditions; do
     if [ "$set" = test ] || prepared "$set"; then
-      for model in $teachers $exp/student $exp/baseline; do dirs="$dirs $model/decode_${set}_ctc-greedy"; done
+      for model in $(decoders "$set"); do dirs="$dirs $model/decode_${set}_ctc-greedy"; done
     fi
   done
   # shellcheck disable=SC2086
