@@ -236,10 +236,11 @@ def _noisy_test(test: list[Utterance], test_noise: dict, tmp: Path, seed: int) -
     """The test utterances (same ids and transcripts) reverberated with noise_test noise added."""
     from lhotse import Recording
 
-    clean = [Recording.from_file(tmp / "wav" / u.wav, recording_id=u.id).to_cut() for u in sorted(test, key=lambda u: u.id)]
+    test = sorted(test, key=lambda u: u.id)
+    clean = [Recording.from_file(tmp / "wav" / u.wav, recording_id=u.id).to_cut() for u in test]
     noisy, conditions = noise.noisy_copies(clean, test_noise, seed)
     out = []
-    for utt, cut in zip(sorted(test, key=lambda u: u.id), noisy):
+    for utt, cut in zip(test, noisy):
         copy = replace(utt, folder=f"{NOISY}/{utt.lang}")
         (tmp / "wav" / copy.wav).parent.mkdir(parents=True, exist_ok=True)
         noise.write_wav(cut, tmp / "wav" / copy.wav)

@@ -20,7 +20,8 @@ from lhotse import CutSet, Recording
 from lhotse.cut import Cut
 
 from mlkd_cli.data.audio_sets import mono_cut
-from mlkd_cli.data.rooms import SAMPLING_RATE, room_cuts
+from mlkd_cli.data.features import SAMPLING_RATE
+from mlkd_cli.data.rooms import room_cuts
 from mlkd_cli.fsutil import atomic_write_text
 
 TRAIN_COLOURS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power spectrum ∝ 1 / f^exponent

@@ -42,7 +42,7 @@ def load_audio_set(path: str | Path, what: str) -> CutSet:
     "RIR") names the set in errors."""
     path = Path(path)
     listed = listing(path, what)
-    recordings = _read_wav_scp(listed, what) if listed.name == "wav.scp" and path.is_dir() else _read_manifest(path, what)
+    recordings = _read_wav_scp(listed, what) if path.is_dir() else _read_manifest(path, what)
     if not recordings:
         raise DataError(f"{path}: empty {what} set (no recordings); {_fix(what)}")
     rates = sorted({r.sampling_rate for r in recordings if r.sampling_rate != SAMPLING_RATE})

@@ -13,7 +13,7 @@ import soundfile as sf
 from lhotse import Recording
 from lhotse.cut import Cut
 
-SAMPLING_RATE = 16000
+from mlkd_cli.data.features import SAMPLING_RATE
 DIMENSIONS = ((3.0, 3.0, 2.4), (10.0, 8.0, 4.0))  # smallest and largest room, metres
 RT60 = (0.2, 0.9)  # seconds
 MAX_ORDER = 20  # reflections per wall path: bounds the time per room (about 10 ms)
