@@ -24,6 +24,7 @@ setup(
         "soundfile>=0.12",
         "kaldi-native-io>=1.22",  # lhotse reads wav.scp pipe entries ("cmd |") with it
         "kaldialign>=0.9",
+        "kaldi-native-fbank>=1.20",  # streaming decoding: fbank computed as the audio arrives
         # simulated rooms for reverberation (lhotse's simulator needs torchaudio)
         "pyroomacoustics>=0.7",
         # WFST decoding without k2: graphs, pruned search over CTC posteriors, ARPA → FST

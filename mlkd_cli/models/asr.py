@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from mlkd_cli.data.tokenizer import BLANK_ID
 from mlkd_cli.errors import ConfigError
 from mlkd_cli.models.config import ModelConfig
-from mlkd_cli.models.conformer import ConformerEncoder
+from mlkd_cli.models.conformer import ConformerEncoder, valid_mask
 
 Targets = Union[Sequence[Sequence[int]], tuple[torch.Tensor, torch.Tensor]]
 
@@ -31,6 +31,15 @@ def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
+def prefix_means(x: torch.Tensor, lengths: torch.Tensor, chunk: int) -> torch.Tensor:
+    """(N, T, D): at each frame, the mean of the valid frames from the start to the end of its chunk."""
+    t = x.size(1)
+    sums = (x * valid_mask(lengths, t).to(x.dtype)[:, :, None]).cumsum(1)
+    ends = torch.minimum((torch.arange(t, device=x.device) // chunk + 1) * chunk, lengths[:, None]).clamp(min=1)
+    picked = sums.gather(1, (ends - 1)[:, :, None].expand(-1, -1, x.size(2)))
+    return picked / ends[:, :, None].to(x.dtype)
+
+
 class CtcModel(nn.Module):
     """Conformer encoder and a linear CTC head over ``config.vocab_size`` tokens.
 
@@ -38,7 +47,8 @@ class CtcModel(nn.Module):
     ``config.conditioned_layer`` a linear head on the mean-pooled frames predicts the
     language, and a language embedding (zero at initialisation, so a plain model's weights
     start out unchanged) is added to every frame before the remaining layers. The embedding
-    mixes the given language (training, or forced by the user) or the predicted posteriors.
+    mixes the given language (training, or forced by the user) or the predicted posteriors;
+    a streaming model predicts them chunk by chunk from the audio up to each chunk's end.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -71,13 +81,15 @@ class CtcModel(nn.Module):
         layers, split = len(self.encoder.layers), self.config.conditioned_layer
         state, hidden, attention = self.encoder.run(self.encoder.embed(features, feature_lens), 0, split, return_attention)
         lid_logits = self.lid_head(masked_mean(state.x, state.lengths)).float()
-        if language is None:
-            weights = lid_logits.softmax(dim=-1)
+        if language is None and state.chunk:  # each chunk: the language of the audio up to its end
+            weights = self.lid_head(prefix_means(state.x, state.lengths, state.chunk)).float().softmax(dim=-1)
+        elif language is None:
+            weights = lid_logits.softmax(dim=-1)[:, None, :]
         elif language.dim() == 1:
-            weights = F.one_hot(language, len(self.config.languages)).float()
+            weights = F.one_hot(language, len(self.config.languages)).float()[:, None, :]
         else:
-            weights = language.float()
-        state = state._replace(x=state.x + self.language_embedding(weights.to(state.x.dtype))[:, None, :])
+            weights = language.float()[:, None, :]
+        state = state._replace(x=state.x + self.language_embedding(weights.to(state.x.dtype)))
         state, upper_hidden, upper_attention = self.encoder.run(state, split, layers, return_attention)
         return CtcOutput(self._log_probs(state.x), state.lengths, state.x, hidden + upper_hidden,
                          attention + upper_attention if return_attention else None, lid_logits)

@@ -8,10 +8,45 @@ checkpoints record.
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
+from mlkd_cli.config import ADDED
 from mlkd_cli.errors import ConfigError
 
 SUBSAMPLING_FACTORS = (4,)
+OUTPUT_FRAME_MS = 40  # one encoder output frame: 10 ms features, subsampled 4x
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamingConfig:
+    """A chunk-wise encoder: each frame attends to its own chunk and ``left_context_ms`` before
+    it, the depthwise convolutions are causal, and every training batch draws its chunk size
+    from ``chunk_ms`` (dynamic chunk training, as in WeNet U2), so one model serves each latency.
+    """
+
+    chunk_ms: tuple[int, ...] = (160, 320, 640)
+    left_context_ms: int = 1280
+
+    def __post_init__(self) -> None:
+        if not self.chunk_ms:
+            raise ConfigError("model streaming.chunk_ms must list at least one chunk size")
+        for ms in (*self.chunk_ms, self.left_context_ms):
+            if not isinstance(ms, int) or isinstance(ms, bool) or ms < 0 or ms % OUTPUT_FRAME_MS:
+                raise ConfigError(f"model streaming: {ms!r} ms is not a multiple of the {OUTPUT_FRAME_MS} ms output frame")
+        if min(self.chunk_ms) < OUTPUT_FRAME_MS:
+            raise ConfigError(f"model streaming.chunk_ms must be at least {OUTPUT_FRAME_MS} ms")
+        uneven = [ms for ms in self.chunk_ms if self.left_context_ms % ms]
+        if uneven:
+            raise ConfigError(f"model streaming.left_context_ms {self.left_context_ms} must be a whole number of "
+                              f"chunks of every chunk size; it is not for {uneven} ms")
+
+    @property
+    def chunk_frames(self) -> tuple[int, ...]:
+        return tuple(ms // OUTPUT_FRAME_MS for ms in self.chunk_ms)
+
+    @property
+    def left_frames(self) -> int:
+        return self.left_context_ms // OUTPUT_FRAME_MS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +66,8 @@ class ModelConfig:
     # layer's output before the layers above it.
     languages: tuple[str, ...] = ()
     lid_layer: int = 0
+    # Chunk-wise streaming encoder (None: every frame sees the whole utterance).
+    streaming: Optional[StreamingConfig] = dataclasses.field(default=None, metadata=ADDED)
 
     def __post_init__(self) -> None:
         positive = ("feature_dim", "d_model", "num_layers", "num_heads", "ff_mult", "conv_kernel", "subsampling_channels")

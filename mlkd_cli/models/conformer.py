@@ -6,6 +6,12 @@ only (see ``subsampling``), attention masks padded keys, and padded frames are z
 before every depthwise convolution, which is then what a lone utterance sees as the
 convolution's own zero padding. Values at padded frames are unspecified.
 
+A streaming encoder (``config.streaming``) limits attention to chunks (:func:`chunk_mask`)
+and makes the depthwise convolutions causal, so that chunk by chunk with cached keys,
+values and convolution inputs (``mlkd_cli.models.streaming``) gives the same frames as the
+whole utterance at once. Training draws each batch's chunk size from the config's list;
+evaluation uses ``ConformerEncoder.chunk`` (the largest trained size unless set).
+
 Dropout applies to the subsampled input and to every residual branch's output, not inside
 the feed-forward layers or to attention weights: random masks are slow to draw on a CPU
 (those two sites cost a quarter of a training step at the demo size).
@@ -38,6 +44,14 @@ def valid_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device) < lengths[:, None]
 
 
+def chunk_mask(length: int, chunk: int, left: int, device: torch.device | None = None) -> torch.Tensor:
+    """(length, length) bool: query i may see key j when j is in i's chunk or within ``left``
+    frames before that chunk's start (WeNet's chunk mask, with left context in frames)."""
+    start = torch.arange(length, device=device) // chunk * chunk
+    j = torch.arange(length, device=device)
+    return (j[None, :] < start[:, None] + chunk) & (j[None, :] >= start[:, None] - left)
+
+
 class Rotary(nn.Module):
     """Rotary position embedding tables for one head size."""
 
@@ -46,9 +60,10 @@ class Rotary(nn.Module):
         inv_freq = ROPE_BASE ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
-    def forward(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin, (length, head_dim) each, for positions 0 .. length-1."""
-        angles = torch.arange(length, device=self.inv_freq.device, dtype=torch.float32)[:, None] * self.inv_freq
+    def forward(self, length: int, start: int | torch.Tensor = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin, (length, head_dim) each, for positions start .. start+length-1."""
+        positions = torch.arange(length, device=self.inv_freq.device, dtype=torch.float32) + start
+        angles = positions[:, None] * self.inv_freq
         angles = torch.cat([angles, angles], dim=-1)
         return angles.cos(), angles.sin()
 
@@ -86,7 +101,7 @@ class RotarySelfAttention(nn.Module):
     def forward(
         self, x: torch.Tensor, key_mask: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], return_attention: bool
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """``key_mask`` (N, 1, 1, T) is True on keys that may be attended to."""
+        """``key_mask`` (N, 1, 1 or T, T) is True on keys that may be attended to."""
         n, t, d = x.shape
         q, k, v = self.qkv(self.norm(x)).view(n, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
@@ -100,24 +115,56 @@ class RotarySelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(n, t, d)
         return self.dropout(self.out(y)), weights
 
+    def step(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], past_k: torch.Tensor,
+             past_v: torch.Tensor, past_mask: Optional[torch.Tensor] = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One chunk of a stream: (N, C, D) frames attend to themselves and the cached (N, H, P, d_k)
+        keys (already rotated) and values; ``past_mask`` (N, 1, 1, P) marks valid cache frames
+        (None: all). The output, and the keys and values with this chunk's appended."""
+        n, t, d = x.shape
+        q, k, v = self.qkv(self.norm(x)).view(n, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+        mask = None
+        if past_mask is not None:
+            mask = torch.cat([past_mask, past_mask.new_ones(n, 1, 1, t)], dim=-1)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(n, t, d)
+        return self.out(y), k, v
+
 
 class ConvModule(nn.Module):
-    """Pointwise conv + GLU, depthwise conv over valid frames, LayerNorm, swish, pointwise conv."""
+    """Pointwise conv + GLU, depthwise conv over valid frames, LayerNorm, swish, pointwise conv.
 
-    def __init__(self, d_model: int, kernel: int, dropout: float) -> None:
+    Causal: the depthwise convolution sees the ``kernel - 1`` frames before each frame, not
+    the ones after it (the same weights, padded on the left only).
+    """
+
+    def __init__(self, d_model: int, kernel: int, dropout: float, causal: bool = False) -> None:
         super().__init__()
+        self.causal = causal
         self.norm = nn.LayerNorm(d_model)
         self.pointwise1 = nn.Linear(d_model, 2 * d_model)
-        self.depthwise = nn.Conv1d(d_model, d_model, kernel, padding=kernel // 2, groups=d_model)
+        self.depthwise = nn.Conv1d(d_model, d_model, kernel, padding=0 if causal else kernel // 2, groups=d_model)
         self.depthwise_norm = nn.LayerNorm(d_model)
         self.pointwise2 = nn.Linear(d_model, d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``mask`` (N, T, 1) is True on valid frames."""
-        y = F.glu(self.pointwise1(self.norm(x)), dim=-1).masked_fill(~mask, 0.0)
+    def gated(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(N, T, D) input of the depthwise convolution, zero on padded frames."""
+        return F.glu(self.pointwise1(self.norm(x)), dim=-1).masked_fill(~mask, 0.0)
+
+    def convolve(self, y: torch.Tensor) -> torch.Tensor:
+        """The depthwise convolution and what follows it, on (N, T, D) gated frames
+        (a causal module's ``y`` starts with its ``kernel - 1`` frames of left context)."""
         y = self.depthwise(y.transpose(1, 2)).transpose(1, 2)
         return self.dropout(self.pointwise2(F.silu(self.depthwise_norm(y))))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``mask`` (N, T, 1) is True on valid frames."""
+        y = self.gated(x, mask)
+        if self.causal:
+            y = F.pad(y, (0, 0, self.depthwise.kernel_size[0] - 1, 0))
+        return self.convolve(y)
 
 
 class ConformerBlock(nn.Module):
@@ -126,7 +173,7 @@ class ConformerBlock(nn.Module):
         d = config.d_model
         self.ff1 = FeedForward(d, config.ff_mult, config.dropout)
         self.attn = RotarySelfAttention(d, config.num_heads, config.dropout)
-        self.conv = ConvModule(d, config.conv_kernel, config.dropout)
+        self.conv = ConvModule(d, config.conv_kernel, config.dropout, causal=config.streaming is not None)
         self.ff2 = FeedForward(d, config.ff_mult, config.dropout)
         self.norm = nn.LayerNorm(d)
 
@@ -144,6 +191,19 @@ class ConformerBlock(nn.Module):
         x = x + self.conv(x, mask)
         x = x + 0.5 * self.ff2(x)
         return self.norm(x), weights
+
+    def step(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], past_k: torch.Tensor,
+             past_v: torch.Tensor, past_conv: torch.Tensor, past_mask: Optional[torch.Tensor] = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One chunk of a stream (inference; causal convolution): the output, the keys and values
+        with this chunk's appended, and the convolution input with its (N, kernel - 1, D) past before it."""
+        x = x + 0.5 * self.ff1(x)
+        y, k, v = self.attn.step(x, rope, past_k, past_v, past_mask)
+        x = x + y
+        gated = torch.cat([past_conv, self.conv.gated(x, x.new_ones(1, 1, 1, dtype=torch.bool))], dim=1)
+        x = x + self.conv.convolve(gated)
+        x = x + 0.5 * self.ff2(x)
+        return self.norm(x), k, v, gated
 
 
 class FeatureNormalizer(nn.Module):
@@ -172,8 +232,9 @@ class EncoderState(NamedTuple):
     x: torch.Tensor  # (N, T', D)
     lengths: torch.Tensor  # (N,)
     mask: torch.Tensor  # (N, T', 1) True on valid frames
-    key_mask: torch.Tensor  # (N, 1, 1, T')
+    key_mask: torch.Tensor  # (N, 1, 1, T'), or (N, 1, T', T') for a streaming encoder
     rope: tuple[torch.Tensor, torch.Tensor]
+    chunk: int = 0  # chunk size in frames of a streaming encoder; 0: whole utterance
 
 
 class ConformerEncoder(nn.Module):
@@ -190,16 +251,32 @@ class ConformerEncoder(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.rotary = Rotary(config.d_model // config.num_heads)
         self.layers = nn.ModuleList(ConformerBlock(config) for _ in range(config.num_layers))
+        self.streaming = config.streaming
+        # Chunk size (output frames) of a streaming encoder outside training.
+        self.chunk = max(config.streaming.chunk_frames) if config.streaming else 0
+
+    def current_chunk(self) -> int:
+        """This forward pass's chunk size in frames: drawn per batch in training, else ``chunk``."""
+        if not self.training:
+            return self.chunk
+        sizes = self.streaming.chunk_frames
+        return sizes[int(torch.randint(len(sizes), ()))]
 
     def embed(self, features: torch.Tensor, feature_lens: torch.Tensor) -> EncoderState:
         """Normalise and subsample the features; the input of the first layer."""
         x, lengths = self.subsampling(self.normalizer(features), feature_lens)
         x = self.dropout(x)
         t = x.size(1)
-        mask = valid_mask(lengths, t)[:, :, None]
+        valid = valid_mask(lengths, t)
         # An utterance with no valid frame attends to frame 0 rather than to nothing (NaN).
         key_mask = valid_mask(lengths.clamp(min=1), t)[:, None, None, :]
-        return EncoderState(x, lengths, mask, key_mask, self.rotary(t))
+        chunk = 0
+        if self.streaming is not None:
+            chunk = self.current_chunk()
+            # Padded queries see every valid key: a row of nothing would be NaN, and NaN values
+            # reach valid frames through the zero attention weights of the next layer.
+            key_mask = key_mask & (chunk_mask(t, chunk, self.streaming.left_frames, x.device) | ~valid[:, None, :, None])
+        return EncoderState(x, lengths, valid[:, :, None], key_mask, self.rotary(t), chunk)
 
     def run(
         self, state: EncoderState, start: int, stop: int, return_attention: bool = False
