@@ -31,6 +31,7 @@ from mlkd_cli.distill.teachers import RoutedTargets, load_teachers, own_cuts, ru
 from mlkd_cli.errors import ConfigError, DataError
 from mlkd_cli.experiment.config import DistillConfig, KdConfig
 from mlkd_cli.models import CtcModel, CtcOutput, ModelConfig, build_model, ctc_loss, greedy_decode, num_parameters
+from mlkd_cli.models.config import OUTPUT_FRAME_MS
 from mlkd_cli.stage import file_input
 from mlkd_cli.teachers.base import Teacher, TeacherInputs
 from mlkd_cli.teachers.mlkd import MlkdTeacher
@@ -56,6 +57,9 @@ def plan_layers(kd: KdConfig, student: ModelConfig, teachers: dict[str, Teacher]
     weights = list(kd.layer_weights) or [1.0] * len(student_layers)
     if len(weights) != len(student_layers):
         raise ConfigError(f"kd layer_weights has {len(weights)} entries for {len(student_layers)} student layers")
+    if kd.attention_weight > 0 and student.streaming is not None:
+        raise ConfigError("kd attention_weight > 0 with a streaming student: its attention sees chunks, a teacher's the "
+                          "whole utterance; set attention_weight: 0")
     bad = [s for s in student_layers if not 1 <= s <= student.num_layers]
     if bad:
         raise ConfigError(f"kd student_layers {bad} are not layers of the {student.num_layers}-layer student")
@@ -107,18 +111,20 @@ class DistillTask(nn.Module):
         frames = sum(int(t.lengths.sum()) for t in targets.values())
         per_layer = [out.output.new_zeros((), dtype=torch.float32) for _ in self.layers.student]
         kl = attention = out.output.new_zeros((), dtype=torch.float32)
+        d = kd.delay_ms // OUTPUT_FRAME_MS  # the student's frame t + d learns the teacher's frame t
         for lang, t in targets.items():
             share = int(t.lengths.sum()) / max(frames, 1)
             length = t.hidden[0].size(1)
+            lengths = (t.lengths - d).clamp(min=0)
             for k, s in enumerate(self.layers.student):
-                projected = self.projections[lang][k](out.hidden[s - 1][t.index, :length])
-                per_layer[k] = per_layer[k] + share * hidden_kd_loss(projected, t.hidden[k], t.lengths)
+                projected = self.projections[lang][k](out.hidden[s - 1][t.index, d:length])
+                per_layer[k] = per_layer[k] + share * hidden_kd_loss(projected, t.hidden[k][:, :length - d], lengths)
                 if kd.attention_weight > 0:
                     student_map = out.attention[s - 1][t.index, :, :length, :length]
                     attention = attention + share * attention_kd_loss(student_map, t.attention[k], t.lengths) / len(per_layer)
             if kd.kl_weight > 0:
-                kl = kl + share * posterior_kl_loss(out.log_probs[t.index, :length], t.log_probs, t.lengths,
-                                                    kd.kl_temperature, kd.kl_blank_weight)
+                kl = kl + share * posterior_kl_loss(out.log_probs[t.index, d:length], t.log_probs[:, :length - d],
+                                                    lengths, kd.kl_temperature, kd.kl_blank_weight)
         terms = {"kd": sum(w * loss for w, loss in zip(self.layers.weights, per_layer))}
         terms.update({f"kd.l{s}": loss for s, loss in zip(self.layers.student, per_layer)})
         if kd.ctc_weight > 0:  # on the transcribed utterances only

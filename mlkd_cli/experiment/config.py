@@ -15,7 +15,7 @@ from typing import Optional
 from mlkd_cli.config import ADDED
 from mlkd_cli.data.tokenizer import TokenizerConfig
 from mlkd_cli.errors import ConfigError
-from mlkd_cli.models.config import ModelConfig
+from mlkd_cli.models.config import OUTPUT_FRAME_MS, ModelConfig
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 AVERAGE_BY = ("last", "best")
@@ -191,6 +191,9 @@ class KdConfig:
     # With untranscribed sets (`mlkd distill --unlabeled-set`): the share of training utterances
     # drawn from them; None: as many as their hours make of the data.
     unlabeled_share: Optional[float] = dataclasses.field(default=None, metadata=ADDED)
+    # A streaming student hears less of the future than a full-context teacher: its frame t + d
+    # learns the teacher's frame t (hidden layers and posteriors), d = delay_ms of output frames.
+    delay_ms: int = dataclasses.field(default=0, metadata=ADDED)
 
     def __post_init__(self) -> None:
         if self.targets not in TARGET_MODES:
@@ -211,6 +214,8 @@ class KdConfig:
                 raise ConfigError(f"kd {name} must be in [0, 1], got {getattr(self, name)}")
         if self.unlabeled_share is not None and not 0 <= self.unlabeled_share < 1:
             raise ConfigError(f"kd unlabeled_share must be in [0, 1) (some transcribed data stays), got {self.unlabeled_share}")
+        if self.delay_ms < 0 or self.delay_ms % OUTPUT_FRAME_MS:
+            raise ConfigError(f"kd delay_ms {self.delay_ms} must be a multiple of the {OUTPUT_FRAME_MS} ms output frame, >= 0")
         if self.max_cer_to_reference is not None and self.max_cer_to_reference < 0:
             raise ConfigError(f"kd max_cer_to_reference must be >= 0, got {self.max_cer_to_reference}")
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Streaming: trains the demo's streaming student (conf/model/student_demo_streaming.yaml) by
+# distillation from full-context teachers and fine-tuning, with the KD delay of each arm, then
+# bench/streaming.py decodes the test set chunk by chunk at 160, 320 and 640 ms and prints CER
+# against the full-context student, real-time factor, emission latency and when the language
+# decision settles.
+#   bench/streaming.sh --data DIR --teachers "DIR..." --full-context DIR [--scale 1.0] [--delays "0 80"]
+#                      [--work bench/work/streaming]
+# DATA, the teachers and the full-context student come from the demo recipe or bench/augment.sh
+# (its noaug arm); --scale multiplies the presets' numbers of updates.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scale=1.0 delays="0 80" work=bench/work/streaming data="" teachers="" full=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --data) data=$2;; --teachers) teachers=$2;; --full-context) full=$2;; --scale) scale=$2;;
+    --delays) delays=$2;; --work) work=$2;;
+    *) echo "$0: unknown option $1" >&2; exit 1;;
+  esac
+  shift 2
+done
+[ -n "$data" ] && [ -n "$teachers" ] && [ -n "$full" ] || { echo "$0: give --data, --teachers and --full-context" >&2; exit 1; }
+export PATH="$PWD/.venv/bin:$PATH"
+steps() { python -c "print(max(1, round($1 * $scale)))"; }
+mkdir -p "$work"
+# Distillation as in the demo preset, attention KD off (the demo has none), no augmentation (as
+# the full-context student it is compared with).
+sed '/^# Audio augmentation/,$d' conf/train/distill_demo.yaml >"$work/distill.yaml"
+sed '/^# Audio augmentation/,$d' conf/train/finetune_demo.yaml >"$work/finetune.yaml"
+students=""
+for delay in $delays; do
+  sed "s/^teacher_input:.*/&\ndelay_ms: $delay/" conf/kd/demo.yaml >"$work/kd_delay$delay.yaml"
+  SECONDS=0
+  # shellcheck disable=SC2086
+  mlkd distill --data "$data" --model-config conf/model/student_demo_streaming.yaml \
+    --kd-config "$work/kd_delay$delay.yaml" --lid-weight 3 --train-config "$work/distill.yaml" \
+    --max-steps "$(steps 1500)" $teachers "$work/kd_delay$delay" >"$work/kd_delay$delay.log" 2>&1
+  mlkd finetune --data "$data" --init "$work/kd_delay$delay" --lid-weight 3 --train-config "$work/finetune.yaml" \
+    --max-steps "$(steps 1500)" "$work/student_delay$delay" >"$work/student_delay$delay.log" 2>&1
+  echo "delay $delay ms: trained in ${SECONDS} s"
+  students="$students $work/student_delay$delay"
+done
+# shellcheck disable=SC2086
+python bench/streaming.py --data "$data" --full-context "$full" $students
