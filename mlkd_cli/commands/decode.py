@@ -32,6 +32,11 @@ import click
 @click.option("--unknown-score", type=click.Choice(["lid", "lid-x-ctc", "energy"]), default="lid",
               help="With --unknown-threshold: the language posterior, that times the transcript's CTC confidence, "
                    "or the log-sum-exp of the language-ID logits.")
+@click.option("--streaming", is_flag=True, help="Feed the audio chunk by chunk as it would arrive (a streaming model): "
+              "partial results go to stdout as JSON lines.")
+@click.option("--chunk-ms", type=int, help="Chunk size of a streaming model, in ms (a multiple of 40)  "
+              "[default: the largest it was trained with]")
+@click.option("--sample-rate", type=int, help="Sample rate of the raw PCM on standard input (-)  [default: 16000]")
 @click.option("--name", help="Name of the decode dir: decode_<name>_<method> (default: from the inputs).")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where decode_<name>_<method>/ (and WFST graphs) go, e.g. for a read-only model dir  [default: MODEL_DIR]")
@@ -41,7 +46,8 @@ import click
 def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lang: str, max_duration: float,
            chunk: float, overlap: float, threads: int, int8: bool, graph: str, lm_order: int, wfst_beam: float,
            max_active: int, acoustic_scale: float, unknown_threshold: float | None, unknown_score: str,
-           name: str | None, output_dir: Path | None, graph_dir: Path | None, force: bool) -> None:
+           streaming: bool, chunk_ms: int | None, sample_rate: int | None, name: str | None,
+           output_dir: Path | None, graph_dir: Path | None, force: bool) -> None:
     """Transcribe INPUTs (cuts manifests, Kaldi data dirs, audio files, globs, list files of
     audio paths) with the model of MODEL_DIR; results go to MODEL_DIR/decode_<name>_<method>/
     (or OUTPUT_DIR/...). A decode of the same model, inputs and settings is up to date and is
@@ -49,7 +55,16 @@ def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lan
 
     A list file (.list, .lst, .txt) names one audio file per line (# starts a comment);
     relative paths in it are relative to the current directory, as on the command line,
-    not to the list file. `-` (standard input) is not supported yet.
+    not to the list file.
+
+    A streaming model (one trained with a `streaming:` model config) decodes with --streaming
+    chunk by chunk, as audio arrives: each change of the transcript or the predicted language
+    is printed as a JSON line {"id", "time" (seconds of audio heard), "text", "language",
+    "final": false}, and each utterance ends with its final result ("final": true, with
+    "language_settled": the second from which the language stayed the same). `-` reads
+    16-bit mono PCM (raw, or WAV as arecord writes it) from standard input; nothing is
+    written to disk then. Without --streaming a streaming model decodes each utterance at
+    once with the same chunked attention (the same posteriors); --chunk-ms picks the chunk.
 
     A model calibrated by `mlkd calibrate-lid` writes `unknown` as the language (and no text)
     for speech in none of its languages; its posteriors stay in hyps.jsonl.
@@ -64,11 +79,16 @@ def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lan
       mlkd decode exp/student data/manifests/test_cuts.jsonl.gz
       mlkd decode exp/student 'recordings/*.flac' --method ctc-prefix-beam
       mlkd decode exp/student call.wav --lang de
+      arecord -f S16_LE -r 16000 -c 1 | mlkd decode --streaming --chunk-ms 320 exp/student -
     """
+    import dataclasses
+    import json
     from mlkd_cli.data.language import normalize_language
     from mlkd_cli.decode.decoder import DecodeConfig
     from mlkd_cli.decode.inputs import resolve_inputs
-    from mlkd_cli.decode.stage import run_decode
+    from mlkd_cli.decode.stage import decode_stdin, run_decode
+    from mlkd_cli.decode.streaming import STDIN, Partial
+    from mlkd_cli.errors import ConfigError
 
     # Names and tags (German, deu, de-DE) become the code the model knows; the decoder refuses
     # what is still unknown, listing the model's languages.
@@ -76,11 +96,28 @@ def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lan
     config = DecodeConfig(method=method, beam=beam, lang=lang, max_duration=max_duration, chunk=chunk,
                           overlap=overlap, threads=threads, quantize="int8" if int8 else "", graph=graph,
                           lm_order=lm_order, wfst_beam=wfst_beam, max_active=max_active, acoustic_scale=acoustic_scale,
-                          unknown_threshold=unknown_threshold, unknown_score=unknown_score)
+                          unknown_threshold=unknown_threshold, unknown_score=unknown_score, chunk_ms=chunk_ms,
+                          streaming=streaming)
+
+    def print_partial(partial) -> None:
+        click.echo(json.dumps(dataclasses.asdict(partial), ensure_ascii=False))
+
+    if STDIN in inputs:
+        if inputs != (STDIN,) or not streaming:
+            raise ConfigError("standard input (-) is decoded alone and with --streaming: "
+                              "mlkd decode --streaming MODEL_DIR -")
+        result = decode_stdin(model_dir, config, sys.stdin.buffer, sample_rate, print_partial)
+        print_partial(Partial(result.id, result.duration, result.text, result.language, True, result.language_settled))
+        return
+    if sample_rate is not None:
+        raise ConfigError("--sample-rate is for raw audio on standard input (-); files say their own rate")
     resolved = resolve_inputs(list(inputs))
     summary = run_decode(model_dir, resolved, config, name=name, argv=["mlkd", *sys.argv[1:]], output_dir=output_dir,
-                         graph_dir=graph_dir, force=force)
-    if resolved.audio_files:
+                         graph_dir=graph_dir, force=force, on_partial=print_partial if streaming else None)
+    if streaming:
+        for r in summary.results:
+            print_partial(Partial(r.id, r.duration, r.text, r.language, True, r.language_settled))
+    elif resolved.audio_files:
         paths = {item.id: item.path for item in summary.items}
         for r in summary.results:
             if paths.get(r.id):

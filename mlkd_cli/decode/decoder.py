@@ -14,7 +14,7 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from mlkd_cli.decode.rejection import SCORES, Rejection
 from mlkd_cli.errors import ConfigError
 from mlkd_cli.experiment.model_dir import ModelDir, load_model_dir
 from mlkd_cli.log import progress_bar
+from mlkd_cli.models.streaming import use_chunk
 
 logger = logging.getLogger("mlkd")
 
@@ -52,6 +53,10 @@ class DecodeConfig:
     # Flag speech of no trained language `unknown` (see mlkd_cli.decode.rejection); None: never.
     unknown_threshold: Optional[float] = None
     unknown_score: str = "lid"
+    # A streaming model: its chunk size (None: the largest it was trained with); `streaming`
+    # feeds the audio chunk by chunk as it would arrive, else each utterance runs at once.
+    chunk_ms: Optional[int] = None
+    streaming: bool = False
 
     # (field, the option that sets it, its least value, whether that value itself is allowed).
     # A chunk under a second would decode in windows too short to carry any context.
@@ -108,6 +113,18 @@ class Result:
     processing_time: float
     confidence: Optional[float] = None  # mean posterior of the greedy path's emitted tokens
     language_energy: Optional[float] = None  # log-sum-exp of the language-ID logits (models that predict it)
+    # Streaming: seconds of audio after which the predicted language no longer changed.
+    language_settled: Optional[float] = None
+
+
+class Posteriors(NamedTuple):
+    """What the model made of one item: stitched (T, V) log-probs, language-ID logits per window
+    (duration, logits), processing seconds, and (streaming) when the language decision settled."""
+
+    matrix: np.ndarray
+    lid: Optional[list[tuple[float, np.ndarray]]]
+    seconds: float
+    language_settled: Optional[float] = None
 
 
 class Decoder:
@@ -117,6 +134,8 @@ class Decoder:
                  search: Optional[Callable[[np.ndarray, Optional[str]], str]] = None):
         self.loaded, self.config = loaded, config
         self.extractor = fbank_extractor()
+        if config.streaming or config.chunk_ms is not None or loaded.model.config.streaming is not None:
+            use_chunk(loaded.model, config.chunk_ms)  # a ConfigError for a model that does not stream
         self.forced = self._forced_language()
         self.allowed = loaded.tokenizer.language_tokens(config.lang) if config.lang else None
         self.search = search or self._ctc_search
@@ -141,6 +160,25 @@ class Decoder:
         return self.loaded.tokenizer.decode(ids)
 
     def decode(self, items: list[Item]) -> list[Result]:
+        return [self.result(item.id, item.cut.duration, post) for item, post in zip(items, self.posteriors(items))]
+
+    def result(self, uid: str, duration: float, post: Posteriors) -> Result:
+        """The language and the searched transcript of one item's posteriors."""
+        start = time.perf_counter()
+        matrix = post.matrix
+        if self.allowed is not None:
+            matrix = restrict_tokens(matrix, self.allowed)
+        language, posteriors, energy = self._language(post.lid)
+        confidence = round(greedy_confidence(matrix), 6)
+        if self.rejection is not None and self.rejection.rejects(posteriors, confidence, energy):
+            language, text = UNKNOWN, ""  # not the nearest trained language's transcript
+        else:
+            text = self.search(matrix, language)
+        return Result(uid, text, language, posteriors, duration, post.seconds + time.perf_counter() - start,
+                      confidence, energy, post.language_settled)
+
+    def posteriors(self, items: list[Item]) -> list[Posteriors]:
+        """Each item's posteriors: windows of all items batched by duration, stitched per item."""
         segments = [Segment(i, w) for i, item in enumerate(items)
                     for w in plan_windows(item.cut.duration, self.config.chunk, self.config.overlap)]
         segments.sort(key=lambda s: s.window.duration, reverse=True)
@@ -162,21 +200,8 @@ class Decoder:
                         lid.setdefault(seg.item, []).append((w.duration, lid_logits[k]))
                     spent[seg.item] += elapsed * w.duration / batch_audio
                 bar.advance(task, batch_audio)
-        results = []
-        for i, item in enumerate(items):
-            start = time.perf_counter()
-            matrix = np.concatenate([f for _, f in sorted(frames[i], key=lambda x: x[0])])
-            if self.allowed is not None:
-                matrix = restrict_tokens(matrix, self.allowed)
-            language, post, energy = self._language(lid.get(i))
-            confidence = round(greedy_confidence(matrix), 6)
-            if self.rejection is not None and self.rejection.rejects(post, confidence, energy):
-                language, text = UNKNOWN, ""  # not the nearest trained language's transcript
-            else:
-                text = self.search(matrix, language)
-            results.append(Result(item.id, text, language, post, item.cut.duration,
-                                  spent[i] + time.perf_counter() - start, confidence, energy))
-        return results
+        return [Posteriors(np.concatenate([f for _, f in sorted(frames[i], key=lambda x: x[0])]), lid.get(i), spent[i])
+                for i in range(len(items))]
 
     def _batches(self, segments: list[Segment]):
         batch, total = [], 0.0

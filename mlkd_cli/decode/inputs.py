@@ -54,8 +54,7 @@ def resolve_inputs(args: list[str]) -> Inputs:
     for arg in args:
         path = Path(arg)
         if arg == "-":
-            raise DataError("-: reading audio from standard input is not supported yet; "
-                            "save it to a file and give its path")
+            raise DataError("-: standard input is decoded alone, as a stream: mlkd decode --streaming MODEL_DIR -")
         if GLOB_CHARS & set(arg):
             matches = sorted(glob.glob(arg, recursive=True))
             if not matches:

@@ -28,10 +28,13 @@ from mlkd_cli.decode.graphs import wfst_search
 from mlkd_cli.data.language import UNKNOWN
 from mlkd_cli.decode.inputs import Inputs, Item
 from mlkd_cli.decode.rejection import CALIBRATION, read_calibration
+from mlkd_cli.data.features import SAMPLING_RATE
+from mlkd_cli.decode.streaming import STDIN, Partial, StreamingDecoder, pcm_blocks
 from mlkd_cli.decode.wfst import SearchConfig
 from mlkd_cli.experiment.model_dir import ModelDir
 from mlkd_cli.fsutil import atomic_write_text, stat_digest
 from mlkd_cli.log import log_to_file
+from mlkd_cli.models.config import OUTPUT_FRAME_MS
 from mlkd_cli.stage import Stage, file_input, new_record
 
 logger = logging.getLogger("mlkd")
@@ -51,7 +54,9 @@ def decode_dir_name(name: str, config: DecodeConfig) -> str:
     method = config.method
     if method == "wfst":
         method += f"-{config.graph}{config.lm_order if config.graph == 'lm' else ''}"
-    suffix = "".join(f"_{part}" for part in (config.quantize, f"lang-{config.lang}" if config.lang else "") if part)
+    chunk = "" if config.chunk_ms is None else f"-{config.chunk_ms}ms"
+    mode = f"streaming{chunk}" if config.streaming else f"chunk{chunk}" if chunk else ""
+    suffix = "".join(f"_{part}" for part in (mode, config.quantize, f"lang-{config.lang}" if config.lang else "") if part)
     return f"decode_{name}_{method}{suffix}"
 
 
@@ -64,10 +69,12 @@ def make_search(loaded: ModelDir, graph_root: Path, config: DecodeConfig) -> Opt
 
 def run_decode(model_dir: Path, inputs: Inputs, config: DecodeConfig, name: Optional[str] = None,
                argv: Optional[list[str]] = None, output_dir: Optional[Path] = None,
-               graph_dir: Optional[Path] = None, force: bool = False, apply_calibration: bool = True) -> DecodeSummary:
+               graph_dir: Optional[Path] = None, force: bool = False, apply_calibration: bool = True,
+               on_partial: Optional[Callable[[Partial], None]] = None) -> DecodeSummary:
     """Decode ``inputs`` with the model of ``model_dir``; write and return the results
     (read back from the decode dir when it is up to date). With ``apply_calibration`` a
-    calibrated rejection rule beside the decodes applies (see :func:`with_calibrated_rejection`)."""
+    calibrated rejection rule beside the decodes applies (see :func:`with_calibrated_rejection`).
+    A streaming decode reports its partial results to ``on_partial`` (not when up to date)."""
     if config.threads:
         torch.set_num_threads(config.threads)
     loaded = load_for_decoding(model_dir, config.quantize)
@@ -85,7 +92,9 @@ def run_decode(model_dir: Path, inputs: Inputs, config: DecodeConfig, name: Opti
             return _read_back(out_dir, items, inputs.failed)
         start = time.perf_counter()
         search = make_search(loaded, graph_dir if graph_dir is not None else out_root / "graph", config)
-        results = Decoder(loaded, config, search).decode(items) if items else []
+        decoder = (StreamingDecoder(loaded, config, search, on_partial=on_partial) if config.streaming
+                   else Decoder(loaded, config, search))
+        results = decoder.decode(items) if items else []
         elapsed = time.perf_counter() - start
         audio = sum(item.cut.duration for item in items)
         rtf = elapsed / max(audio, 1e-9)
@@ -95,6 +104,27 @@ def run_decode(model_dir: Path, inputs: Inputs, config: DecodeConfig, name: Opti
                     len(results), audio, elapsed, rtf,
                     f"; {len(inputs.failed)} input(s) skipped" if inputs.failed else "", out_dir)
     return summary
+
+
+def decode_stdin(model_dir: Path, config: DecodeConfig, source, sample_rate: Optional[int] = None,
+                 on_partial: Optional[Callable[[Partial], None]] = None) -> Result:
+    """Stream 16-bit PCM from ``source`` (standard input) through the model; the final result.
+
+    Nothing is written to disk: a live stream is not an input a later run could check. A
+    calibrated rejection rule beside the model applies, as for files.
+    """
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    loaded = load_for_decoding(model_dir, config.quantize)
+    config = with_calibrated_rejection(config, loaded, file_input(loaded.weights)["digest"], Path(model_dir))
+    decoder = StreamingDecoder(loaded, config, make_search(loaded, Path(model_dir) / "graph", config),
+                               on_partial=on_partial)
+    start = time.perf_counter()
+    posteriors = decoder.stream(STDIN, pcm_blocks(source, sample_rate, decoder.block / SAMPLING_RATE))
+    duration = decoder.samples_received / SAMPLING_RATE
+    result = decoder.result(STDIN, duration, posteriors)
+    logger.info("decoded %.1f s of audio from standard input in %.2f s", duration, time.perf_counter() - start)
+    return result
 
 
 def with_calibrated_rejection(config: DecodeConfig, loaded: ModelDir, weights_digest: str,
@@ -117,6 +147,9 @@ def _recorded_config(config: DecodeConfig) -> dict:
     recorded = {k: v for k, v in dataclasses.asdict(config).items() if k != "threads"}
     if config.unknown_threshold is None:
         del recorded["unknown_threshold"], recorded["unknown_score"]
+    for field, default in (("chunk_ms", None), ("streaming", False)):  # added later: older decodes stay up to date
+        if recorded[field] == default:
+            del recorded[field]
     return recorded
 
 
@@ -159,11 +192,18 @@ def _references_as_in_training(items: list[Item], loaded: ModelDir) -> list[Item
             for item in items]
 
 
+def _hyp(result: Result) -> dict:
+    """A result as a hyps.jsonl record (language_settled only from streaming decodes)."""
+    record = dataclasses.asdict(result)
+    if record["language_settled"] is None:
+        del record["language_settled"]
+    return record
+
+
 def _write(out: Path, summary: DecodeSummary, model_dir: Path, loaded: ModelDir, config: DecodeConfig) -> None:
     results, items = summary.results, summary.items
     atomic_write_text(out / "hyp.text", "".join(f"{r.id} {r.text}".rstrip() + "\n" for r in results))
-    atomic_write_text(out / "hyps.jsonl", "".join(json.dumps(dataclasses.asdict(r), ensure_ascii=False) + "\n"
-                                                  for r in results))
+    atomic_write_text(out / "hyps.jsonl", "".join(json.dumps(_hyp(r), ensure_ascii=False) + "\n" for r in results))
     if any(item.ref_text is not None for item in items):
         atomic_write_text(out / "ref.text", "".join(f"{i.id} {i.ref_text}".rstrip() + "\n"
                                                     for i in items if i.ref_text is not None))
@@ -177,6 +217,7 @@ def _write(out: Path, summary: DecodeSummary, model_dir: Path, loaded: ModelDir,
         "languages": list(loaded.languages) or [loaded.own_language],
         "predicts_language": bool(loaded.languages) and not config.lang,
         "num_utts": len(results),
+        **({"streaming": True, "chunk_ms": loaded.model.encoder.chunk * OUTPUT_FRAME_MS} if config.streaming else {}),
         "audio_seconds": round(summary.audio_seconds, 3),
         "rtf": round(summary.rtf, 6),
         "failed": summary.failed,

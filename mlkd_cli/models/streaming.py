@@ -60,6 +60,7 @@ class ModelStream:
         self.left = config.streaming.left_frames
         self.pending = torch.zeros(0, config.feature_dim)  # normalised features not yet consumed
         self.offset = 0  # output frames emitted
+        self.frames_received = 0  # feature frames accepted
         heads, width = config.num_heads, config.d_model
         empty = torch.zeros(1, heads, 0, width // heads)
         self.keys = [empty] * len(encoder.layers)
@@ -72,6 +73,7 @@ class ModelStream:
     def accept(self, features: np.ndarray) -> list[ChunkOutput]:
         """Add (T, F) fbank frames; the chunks they complete."""
         frames = self.model.encoder.normalizer(torch.from_numpy(np.asarray(features, dtype=np.float32)))
+        self.frames_received += frames.size(0)
         self.pending = torch.cat([self.pending, frames])
         outputs = []
         needed = 4 * self.chunk + RECEPTIVE_EXTRA

@@ -1,0 +1,257 @@
+"""`mlkd decode --streaming`: audio fed chunk by chunk as it would arrive, partial results as it goes.
+
+Each utterance's samples go in blocks of one chunk into kaldi-native-fbank's online fbank
+(the same Kaldi fbank as lhotse's, computed as samples arrive; k2-fsa's library, what
+sherpa-onnx uses) and its frames into a :class:`ModelStream`. After every chunk the greedy
+transcript so far and the language predicted from the audio so far are reported, when either
+changed, as a :class:`Partial`; the final result is searched over the whole posterior
+sequence with the decode's method, as for a whole-utterance decode. The final posteriors equal
+those of the model's chunked whole-utterance forward (`mlkd decode --chunk-ms N`).
+
+Standard input (``-``) is raw 16-bit little-endian PCM, or a WAV stream (what ``arecord``
+writes unless told ``-t raw``), one channel, at ``--sample-rate``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import struct
+import time
+from typing import BinaryIO, Callable, Iterator, Optional
+
+import numpy as np
+
+from mlkd_cli.data.features import NUM_MEL_BINS, SAMPLING_RATE
+from mlkd_cli.decode.ctc import greedy_search
+from mlkd_cli.decode.decoder import Decoder, Posteriors
+from mlkd_cli.decode.inputs import Item
+from mlkd_cli.errors import DataError
+from mlkd_cli.log import progress_bar
+from mlkd_cli.models.config import OUTPUT_FRAME_MS
+from mlkd_cli.models.streaming import ModelStream
+
+STDIN = "-"
+
+
+@dataclasses.dataclass
+class Partial:
+    """One line of the streaming output: the transcript of the audio so far."""
+
+    id: str
+    time: float  # seconds of audio received when this result was ready
+    text: str
+    language: Optional[str]
+    final: bool = False
+    language_settled: Optional[float] = None  # final results: when the language stopped changing
+
+
+def online_fbank():
+    """kaldi-native-fbank's online fbank with lhotse's settings (80 bins, povey, no dither, edges not snipped)."""
+    import kaldi_native_fbank as knf
+
+    options = knf.FbankOptions()
+    options.frame_opts.samp_freq = SAMPLING_RATE
+    options.frame_opts.dither = 0.0
+    options.frame_opts.snip_edges = False
+    options.mel_opts.num_bins = NUM_MEL_BINS
+    options.mel_opts.low_freq = 20.0
+    options.mel_opts.high_freq = -400.0
+    return knf.OnlineFbank(options)
+
+
+class StreamingDecoder(Decoder):
+    """A :class:`Decoder` whose posteriors come chunk by chunk; ``on_partial`` hears every change."""
+
+    def __init__(self, *args, on_partial: Optional[Callable[[Partial], None]] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_partial = on_partial or (lambda partial: None)
+
+    @property
+    def block(self) -> int:
+        """Samples per block fed in: one chunk of audio."""
+        return self.loaded.model.encoder.chunk * OUTPUT_FRAME_MS * SAMPLING_RATE // 1000
+
+    def posteriors(self, items: list[Item]) -> list[Posteriors]:
+        out = []
+        with progress_bar(transient=True) as bar:
+            task = bar.add_task("decode (streaming)", total=sum(item.cut.duration for item in items))
+            for item in items:
+                samples = np.atleast_2d(item.cut.load_audio()).mean(axis=0).astype(np.float32)
+                blocks = (samples[i: i + self.block] for i in range(0, len(samples), self.block))
+                out.append(self.stream(item.id, blocks))
+                bar.advance(task, item.cut.duration)
+        return out
+
+    def stream(self, uid: str, blocks: Iterator[np.ndarray]) -> Posteriors:
+        """Decode one utterance arriving as blocks of 16 kHz samples; its posteriors."""
+        spent, received = 0.0, 0
+        self.samples_received = 0
+        fbank, stream = online_fbank(), ModelStream(self.loaded.model, self.loaded.model.encoder.chunk, self.forced)
+        chunks, decisions, said = [], [], (None, None)
+        for block in blocks:
+            start = time.perf_counter()
+            received += len(block)
+            self.samples_received = received
+            fbank.accept_waveform(SAMPLING_RATE, block)
+            chunks += stream.accept(self._new_frames(fbank, stream))
+            spent += time.perf_counter() - start
+            said = self._report(uid, received, chunks, decisions, said)
+        start = time.perf_counter()
+        fbank.input_finished()
+        chunks += stream.accept(self._new_frames(fbank, stream)) + stream.finish()
+        spent += time.perf_counter() - start
+        self._report(uid, received, chunks, decisions, said)
+        if not chunks:
+            raise DataError(f"{uid}: too short to decode ({received} samples)")
+        matrix = np.concatenate([c.log_probs for c in chunks])
+        lid = [(received / SAMPLING_RATE, chunks[-1].lid_logits)] if chunks[-1].lid_logits is not None else None
+        return Posteriors(matrix, lid, spent, self._settled(decisions))
+
+    def _new_frames(self, fbank, stream: ModelStream) -> np.ndarray:
+        first = stream.frames_received
+        frames = [fbank.get_frame(i) for i in range(first, fbank.num_frames_ready)]
+        return np.stack(frames) if frames else np.zeros((0, NUM_MEL_BINS), np.float32)
+
+    def _report(self, uid: str, received: int, chunks: list, decisions: list, said: tuple) -> tuple:
+        """Record the language decision after the latest chunk and report a change of text or language."""
+        if not chunks:
+            return said
+        language = self._partial_language(chunks[-1].lid_logits)
+        seconds = received / SAMPLING_RATE
+        if not decisions or decisions[-1][1] != language:
+            decisions.append((seconds, language))
+        text = self.loaded.tokenizer.decode(greedy_search(np.concatenate([c.log_probs for c in chunks])))
+        if (text, language) != said:
+            self.on_partial(Partial(uid, round(seconds, 3), text, language))
+        return text, language
+
+    def _partial_language(self, lid_logits: Optional[np.ndarray]) -> Optional[str]:
+        if self.config.lang or lid_logits is None:
+            return self.config.lang or self.loaded.own_language
+        return self.loaded.languages[int(lid_logits.argmax())]
+
+    @staticmethod
+    def _settled(decisions: list[tuple[float, Optional[str]]]) -> Optional[float]:
+        """Seconds of audio from which the language decision stayed what it finally was."""
+        return decisions[-1][0] if decisions else None
+
+
+def pcm_blocks(source: BinaryIO, sample_rate: Optional[int], block_seconds: float) -> Iterator[np.ndarray]:
+    """Float samples of 16-bit mono PCM from ``source`` (raw, or WAV with its header), in blocks.
+
+    A WAV header's rate must equal ``sample_rate`` when one is given; raw PCM is taken to be at
+    ``sample_rate`` (16 kHz when None). Audio at another rate than 16 kHz is resampled as it comes.
+    """
+    head = _read_exactly(source, 12)
+    rate = sample_rate or SAMPLING_RATE
+    pending = b""
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        wav_rate = _wav_header(source)
+        if sample_rate is not None and wav_rate != sample_rate:
+            raise DataError(f"stdin: the WAV header says {wav_rate} Hz, not the --sample-rate {sample_rate} given")
+        if sample_rate is None and wav_rate != SAMPLING_RATE:
+            raise DataError(f"stdin: audio at {wav_rate} Hz; the model reads {SAMPLING_RATE} Hz: pass --sample-rate "
+                            f"{wav_rate} to resample it as it arrives")
+        rate = wav_rate
+    else:
+        pending = head
+    resampler = StreamResampler(rate, SAMPLING_RATE) if rate != SAMPLING_RATE else None
+    size = 2 * max(1, round(block_seconds * rate))
+    total = len(pending)
+    while True:
+        data = source.read(size)
+        total += len(data)
+        data, at_end = pending + data, not data
+        usable = len(data) - len(data) % 2
+        pending = data[usable:]
+        if usable:
+            samples = np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
+            yield resampler(samples) if resampler else samples
+        if at_end:
+            break
+    if pending:
+        raise DataError(f"stdin: the audio ends mid-sample ({total} bytes, an odd number); 16-bit PCM has 2 bytes "
+                        "per sample: check the recorder's format (arecord -f S16_LE -c 1)")
+    if resampler:
+        yield resampler.flush()
+
+
+def _read_exactly(source: BinaryIO, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        more = source.read(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def _wav_header(source: BinaryIO) -> int:
+    """Read a WAV stream's chunks up to its data; its sample rate (16-bit mono PCM only)."""
+    rate = None
+    while True:
+        header = _read_exactly(source, 8)
+        if len(header) < 8:
+            raise DataError("stdin: a WAV header without audio data")
+        kind, size = header[:4], struct.unpack("<I", header[4:])[0]
+        if kind == b"data":
+            if rate is None:
+                raise DataError("stdin: a WAV stream without a fmt chunk before its data")
+            return rate
+        body = _read_exactly(source, size + size % 2)
+        if kind == b"fmt ":
+            fmt, channels, rate = struct.unpack("<HHI", body[:8])
+            bits = struct.unpack("<H", body[14:16])[0]
+            if fmt not in (1, 0xFFFE) or bits != 16 or channels != 1:
+                raise DataError(f"stdin: WAV of {channels} channel(s), {bits}-bit, format {fmt}; streaming reads "
+                                "16-bit mono PCM (arecord -f S16_LE -c 1)")
+
+
+class StreamResampler:
+    """Polyphase resampling of a stream: the output equals scipy's ``resample_poly`` of all input so far.
+
+    Hand-written because no installed library resamples a stream (scipy's and lhotse's work on
+    whole signals): each call keeps the input the filter still needs and emits the outputs whose
+    window is complete; ``flush`` emits the rest as if the signal ended with zeros.
+    """
+
+    def __init__(self, source_rate: int, target_rate: int) -> None:
+        from scipy.signal import firwin
+
+        g = math.gcd(source_rate, target_rate)
+        self.up, self.down = target_rate // g, source_rate // g
+        half = 10 * max(self.up, self.down)  # resample_poly's default: a Kaiser-windowed sinc, 10 zero crossings
+        self.taps = firwin(2 * half + 1, 1.0 / max(self.up, self.down), window=("kaiser", 5.0)) * self.up
+        self.half = half
+        self.buffer = np.zeros(0)  # input samples from index self.start
+        self.start = 0
+        self.emitted = 0  # output samples so far
+        self.total = 0  # input samples so far
+
+    def __call__(self, samples: np.ndarray, final: bool = False) -> np.ndarray:
+        self.buffer = np.concatenate([self.buffer, samples.astype(np.float64)])
+        self.total += len(samples)
+        end = -(-self.total * self.up // self.down) if final else self._complete()
+        out = self._outputs(self.emitted, max(end, self.emitted))
+        self.emitted = max(self.emitted, end)
+        drop = max(0, (self.emitted * self.down - self.half) // self.up - self.start)
+        self.buffer, self.start = self.buffer[drop:], self.start + drop
+        return out
+
+    def flush(self) -> np.ndarray:
+        return self(np.zeros(0), final=True)
+
+    def _complete(self) -> int:
+        """Outputs whose filter window lies within the input so far."""
+        return max(0, ((self.total - 1) * self.up - self.half) // self.down + 1)
+
+    def _outputs(self, begin: int, end: int) -> np.ndarray:
+        # y[n] = sum_k taps[k] * upsampled[n*down + half - k], upsampled[m] = x[m / up] where up divides m.
+        centre = np.arange(begin, end) * self.down + self.half
+        first = np.maximum(0, -(-(centre - 2 * self.half) // self.up))
+        idx = first[:, None] + np.arange(2 * self.half // self.up + 2)[None, :]
+        valid = idx <= np.minimum(self.total - 1, centre // self.up)[:, None]
+        taps = self.taps[np.clip(centre[:, None] - idx * self.up, 0, 2 * self.half)]
+        x = self.buffer[np.clip(idx - self.start, 0, max(len(self.buffer) - 1, 0))] if len(self.buffer) else 0.0
+        return np.where(valid, taps * x, 0.0).sum(1).astype(np.float32)

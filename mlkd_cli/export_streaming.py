@@ -1,0 +1,375 @@
+"""`mlkd export --streaming`: a streaming model as ONNX for sherpa-onnx's online CTC recognizer.
+
+The graph follows the WeNet CTC contract of ``sherpa_onnx.OnlineRecognizer.from_wenet_ctc``
+(sherpa-onnx/csrc/online-wenet-ctc-model.cc, online-recognizer-ctc-impl.h), one chunk of C
+output frames per call, batch 1, all shapes fixed:
+
+  inputs (by position)
+    x                    (1, 4C + 3, 80) f32   fbank of the chunk (see below)
+    offset               (1,) i64              R + C * (chunks decoded so far); sherpa starts it at R
+    required_cache_size  (1,) i64              R = C * num_left_chunks
+    attn_cache           (B, H, R, 2 D/H) f32  per layer: the rotated keys | values of the last R frames
+    conv_cache           (B, 1, D, K - 1) f32  per layer: the last K - 1 inputs of the causal convolution
+    attn_mask            (1, 1, R + C) bool    valid cache frames (right-aligned), then the chunk's
+  outputs  log_probs (1, C, V), next_att_cache, next_conv_cache (the caches' shapes)
+
+sherpa-onnx reads the metadata head, num_blocks (B), output_size (D), cnn_module_kernel (K),
+right_context (6: the 7-frame window of the two stride-2 convolutions), subsampling_factor and
+vocab_size, and uses num_blocks for nothing but the caches' shapes. It feeds 4C + 3 frames
+every 4C frames, and decodes a chunk only when more than 4C + 3 frames are ready.
+
+Features: the WeNet path computes fbank of samples scaled to [-32768, 32767], without dither,
+so the graph first undoes the scale, ``max(x - 2 ln 32768, ln FLT_EPSILON)`` (Kaldi floors the
+mel energies at FLT_EPSILON in either scale), then applies the model's own CMVN.
+
+Positions: rotary embeddings are relative, so the chunk's first frame is at ``offset - R``,
+and the cached keys are stored already rotated (as :class:`~mlkd_cli.models.streaming.ModelStream`
+keeps them). The left context is ``num_left_chunks = left_context_ms / chunk_ms`` whole chunks.
+
+Language-adaptive models: the running sum of the layer-``conditioned_layer`` frames (D floats)
+and their count must survive between calls, but the contract carries only the two caches. They
+live in one extra block of ``attn_cache``: B = num_layers + 1, and the extra block's first D + 1
+elements (flattened) hold the sum and the count; ``conv_cache`` gets the extra block too, unused
+(zero). Each chunk is conditioned on softmax(lid_head(sum / count)) of the audio up to its end,
+as ModelStream does.
+
+The export is verified chunk by chunk with onnxruntime against ModelStream (sherpa's offsets and
+masks); sherpa-onnx kills the process on a model outside its contract, so
+:func:`check_streaming_model` checks inputs, outputs and metadata in Python first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mlkd_cli.data.features import NUM_MEL_BINS
+from mlkd_cli.errors import ConfigError, DataError, MlkdError
+from mlkd_cli.experiment.model_dir import TOKENIZER_DIR, load_model_dir
+from mlkd_cli.export import (MODEL_FILE, TOKENS_FILE, TOLERANCE, metadata, quiet_onnx_tools, read_tokens, session,
+                             write_tokens)
+from mlkd_cli.models import CtcModel
+from mlkd_cli.models.config import OUTPUT_FRAME_MS
+from mlkd_cli.models.streaming import RECEPTIVE_EXTRA, ModelStream, chunk_frames
+from mlkd_cli.stage import Stage, file_input, new_record
+
+logger = logging.getLogger("mlkd")
+
+EXPORT_DIR = "export_streaming_{ms}ms"
+INPUT_NAMES = ("x", "offset", "required_cache_size", "attn_cache", "conv_cache", "attn_mask")
+OUTPUT_NAMES = ("log_probs", "next_att_cache", "next_conv_cache")
+SAMPLE_SCALE_LOG = 2 * math.log(32768.0)  # fbank of samples * 32768 = fbank of samples + this
+LOG_FLT_EPSILON = math.log(float(np.finfo(np.float32).eps))  # Kaldi's floor of the log mel energies
+RIGHT_CONTEXT = 6  # frames after a chunk's last output frame's first input frame: 4C + 3 = 4(C - 1) + 6 + 1
+SHERPA_KEYS = ("head", "num_blocks", "output_size", "cnn_module_kernel", "right_context", "subsampling_factor",
+               "vocab_size")
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamingExportResult:
+    out_dir: Path
+    chunk_ms: int
+    chunk_size: int  # output frames per chunk: sherpa's chunk_size
+    num_left_chunks: int
+    seconds: float  # export time, verification excluded
+    max_diff: float  # onnxruntime vs ModelStream, every frame of the verification chunks
+
+    @property
+    def model(self) -> Path:
+        return self.out_dir / MODEL_FILE
+
+    @property
+    def tokens(self) -> Path:
+        return self.out_dir / TOKENS_FILE
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """The fixed shapes of one export."""
+
+    chunk: int  # C, output frames per call
+    left_chunks: int  # num_left_chunks
+    layers: int
+    blocks: int  # cache blocks: layers, + 1 for a language-adaptive model's LID state
+    heads: int
+    width: int  # d_model
+    kernel: int
+    vocab: int
+
+    @property
+    def cache(self) -> int:  # R
+        return self.chunk * self.left_chunks
+
+    @property
+    def frames(self) -> int:  # feature frames per call
+        return 4 * self.chunk + RECEPTIVE_EXTRA
+
+    def input_shapes(self) -> dict[str, tuple[list[int], str]]:
+        r, head_dim = self.cache, self.width // self.heads
+        return {
+            "x": ([1, self.frames, NUM_MEL_BINS], "tensor(float)"),
+            "offset": ([1], "tensor(int64)"),
+            "required_cache_size": ([1], "tensor(int64)"),
+            "attn_cache": ([self.blocks, self.heads, r, 2 * head_dim], "tensor(float)"),
+            "conv_cache": ([self.blocks, 1, self.width, self.kernel - 1], "tensor(float)"),
+            "attn_mask": ([1, 1, r + self.chunk], "tensor(bool)"),
+        }
+
+    def output_shapes(self) -> list[tuple[list[int], str]]:
+        shapes = self.input_shapes()
+        return [([1, self.chunk, self.vocab], "tensor(float)"), shapes["attn_cache"], shapes["conv_cache"]]
+
+
+def geometry(model: CtcModel, chunk_ms: int | None) -> tuple[int, Geometry]:
+    """The chunk in ms and the export's shapes; a ConfigError for a model or chunk the contract cannot take."""
+    chunk = chunk_frames(model, chunk_ms)  # the one-line errors of a non-streaming model or a bad size
+    config = model.config
+    streaming = config.streaming
+    ms = chunk * OUTPUT_FRAME_MS
+    if streaming.left_context_ms % ms:
+        raise ConfigError(
+            f"--chunk-ms {ms}: the model's left context of {streaming.left_context_ms} ms is not a whole number of "
+            f"{ms} ms chunks (sherpa-onnx caches num_left_chunks whole chunks); use a chunk size that divides it, "
+            f"e.g. one the model was trained with: {', '.join(map(str, streaming.chunk_ms))}"
+        )
+    left_chunks = streaming.left_context_ms // ms
+    if config.languages and left_chunks == 0:
+        raise ConfigError("a language-adaptive model without left context cannot be exported for streaming: "
+                          "its running language estimate is kept in the attention cache, which has no frames")
+    if ms not in streaming.chunk_ms:
+        logger.warning("chunk %d ms: the model was trained with %s ms chunks", ms, ", ".join(map(str, streaming.chunk_ms)))
+    layers = config.num_layers
+    return ms, Geometry(chunk, left_chunks, layers, layers + bool(config.languages), config.num_heads, config.d_model,
+                        config.conv_kernel, config.vocab_size)
+
+
+class WenetCtcChunk(nn.Module):
+    """The exported graph: one chunk and the caches -> log-probs and the next caches."""
+
+    def __init__(self, model: CtcModel, geo: Geometry) -> None:
+        super().__init__()
+        self.model, self.geo = model, geo
+
+    def forward(self, x: torch.Tensor, offset: torch.Tensor, required_cache_size: torch.Tensor,
+                attn_cache: torch.Tensor, conv_cache: torch.Tensor, attn_mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        model, geo = self.model, self.geo
+        encoder, config = model.encoder, model.config
+        c, r, head_dim = geo.chunk, geo.cache, geo.width // geo.heads
+        x = torch.clamp(x - SAMPLE_SCALE_LOG, min=LOG_FLT_EPSILON)
+        x, _ = encoder.subsampling(encoder.normalizer(x), torch.tensor([geo.frames]))
+        x = x[:, :c]
+        rope = encoder.rotary(c, (offset - required_cache_size).float())  # relative: any origin works
+        past_mask = attn_mask[:, :, :r].unsqueeze(1)  # (1, 1, 1, R)
+        keys, convs = [], []
+
+        def layers(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+            for i in range(start, stop):
+                cache = attn_cache[i : i + 1]  # (1, H, R, 2 d_k)
+                past_conv = conv_cache[i].transpose(1, 2)  # (1, K - 1, D)
+                x, k, v, gated = encoder.layers[i].step(x, rope, cache[..., :head_dim], cache[..., head_dim:],
+                                                        past_conv, past_mask)
+                keys.append(torch.cat([k[:, :, c:], v[:, :, c:]], dim=-1))  # the last R frames
+                convs.append(gated[:, c:].transpose(1, 2)[None])  # (1, 1, D, K - 1): the last convolution inputs
+            return x
+
+        if not config.languages:
+            x = layers(x, 0, geo.layers)
+        else:
+            split, width = config.conditioned_layer, geo.width
+            x = layers(x, 0, split)
+            state = attn_cache[geo.layers].reshape(-1)
+            total = state[:width] + x[0].sum(0)
+            count = state[width : width + 1] + c
+            lid = model.lid_head(total / count).float()
+            x = x + model.language_embedding(lid.softmax(-1))
+            x = layers(x, split, geo.layers)
+            rest = state.new_zeros(state.numel() - width - 1)
+            keys.append(torch.cat([total, count, rest]).reshape(1, geo.heads, r, 2 * head_dim))
+            convs.append(torch.zeros_like(conv_cache[geo.layers : geo.layers + 1]))
+        return model._log_probs(x), torch.cat(keys), torch.cat(convs)
+
+
+def export_streaming(exp_dir: str | Path, chunk_ms: int | None = None, out_dir: str | Path | None = None,
+                     force: bool = False, argv: list[str] | None = None,
+                     tokens: str | Path | None = None) -> StreamingExportResult | None:
+    """Export ``exp_dir``'s streaming model for ``chunk_ms`` chunks (None: its largest trained size) to
+    ``out_dir`` (default ``exp_dir/export_streaming_<ms>ms``); None when that export is up to date."""
+    exp_dir = Path(exp_dir)
+    loaded = load_model_dir(exp_dir)
+    model = loaded.model.eval().requires_grad_(False)
+    ms, geo = geometry(model, chunk_ms)
+    out_dir = Path(out_dir) if out_dir is not None else exp_dir / EXPORT_DIR.format(ms=ms)
+    tokens_path = Path(tokens) if tokens is not None else loaded.path / TOKENIZER_DIR / TOKENS_FILE
+    symbols = read_tokens(tokens_path, model.config.vocab_size)
+    record = new_record("export", {"model": file_input(loaded.weights), "tokens": file_input(tokens_path)},
+                        {"streaming": True, "chunk_ms": ms}, argv)
+    with Stage(out_dir, record, force=force).run() as staged:
+        if staged is None:
+            return None
+        write_tokens(symbols, staged / TOKENS_FILE)
+        start = time.perf_counter()
+        export_onnx(model, geo, staged / MODEL_FILE, streaming_metadata(model, loaded.weights, geo, ms))
+        seconds = time.perf_counter() - start
+        check_streaming_model(staged / MODEL_FILE, staged / TOKENS_FILE, geo.chunk, geo.left_chunks)
+        max_diff = verify_streaming(model, geo, staged / MODEL_FILE)
+        logger.info("exported %s (%d ms chunks, %d left chunks) in %.1f s; onnxruntime vs ModelStream: max |diff| %.2e",
+                    out_dir / MODEL_FILE, ms, geo.left_chunks, seconds, max_diff)
+    return StreamingExportResult(out_dir, ms, geo.chunk, geo.left_chunks, seconds, max_diff)
+
+
+def streaming_metadata(model: CtcModel, weights: Path, geo: Geometry, chunk_ms: int) -> dict[str, str]:
+    config = model.config
+    props = metadata(model, weights)
+    props.update({
+        "model_type": "conformer_ctc_streaming",
+        "head": str(geo.heads),
+        "num_blocks": str(geo.blocks),
+        "output_size": str(geo.width),
+        "cnn_module_kernel": str(geo.kernel),
+        "right_context": str(RIGHT_CONTEXT),
+        "subsampling_factor": str(config.subsampling),
+        "vocab_size": str(geo.vocab),
+        "chunk_size": str(geo.chunk),
+        "chunk_ms": str(chunk_ms),
+        "num_left_chunks": str(geo.left_chunks),
+        "left_context_ms": str(config.streaming.left_context_ms),
+        "num_layers": str(geo.layers),
+        "comment": ("sherpa-onnx OnlineRecognizer.from_wenet_ctc(chunk_size=chunk_size, num_left_chunks="
+                    "num_left_chunks); input: 80-bin Kaldi fbank of samples scaled to +-32768 (the WeNet path); "
+                    "CMVN is inside the graph"
+                    + ("; attn_cache block num_layers holds the running language-ID sum and count" if config.languages
+                       else "")),
+    })
+    return props
+
+
+def export_onnx(model: CtcModel, geo: Geometry, path: Path, props: dict[str, str]) -> None:
+    """Write the chunk graph to ``path``, one self-contained ONNX file with fixed shapes."""
+    import onnx
+
+    wrapper = WenetCtcChunk(model, geo).eval()
+    example = initial_inputs(geo, np.zeros((1, geo.frames, NUM_MEL_BINS), np.float32))
+    with quiet_onnx_tools(), torch.no_grad():
+        program = torch.onnx.export(
+            wrapper, tuple(torch.from_numpy(example[name]) for name in INPUT_NAMES), dynamo=True,
+            input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES), verbose=False,
+        )
+    proto = program.model_proto
+    onnx.helper.set_model_props(proto, props)
+    onnx.save(proto, str(path))
+
+
+def initial_inputs(geo: Geometry, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The first call's inputs, as sherpa-onnx makes them (zero caches, offset R)."""
+    shapes = geo.input_shapes()
+    return {
+        "x": x,
+        "offset": np.array([geo.cache], np.int64),
+        "required_cache_size": np.array([geo.cache], np.int64),
+        "attn_cache": np.zeros(shapes["attn_cache"][0], np.float32),
+        "conv_cache": np.zeros(shapes["conv_cache"][0], np.float32),
+        "attn_mask": sherpa_mask(geo.cache, geo.chunk, geo.left_chunks),
+    }
+
+
+def sherpa_mask(offset: int, chunk: int, left_chunks: int) -> np.ndarray:
+    """The attn_mask sherpa-onnx builds for ``offset`` (OnlineWenetCtcModel::Forward)."""
+    required = chunk * left_chunks
+    mask = np.ones((1, 1, required + chunk), dtype=bool)
+    index = offset // chunk - left_chunks  # chunks decoded so far
+    if index < left_chunks:
+        mask[..., : required - index * chunk] = False
+    return mask
+
+
+def run_chunks(path: Path, geo: Geometry, features: np.ndarray) -> list[np.ndarray]:
+    """onnxruntime over (T, 80) features (32768-scale fbank) as sherpa-onnx drives the graph: (C, V) per full chunk."""
+    sess = session(path)
+    inputs = initial_inputs(geo, features[None, : geo.frames])
+    outputs = []
+    for start in range(0, features.shape[0] - geo.frames + 1, 4 * geo.chunk):
+        inputs["x"] = np.ascontiguousarray(features[None, start : start + geo.frames])
+        log_probs, inputs["attn_cache"], inputs["conv_cache"] = sess.run(None, inputs)
+        outputs.append(log_probs[0])
+        inputs["offset"] = inputs["offset"] + log_probs.shape[1]
+        inputs["attn_mask"] = sherpa_mask(int(inputs["offset"][0]), geo.chunk, geo.left_chunks)
+    return outputs
+
+
+def verification_features(model: CtcModel, geo: Geometry) -> np.ndarray:
+    """Fbank-like frames (the model's CMVN statistics, Kaldi's floor) for enough whole chunks to fill
+    the attention cache and roll it over, in mlkd's scale."""
+    normalizer = model.encoder.normalizer
+    chunks = geo.left_chunks + 3
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn(4 * geo.chunk * chunks + RECEPTIVE_EXTRA, model.config.feature_dim, generator=generator)
+    return (normalizer.mean + normalizer.std * noise).clamp(min=LOG_FLT_EPSILON).numpy()
+
+
+def compare_streaming(model: CtcModel, geo: Geometry, path: Path) -> float:
+    """Max |log-prob diff| between onnxruntime chunk by chunk and ModelStream on the verification frames."""
+    features = verification_features(model, geo)
+    ours = [out.log_probs for out in ModelStream(model, geo.chunk).accept(features)]
+    theirs = run_chunks(path, geo, features + np.float32(SAMPLE_SCALE_LOG))
+    if len(ours) != len(theirs):
+        raise MlkdError(f"{path}: onnxruntime gave {len(theirs)} chunks where ModelStream gives {len(ours)}; "
+                        "the export is wrong (please report this)")
+    return max(float(np.abs(a - b).max()) for a, b in zip(ours, theirs))
+
+
+def verify_streaming(model: CtcModel, geo: Geometry, path: Path, tolerance: float = TOLERANCE) -> float:
+    diff = compare_streaming(model, geo, path)
+    if not diff <= tolerance:
+        raise MlkdError(
+            f"{path}: onnxruntime's log-probs differ from ModelStream's by up to {diff:.3g} (tolerance {tolerance}); "
+            "the export is wrong (please report this with your torch and onnxruntime versions)"
+        )
+    return diff
+
+
+def check_streaming_model(model_path: Path, tokens_path: Path, chunk_size: int, num_left_chunks: int) -> None:
+    """Raise DataError unless ``from_wenet_ctc(tokens, model, chunk_size, num_left_chunks)`` can load and
+    run these files (sherpa-onnx exits the process on a missing metadata key or a bad shape)."""
+    symbols = read_tokens(tokens_path)
+    try:
+        sess = session(model_path)
+    except Exception as e:  # onnxruntime raises its own exception types for unreadable models
+        raise DataError(f"{model_path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from None
+    meta = sess.get_modelmeta().custom_metadata_map
+    values = {}
+    for key in SHERPA_KEYS:
+        value = meta.get(key, "")
+        if not value.isdigit():
+            raise DataError(f"{model_path}: sherpa-onnx's WeNet CTC model needs metadata {key!r} (a non-negative "
+                            f"integer), the model has {value!r}; export it with `mlkd export --streaming`")
+        values[key] = int(value)
+    if values["head"] < 1 or values["output_size"] % values["head"]:
+        raise DataError(f"{model_path}: metadata output_size {values['output_size']} is not a multiple of head {values['head']}")
+    if values["vocab_size"] != len(symbols):
+        raise DataError(f"{model_path}: the model emits {values['vocab_size']} tokens but {tokens_path} has {len(symbols)}")
+    frames = (chunk_size - 1) * values["subsampling_factor"] + values["right_context"] + 1
+    geo = Geometry(chunk_size, num_left_chunks, values["num_blocks"], values["num_blocks"], values["head"],
+                   values["output_size"], values["cnn_module_kernel"], values["vocab_size"])
+    want_inputs = geo.input_shapes()
+    want_inputs["x"] = ([1, frames, NUM_MEL_BINS], "tensor(float)")
+    got_inputs = [(arg.shape, arg.type) for arg in sess.get_inputs()]
+    if got_inputs != list(want_inputs.values()):
+        raise DataError(f"{model_path}: sherpa-onnx feeds chunk_size {chunk_size}, num_left_chunks {num_left_chunks} "
+                        f"inputs {describe(list(want_inputs.values()))}; the model takes {describe(got_inputs)} "
+                        "(export it for this chunk size with `mlkd export --streaming --chunk-ms`)")
+    got_outputs = [(arg.shape, arg.type) for arg in sess.get_outputs()]
+    if got_outputs != geo.output_shapes():
+        raise DataError(f"{model_path}: sherpa-onnx needs outputs {describe(geo.output_shapes())}; "
+                        f"the model has {describe(got_outputs)}")
+
+
+def describe(args: list[tuple[list, str]]) -> str:
+    return "(" + ", ".join(f"{kind.removeprefix('tensor(').rstrip(')')} {list(shape)}" for shape, kind in args) + ")"
