@@ -160,7 +160,7 @@ def pcm_blocks(source: BinaryIO, sample_rate: Optional[int], block_seconds: floa
     size = 2 * max(1, round(block_seconds * rate))
     total = len(pending)
     while True:
-        data = source.read(size)
+        data = source.read(max(size - len(pending), 2))
         total += len(data)
         data, at_end = pending + data, not data
         usable = len(data) - len(data) % 2
