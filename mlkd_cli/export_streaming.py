@@ -144,7 +144,8 @@ def geometry(model: CtcModel, chunk_ms: int | None) -> tuple[int, Geometry]:
         raise ConfigError("a language-adaptive model without left context cannot be exported for streaming: "
                           "its running language estimate is kept in the attention cache, which has no frames")
     if ms not in streaming.chunk_ms:
-        logger.warning("chunk %d ms: the model was trained with %s ms chunks", ms, ", ".join(map(str, streaming.chunk_ms)))
+        logger.warning("chunk %d ms: the model was trained with %s ms chunks", ms,
+                       ", ".join(map(str, streaming.chunk_ms)))
     layers = config.num_layers
     return ms, Geometry(chunk, left_chunks, layers, layers + bool(config.languages), config.num_heads, config.d_model,
                         config.conv_kernel, config.vocab_size)
@@ -352,9 +353,11 @@ def check_streaming_model(model_path: Path, tokens_path: Path, chunk_size: int, 
                             f"integer), the model has {value!r}; export it with `mlkd export --streaming`")
         values[key] = int(value)
     if values["head"] < 1 or values["output_size"] % values["head"]:
-        raise DataError(f"{model_path}: metadata output_size {values['output_size']} is not a multiple of head {values['head']}")
+        raise DataError(f"{model_path}: metadata output_size {values['output_size']} is not a multiple of "
+                        f"head {values['head']}")
     if values["vocab_size"] != len(symbols):
-        raise DataError(f"{model_path}: the model emits {values['vocab_size']} tokens but {tokens_path} has {len(symbols)}")
+        raise DataError(f"{model_path}: the model emits {values['vocab_size']} tokens but {tokens_path} has "
+                        f"{len(symbols)}")
     frames = (chunk_size - 1) * values["subsampling_factor"] + values["right_context"] + 1
     geo = Geometry(chunk_size, num_left_chunks, values["num_blocks"], values["num_blocks"], values["head"],
                    values["output_size"], values["cnn_module_kernel"], values["vocab_size"])

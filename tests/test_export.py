@@ -28,6 +28,7 @@ from mlkd_cli.experiment.config import FinetuneConfig, InferenceSpec
 from mlkd_cli.experiment.model_dir import TOKENIZER_DIR, config_yaml, load_model_dir
 from mlkd_cli.export import PAD_VALUE, check_sherpa_model, compare_onnx, session
 from mlkd_cli.models import ModelConfig, build_model, save_model
+from mlkd_cli.models.config import StreamingConfig
 
 RATE = 16000
 TEXTS = {"en": ["the quick brown fox jumps over the lazy dog"], "de": ["zwölf boxkämpfer jagen viktor quer über den sylter deich"]}
@@ -83,7 +84,8 @@ def wavs(tmp_path_factory) -> list[Path]:
     return paths
 
 
-def make_experiment(root: Path, data_dir: Path, wav: Path, languages: tuple[str, ...] = ()) -> Path:
+def make_experiment(root: Path, data_dir: Path, wav: Path, languages: tuple[str, ...] = (),
+                    streaming: StreamingConfig | None = None) -> Path:
     """An experiment dir with a random tiny model whose greedy output is varied text.
 
     Its CMVN statistics come from ``wav``; its CTC head is a scaled rotation of the encoder
@@ -92,7 +94,8 @@ def make_experiment(root: Path, data_dir: Path, wav: Path, languages: tuple[str,
     every part of the graph matters to the output.
     """
     vocab = len((data_dir / "lang_char" / "tokens.txt").read_text(encoding="utf-8").splitlines())
-    config = dataclasses.replace(load_yaml(ModelConfig, TINY_MODEL).with_vocab(vocab), languages=languages)
+    config = dataclasses.replace(load_yaml(ModelConfig, TINY_MODEL).with_vocab(vocab), languages=languages,
+                                 streaming=streaming)
     torch.manual_seed(0)
     model = build_model(config).eval()
     features = torch.from_numpy(fbank_extractor().extract(sf.read(wav, dtype="float32")[0], RATE))

@@ -78,7 +78,8 @@ def _export_streaming(model_dir: Path, out_dir: Path | None, tokens: Path | None
 
     result = export_streaming(model_dir, chunk_ms, out_dir, force=force, argv=argv, tokens=tokens)
     if result is None:
-        click.echo(f"{out_dir or 'the streaming export in ' + str(model_dir)} is up to date")
+        default = model_dir / f"export_streaming_{chunk_ms}ms" if chunk_ms else f"{model_dir}'s streaming export"
+        click.echo(f"{out_dir or default} is up to date")
         return
     click.echo(f"{result.model} ({result.chunk_ms} ms chunks: chunk_size {result.chunk_size}, num_left_chunks "
                f"{result.num_left_chunks}; onnxruntime vs ModelStream: max |diff| {result.max_diff:.1e})")
