@@ -178,3 +178,28 @@ def test_bad_finetune_inputs_are_clear_errors(prepared, distilled, tmp_path):
     result = run_cli("finetune", "--data", prepared, "--init", broken, "--train-config", cfg, out)
     assert result.exit_code == 1 and "final.pt: not a readable checkpoint" in result.output
     assert not out.exists()
+
+
+def test_a_streaming_student_distils_from_full_context_teachers_and_keeps_streaming(prepared, tiny_teachers, tmp_path):
+    """distill (KD delayed 80 ms) → finetune → decode --streaming: the config carries the streaming
+    block, the loss falls, and streaming decoding of the test set gives the chunked decode's text."""
+    streaming_model = Path(__file__).resolve().parents[2] / "conf" / "model" / "student_tiny_streaming.yaml"
+    kd = tmp_path / "kd.yaml"
+    kd.write_text(yaml.safe_dump({"kl_weight": 1.0, "ctc_weight": 0.5, "delay_ms": 80}))
+    student_kd, student = tmp_path / "student_kd", tmp_path / "student"
+    result = run_cli("distill", "--data", prepared, "--model-config", streaming_model, "--kd-config", kd,
+                     "--train-config", train_yaml(tmp_path / "t.yaml", max_steps=30), *tiny_teachers.values(), student_kd)
+    assert result.exit_code == 0, result.output
+    records = train_records(student_kd)
+    assert records[-1]["kd"] < 0.8 * records[0]["kd"]
+    result = run_cli("finetune", "--data", prepared, "--init", student_kd,
+                     "--train-config", train_yaml(tmp_path / "f.yaml", max_steps=10), student)
+    assert result.exit_code == 0, result.output
+    assert load_model_dir(student).model.config.streaming.chunk_ms == (160, 320)
+    test = prepared / "manifests" / "test_cuts.jsonl.gz"
+    streamed = run_cli("decode", student, test, "--streaming", "--chunk-ms", "160")
+    chunked = run_cli("decode", student, test, "--chunk-ms", "160")
+    assert streamed.exit_code == 0 and chunked.exit_code == 0, streamed.output + chunked.output
+    read = lambda d: (student / d / "hyp.text").read_text().splitlines()  # noqa: E731
+    same = sum(a == b for a, b in zip(read("decode_test_ctc-greedy_streaming-160ms"), read("decode_test_ctc-greedy_chunk-160ms")))
+    assert same >= 0.9 * len(read("decode_test_ctc-greedy_chunk-160ms"))  # online fbank vs lhotse's: ~1e-4 apart
