@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The mlkd recipe on the embedded eSpeak NG corpus, stage by stage (Kaldi style).
 #   local/run.sh [--stage N] [--stop-stage M] [--langs "en de es it ru"] [--size demo] [--preset demo]
+#                [--streaming true]
 set -euo pipefail
 
 echo "$0$([ $# -eq 0 ] || printf ' %q' "$@")" >&2   # the command line as given (Kaldi style)
@@ -20,6 +21,7 @@ exp=exp
 lid_weight=3     # λ of the language-ID loss (distill, finetune, baseline)
 noise=""         # noise set for augmentation in every training stage (default: the corpus's noise/)
 unlabeled=""     # an untranscribed set to distill on too (e.g. unlabeled; kd unlabeled_share sets its share)
+streaming=false  # true: the student and the baseline stream (conf/model/student_${preset}_streaming.yaml)
 
 . local/parse_options.sh
 if [ $# -gt 0 ]; then
@@ -36,7 +38,7 @@ runs() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }  # does stage $1
 # The files stages 2-5 read for --preset.
 check_preset() {
   local f
-  for f in conf/model/$preset.yaml conf/model/student_$preset.yaml conf/kd/$preset.yaml \
+  for f in conf/model/$preset.yaml $student_config conf/kd/$preset.yaml \
            conf/train/{teacher,distill,finetune,baseline}_$preset.yaml; do
     if [ ! -f "$f" ]; then
       local known
@@ -88,6 +90,9 @@ EOF
 [[ $stage =~ ^[0-7]$ ]] || die "--stage must be a stage number 0..7, got '$stage'"
 [[ $stop_stage =~ ^[0-7]$ ]] || die "--stop-stage must be a stage number 0..7, got '$stop_stage'"
 [ "$stop_stage" -ge "$stage" ] || die "--stop-stage $stop_stage is before --stage $stage, so nothing would run"
+[[ $streaming =~ ^(true|false)$ ]] || die "--streaming must be true or false, got '$streaming'"
+student_config=conf/model/student_$preset.yaml
+if [ "$streaming" = true ]; then student_config=conf/model/student_${preset}_streaming.yaml; fi
 [ -n "${langs//[[:space:]]/}" ] || die "--langs is empty; give at least one language, e.g. --langs \"en de\""
 if runs 2 || runs 3 || runs 4 || runs 5; then check_preset; fi
 if [ "$stage" -eq 0 ]; then
@@ -182,7 +187,7 @@ if runs 3; then
   # teacher); with --unlabeled SET, also on that untranscribed set (off by default: on the demo
   # corpus it cost CER at the same number of updates, README "Benchmarks").
   # shellcheck disable=SC2086
-  step distill -- distill --data "$data" --model-config "conf/model/student_$preset.yaml" \
+  step distill -- distill --data "$data" --model-config "$student_config" \
     --kd-config "conf/kd/$preset.yaml" --lid-weight "$lid_weight" --train-config "conf/train/distill_$preset.yaml" \
     $noise_opts $unlabeled_sets $teachers "$exp/student_kd"
 fi
@@ -197,7 +202,7 @@ fi
 if runs 5; then
   # Stage 5: the no-KD baseline: the same student and stage from scratch, for distill + finetune updates.
   # shellcheck disable=SC2086
-  step baseline -- finetune --data "$data" --model-config "conf/model/student_$preset.yaml" \
+  step baseline -- finetune --data "$data" --model-config "$student_config" \
     --lid-weight "$lid_weight" --train-config "conf/train/baseline_$preset.yaml" $noise_opts "$exp/baseline"
 fi
 
@@ -216,6 +221,9 @@ if runs 6; then
   step decode "$teachers $exp/student $exp/baseline" -- decode "{item}" $test_sets --name test
   step decode-beam "ctc-prefix-beam wfst" -- decode "$exp/student" "$manifests/test_cuts.jsonl.gz" \
     --method "{item}"
+  if [ "$streaming" = true ]; then  # as audio would arrive, chunk by chunk (partial results: log/)
+    step decode-streaming -- decode "$exp/student" "$manifests/test_cuts.jsonl.gz" --streaming
+  fi
   for set in $conditions; do
     if prepared "$set"; then
       step "decode-$set" "$(decoders "$set")" -- decode "{item}" "$manifests/${set}_cuts.jsonl.gz" --name "$set"
@@ -233,8 +241,10 @@ if runs 7; then
       for model in $(decoders "$set"); do dirs="$dirs $model/decode_${set}_ctc-greedy"; done
     fi
   done
+  streamed=""
+  if [ "$streaming" = true ]; then streamed=$exp/student/decode_test_ctc-greedy_streaming; fi
   # shellcheck disable=SC2086
-  step score -- score $dirs "$exp/student/decode_test_ctc-prefix-beam" "$exp/student/decode_test_wfst-lm3"
+  step score -- score $dirs "$exp/student/decode_test_ctc-prefix-beam" "$exp/student/decode_test_wfst-lm3" $streamed
   # shellcheck disable=SC2086
   step compare -- score --compare --metric cer $dirs
 fi

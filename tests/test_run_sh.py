@@ -61,6 +61,8 @@ def assert_refused(result: subprocess.CompletedProcess, tmp: Path, error: str, i
     (["--stage", "1"], "no corpus in --corpus {tmp}/corpus ({tmp}/corpus/train not found); make it with --stage 0"),
     (["--stage", "2"], NO_DATA),
     (["--stage", "6", "--stop-stage", "6"], NO_DATA),
+    (["--streaming", "yes"], "--streaming must be true or false, got 'yes'"),
+    (["--streaming", "true", "--preset", "demo2"], "--preset 'demo2': conf/model/demo2.yaml not found; presets: " + PRESETS),
     (["--noise", "/no/musan"], "--noise /no/musan: no noise set there (a dir with wav.scp, or an lhotse manifest)"),
 ])
 def test_a_bad_option_is_one_error_before_anything_runs(tmp_path, args, error):
@@ -116,6 +118,26 @@ def test_help_lists_exactly_the_options(tmp_path):
     assert result.returncode == 0 and lines[:2] == ["local/run.sh --help", "Options (with their defaults):"]
     assert [line.split()[0] for line in lines[2:]] == [
         "--stage", "--stop-stage", "--langs", "--size", "--seed", "--nj", "--corpus", "--data", "--tokenizer",
-        "--vocab-size", "--preset", "--exp", "--lid-weight", "--noise", "--unlabeled"]
+        "--vocab-size", "--preset", "--exp", "--lid-weight", "--noise", "--unlabeled", "--streaming"]
     preset = "  --preset demo      # conf/model/{,student_}$preset.yaml, conf/train/{teacher,distill,finetune,baseline}"
     assert f"{preset}_$preset.yaml" in lines  # underscores in comments stay
+
+
+def test_streaming_trains_streaming_students_and_decodes_them_as_a_stream(tmp_path, prepared_en_de):
+    """--streaming true: the student and the baseline read the preset's streaming model config, and
+    stage 6 also decodes the student with --streaming (scored in stage 7)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mlkd").write_text(f'#!/usr/bin/env bash\necho "$*" >> {tmp_path}/mlkd.log\n')
+    (bin_dir / "mlkd").chmod(0o755)
+    result = run_sh(tmp_path, "--stage", "3", "--langs", "de en", "--preset", "tiny", "--streaming", "true",
+                    "--data", str(prepared_en_de), path=f"{bin_dir}:")
+    assert result.returncode == 0, result.stderr
+    lines = (tmp_path / "mlkd.log").read_text().splitlines()
+    model_configs = {line.split()[0]: line.split()[line.split().index("--model-config") + 1]
+                     for line in lines if "--model-config" in line}
+    assert model_configs == {"distill": "conf/model/student_tiny_streaming.yaml",
+                             "finetune": "conf/model/student_tiny_streaming.yaml"}
+    assert f"decode {tmp_path}/exp/student {prepared_en_de}/manifests/test_cuts.jsonl.gz --streaming" in lines
+    score = next(line for line in lines if line.startswith("score ") and "--compare" not in line)
+    assert score.endswith(f"{tmp_path}/exp/student/decode_test_ctc-greedy_streaming")
