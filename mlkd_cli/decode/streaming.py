@@ -77,6 +77,9 @@ class StreamingDecoder(Decoder):
         with progress_bar(transient=True) as bar:
             task = bar.add_task("decode (streaming)", total=sum(item.cut.duration for item in items))
             for item in items:
+                if not item.cut.has_recording:
+                    raise DataError(f"{item.id}: streaming decodes audio, and this cut has features only; "
+                                    "give cuts with recordings (as `mlkd prepare` writes them) or audio files")
                 samples = np.atleast_2d(item.cut.load_audio()).mean(axis=0).astype(np.float32)
                 blocks = (samples[i: i + self.block] for i in range(0, len(samples), self.block))
                 out.append(self.stream(item.id, blocks))
