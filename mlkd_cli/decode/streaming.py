@@ -23,7 +23,7 @@ from typing import BinaryIO, Callable, Iterator, Optional
 import numpy as np
 
 from mlkd_cli.data.features import NUM_MEL_BINS, SAMPLING_RATE
-from mlkd_cli.decode.ctc import greedy_search
+from mlkd_cli.data.tokenizer import BLANK_ID
 from mlkd_cli.decode.decoder import Decoder, Posteriors
 from mlkd_cli.decode.inputs import Item
 from mlkd_cli.errors import DataError
@@ -60,6 +60,20 @@ def online_fbank():
     return knf.OnlineFbank(options)
 
 
+class GreedyPath:
+    """The greedy CTC transcript of a stream, extended chunk by chunk (repeats collapse across chunks)."""
+
+    def __init__(self) -> None:
+        self.tokens: list[int] = []
+        self.previous = BLANK_ID
+
+    def extend(self, log_probs: np.ndarray) -> None:
+        for token in log_probs.argmax(-1).tolist():
+            if token != self.previous and token != BLANK_ID:
+                self.tokens.append(token)
+            self.previous = token
+
+
 class StreamingDecoder(Decoder):
     """A :class:`Decoder` whose posteriors come chunk by chunk; ``on_partial`` hears every change."""
 
@@ -91,20 +105,22 @@ class StreamingDecoder(Decoder):
         spent, received = 0.0, 0
         self.samples_received = 0
         fbank, stream = online_fbank(), ModelStream(self.loaded.model, self.loaded.model.encoder.chunk, self.forced)
-        chunks, decisions, said = [], [], (None, None)
+        chunks, decisions, said, best = [], [], (None, None), GreedyPath()
         for block in blocks:
             start = time.perf_counter()
             received += len(block)
             self.samples_received = received
             fbank.accept_waveform(SAMPLING_RATE, block)
-            chunks += stream.accept(self._new_frames(fbank, stream))
+            new = stream.accept(self._new_frames(fbank, stream))
+            chunks += new
             spent += time.perf_counter() - start
-            said = self._report(uid, received, chunks, decisions, said)
+            said = self._report(uid, received, new, best, decisions, said)
         start = time.perf_counter()
         fbank.input_finished()
-        chunks += stream.accept(self._new_frames(fbank, stream)) + stream.finish()
+        new = stream.accept(self._new_frames(fbank, stream)) + stream.finish()
+        chunks += new
         spent += time.perf_counter() - start
-        self._report(uid, received, chunks, decisions, said)
+        self._report(uid, received, new, best, decisions, said)
         if not chunks:
             raise DataError(f"{uid}: too short to decode ({received} samples)")
         matrix = np.concatenate([c.log_probs for c in chunks])
@@ -116,15 +132,18 @@ class StreamingDecoder(Decoder):
         frames = [fbank.get_frame(i) for i in range(first, fbank.num_frames_ready)]
         return np.stack(frames) if frames else np.zeros((0, NUM_MEL_BINS), np.float32)
 
-    def _report(self, uid: str, received: int, chunks: list, decisions: list, said: tuple) -> tuple:
-        """Record the language decision after the latest chunk and report a change of text or language."""
-        if not chunks:
+    def _report(self, uid: str, received: int, new: list, best: GreedyPath, decisions: list, said: tuple) -> tuple:
+        """Extend the best path with the ``new`` chunks, record the language decision after them and
+        report a change of text or language."""
+        if not new:
             return said
-        language = self._partial_language(chunks[-1].lid_logits)
+        for chunk in new:
+            best.extend(chunk.log_probs)
+        language = self._partial_language(new[-1].lid_logits)
         seconds = received / SAMPLING_RATE
         if not decisions or decisions[-1][1] != language:
             decisions.append((seconds, language))
-        text = self.loaded.tokenizer.decode(greedy_search(np.concatenate([c.log_probs for c in chunks])))
+        text = self.loaded.tokenizer.decode(best.tokens)
         if (text, language) != said:
             self.on_partial(Partial(uid, round(seconds, 3), text, language))
         return text, language
