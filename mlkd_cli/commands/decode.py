@@ -69,7 +69,8 @@ def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lan
     A model calibrated by `mlkd calibrate-lid` writes `unknown` as the language (and no text)
     for speech in none of its languages; its posteriors stay in hyps.jsonl.
 
-    For audio files each result is also printed as `path<TAB>language<TAB>text`. An input
+    For audio files each result is also printed as `path<TAB>language<TAB>text`
+    (with --streaming: as its final JSON line). An input
     that cannot be decoded (no such file, not a regular file, empty, not audio, too short)
     is reported on stderr as `skipped PATH: reason` and the rest is decoded (exit status 0);
     if no input at all can be decoded, the command fails (exit status 1).
@@ -100,7 +101,10 @@ def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lan
                           streaming=streaming)
 
     def print_partial(partial) -> None:
-        click.echo(json.dumps(dataclasses.asdict(partial), ensure_ascii=False))
+        line = dataclasses.asdict(partial)
+        if not partial.final:
+            del line["language_settled"]
+        click.echo(json.dumps(line, ensure_ascii=False))
 
     if STDIN in inputs:
         if inputs != (STDIN,) or not streaming:
