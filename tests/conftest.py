@@ -19,9 +19,9 @@ def pytest_configure(config):
     config.addinivalue_line("filterwarnings", "ignore:__array_wrap__ must accept context:DeprecationWarning")
 
 
-def run_cli(*args: str | Path):
-    """Invoke `mlkd ARGS...` in-process; return click's Result (exit_code, output)."""
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+def run_cli(*args: str | Path, input: bytes | None = None):
+    """Invoke `mlkd ARGS...` in-process (``input``: its standard input); return click's Result (exit_code, output)."""
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
 
 
 @pytest.fixture(scope="session")

@@ -11,23 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from click.testing import CliRunner
 from scipy.signal import resample_poly
 
-from mlkd_cli.cli import cli
 from mlkd_cli.decode.decoder import DecodeConfig, Decoder, load_for_decoding
 from mlkd_cli.decode.inputs import resolve_inputs
 from mlkd_cli.decode.streaming import StreamingDecoder, StreamResampler, online_fbank, pcm_blocks
 from mlkd_cli.data.features import fbank_extractor
 from mlkd_cli.errors import DataError
 from mlkd_cli.models.config import StreamingConfig
+from conftest import run_cli as run
 from test_export import data_dir, make_experiment, synthetic_audio, wavs  # noqa: F401 (fixtures)
 
 STREAMING = StreamingConfig(chunk_ms=(160, 320), left_context_ms=640)
-
-
-def run(*args, input: bytes | None = None):
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
 
 
 def json_lines(output: str) -> list[dict]:
