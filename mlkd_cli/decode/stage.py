@@ -29,7 +29,7 @@ from mlkd_cli.data.language import UNKNOWN
 from mlkd_cli.decode.inputs import Inputs, Item
 from mlkd_cli.decode.rejection import CALIBRATION, read_calibration
 from mlkd_cli.data.features import SAMPLING_RATE
-from mlkd_cli.decode.streaming import STDIN, Partial, StreamingDecoder, pcm_blocks
+from mlkd_cli.decode.streaming import STDIN, Partial, StreamingDecoder, Utterance, pcm_blocks
 from mlkd_cli.decode.wfst import SearchConfig
 from mlkd_cli.experiment.model_dir import ModelDir
 from mlkd_cli.fsutil import atomic_write_text, stat_digest
@@ -120,8 +120,9 @@ def decode_stdin(model_dir: Path, config: DecodeConfig, source, sample_rate: Opt
     decoder = StreamingDecoder(loaded, config, make_search(loaded, Path(model_dir) / "graph", config),
                                on_partial=on_partial)
     start = time.perf_counter()
-    posteriors = decoder.stream(STDIN, pcm_blocks(source, sample_rate, decoder.block / SAMPLING_RATE))
-    duration = decoder.samples_received / SAMPLING_RATE
+    utterance = Utterance(STDIN, pcm_blocks(source, sample_rate, decoder.block / SAMPLING_RATE))
+    posteriors = decoder.decode_together([utterance])[0]
+    duration = utterance.received / SAMPLING_RATE
     result = decoder.result(STDIN, duration, posteriors)
     logger.info("decoded %.1f s of audio from standard input in %.2f s", duration, time.perf_counter() - start)
     return result

@@ -29,7 +29,7 @@ from mlkd_cli.decode.inputs import Item
 from mlkd_cli.errors import DataError
 from mlkd_cli.log import progress_bar
 from mlkd_cli.models.config import OUTPUT_FRAME_MS
-from mlkd_cli.models.streaming import ModelStream
+from mlkd_cli.models.streaming import ChunkOutput, StreamBatch
 
 STDIN = "-"
 
@@ -74,89 +74,128 @@ class GreedyPath:
             self.previous = token
 
 
-class StreamingDecoder(Decoder):
-    """A :class:`Decoder` whose posteriors come chunk by chunk; ``on_partial`` hears every change."""
+class Utterance:
+    """One stream being decoded: its audio blocks, fbank, chunks, transcript and language decisions."""
 
-    def __init__(self, *args, on_partial: Optional[Callable[[Partial], None]] = None, **kwargs) -> None:
+    def __init__(self, uid: str, blocks: Iterator[np.ndarray]) -> None:
+        self.uid, self.blocks = uid, blocks
+        self.fbank = online_fbank()
+        self.received = 0  # samples
+        self.seconds = 0.0  # processing time
+        self.chunks: list[ChunkOutput] = []
+        self.path = GreedyPath()
+        self.decisions: list[tuple[float, Optional[str]]] = []  # (seconds of audio, language) at each change
+        self.said: tuple = (None, None)  # the last reported (text, language)
+
+    def take_block(self) -> bool:
+        """Feed the next block to the fbank; False when the audio has ended (then the fbank is finished)."""
+        block = next(self.blocks, None)
+        if block is None:
+            self.fbank.input_finished()
+            return False
+        self.received += len(block)
+        self.fbank.accept_waveform(SAMPLING_RATE, block)
+        return True
+
+    def new_frames(self, consumed: int) -> np.ndarray:
+        frames = [self.fbank.get_frame(i) for i in range(consumed, self.fbank.num_frames_ready)]
+        return np.stack(frames) if frames else np.zeros((0, NUM_MEL_BINS), np.float32)
+
+
+class StreamingDecoder(Decoder):
+    """A :class:`Decoder` whose posteriors come chunk by chunk; ``on_partial`` hears every change.
+
+    Utterances are streamed ``streams`` at a time in step (the longest first), their chunks
+    batched; each gets its audio in blocks of one output frame (40 ms), so a chunk is decoded
+    as soon as its audio is there.
+    """
+
+    def __init__(self, *args, on_partial: Optional[Callable[[Partial], None]] = None, streams: int = 16,
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.on_partial = on_partial or (lambda partial: None)
+        self.streams = streams
 
     @property
     def block(self) -> int:
-        """Samples per block fed in: one chunk of audio."""
-        return self.loaded.model.encoder.chunk * OUTPUT_FRAME_MS * SAMPLING_RATE // 1000
+        """Samples per block fed in: one output frame of audio."""
+        return OUTPUT_FRAME_MS * SAMPLING_RATE // 1000
 
     def posteriors(self, items: list[Item]) -> list[Posteriors]:
-        out = []
+        for item in items:
+            if not item.cut.has_recording:
+                raise DataError(f"{item.id}: streaming decodes audio, and this cut has features only; "
+                                "give cuts with recordings (as `mlkd prepare` writes them) or audio files")
+        order = sorted(range(len(items)), key=lambda i: items[i].cut.duration, reverse=True)
+        out: dict[int, Posteriors] = {}
         with progress_bar(transient=True) as bar:
             task = bar.add_task("decode (streaming)", total=sum(item.cut.duration for item in items))
-            for item in items:
-                if not item.cut.has_recording:
-                    raise DataError(f"{item.id}: streaming decodes audio, and this cut has features only; "
-                                    "give cuts with recordings (as `mlkd prepare` writes them) or audio files")
-                samples = np.atleast_2d(item.cut.load_audio()).mean(axis=0).astype(np.float32)
-                blocks = (samples[i: i + self.block] for i in range(0, len(samples), self.block))
-                out.append(self.stream(item.id, blocks))
-                bar.advance(task, item.cut.duration)
-        return out
+            for start in range(0, len(order), self.streams):
+                group = order[start: start + self.streams]
+                utterances = [Utterance(items[i].id, self._blocks(items[i])) for i in group]
+                for i, post in zip(group, self.decode_together(utterances)):
+                    out[i] = post
+                bar.advance(task, sum(items[i].cut.duration for i in group))
+        return [out[i] for i in range(len(items))]
 
     def stream(self, uid: str, blocks: Iterator[np.ndarray]) -> Posteriors:
         """Decode one utterance arriving as blocks of 16 kHz samples; its posteriors."""
-        spent, received = 0.0, 0
-        self.samples_received = 0
-        fbank, stream = online_fbank(), ModelStream(self.loaded.model, self.loaded.model.encoder.chunk, self.forced)
-        chunks, decisions, said, best = [], [], (None, None), GreedyPath()
-        for block in blocks:
+        return self.decode_together([Utterance(uid, blocks)])[0]
+
+    def decode_together(self, utterances: list[Utterance]) -> list[Posteriors]:
+        """Stream the utterances in step, their chunks batched; each one's posteriors."""
+        model = self.loaded.model
+        batch = StreamBatch(model, model.encoder.chunk, self.forced, len(utterances))
+        active = list(utterances)  # the batch's streams, in order
+        while active:
             start = time.perf_counter()
-            received += len(block)
-            self.samples_received = received
-            fbank.accept_waveform(SAMPLING_RATE, block)
-            new = stream.accept(self._new_frames(fbank, stream))
-            chunks += new
-            spent += time.perf_counter() - start
-            said = self._report(uid, received, new, best, decisions, said)
-        start = time.perf_counter()
-        fbank.input_finished()
-        new = stream.accept(self._new_frames(fbank, stream)) + stream.finish()
-        chunks += new
-        spent += time.perf_counter() - start
-        self._report(uid, received, new, best, decisions, said)
-        if not chunks:
-            raise DataError(f"{uid}: too short to decode ({received} samples)")
-        matrix = np.concatenate([c.log_probs for c in chunks])
-        lid = [(received / SAMPLING_RATE, chunks[-1].lid_logits)] if chunks[-1].lid_logits is not None else None
-        return Posteriors(matrix, lid, spent, self._settled(decisions))
+            going = [u.take_block() for u in active]
+            for j in reversed([j for j, more in enumerate(going) if not more]):  # ended: finish alone
+                alone, u = batch.remove(j), active.pop(j)
+                new = alone.accept([u.new_frames(alone.frames_received[0])])[0] + alone.finish()[0]
+                u.seconds += time.perf_counter() - start
+                self._report(u, new)
+            start = time.perf_counter()
+            outputs = batch.accept([u.new_frames(batch.frames_received[j]) for j, u in enumerate(active)])
+            for u, new in zip(active, outputs):
+                u.seconds += (time.perf_counter() - start) / len(active)
+                self._report(u, new)
+        return [self._posteriors(u) for u in utterances]
 
-    def _new_frames(self, fbank, stream: ModelStream) -> np.ndarray:
-        first = stream.frames_received
-        frames = [fbank.get_frame(i) for i in range(first, fbank.num_frames_ready)]
-        return np.stack(frames) if frames else np.zeros((0, NUM_MEL_BINS), np.float32)
+    def _blocks(self, item: Item) -> Iterator[np.ndarray]:
+        samples = np.atleast_2d(item.cut.load_audio()).mean(axis=0).astype(np.float32)
+        return (samples[i: i + self.block] for i in range(0, len(samples), self.block))
 
-    def _report(self, uid: str, received: int, new: list, best: GreedyPath, decisions: list, said: tuple) -> tuple:
-        """Extend the best path with the ``new`` chunks, record the language decision after them and
-        report a change of text or language."""
+    def _posteriors(self, u: Utterance) -> Posteriors:
+        if not u.chunks:
+            raise DataError(f"{u.uid}: too short to decode ({u.received} samples)")
+        matrix = np.concatenate([c.log_probs for c in u.chunks])
+        last = u.chunks[-1].lid_logits
+        lid = [(u.received / SAMPLING_RATE, last)] if last is not None else None
+        settled = u.decisions[-1][0] if u.decisions else None  # from when the decision stayed the final one
+        return Posteriors(matrix, lid, u.seconds, settled)
+
+    def _report(self, u: Utterance, new: list[ChunkOutput]) -> None:
+        """Add the ``new`` chunks, record the language decision after them and report a change of
+        text or language."""
         if not new:
-            return said
+            return
+        u.chunks += new
         for chunk in new:
-            best.extend(chunk.log_probs)
+            u.path.extend(chunk.log_probs)
         language = self._partial_language(new[-1].lid_logits)
-        seconds = received / SAMPLING_RATE
-        if not decisions or decisions[-1][1] != language:
-            decisions.append((seconds, language))
-        text = self.loaded.tokenizer.decode(best.tokens)
-        if (text, language) != said:
-            self.on_partial(Partial(uid, round(seconds, 3), text, language))
-        return text, language
+        seconds = u.received / SAMPLING_RATE
+        if not u.decisions or u.decisions[-1][1] != language:
+            u.decisions.append((seconds, language))
+        text = self.loaded.tokenizer.decode(u.path.tokens)
+        if (text, language) != u.said:
+            self.on_partial(Partial(u.uid, round(seconds, 3), text, language))
+            u.said = (text, language)
 
     def _partial_language(self, lid_logits: Optional[np.ndarray]) -> Optional[str]:
         if self.config.lang or lid_logits is None:
             return self.config.lang or self.loaded.own_language
         return self.loaded.languages[int(lid_logits.argmax())]
-
-    @staticmethod
-    def _settled(decisions: list[tuple[float, Optional[str]]]) -> Optional[float]:
-        """Seconds of audio from which the language decision stayed what it finally was."""
-        return decisions[-1][0] if decisions else None
 
 
 def pcm_blocks(source: BinaryIO, sample_rate: Optional[int], block_seconds: float) -> Iterator[np.ndarray]:

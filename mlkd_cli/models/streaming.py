@@ -51,62 +51,88 @@ class ChunkOutput(NamedTuple):
     lid_logits: Optional[np.ndarray]  # (L,) from the audio so far; None for a plain model
 
 
-class ModelStream:
-    """One utterance, fed with :meth:`accept` and closed with :meth:`finish` (inference only)."""
+class StreamBatch:
+    """Streams that started together, encoded together chunk by chunk (inference only).
 
-    def __init__(self, model: CtcModel, chunk: int, language: Optional[torch.Tensor] = None) -> None:
+    Streams fed the same amount of audio stay in step (the same offset and cache lengths), so
+    their chunks run as one batch: a tiny model's chunk costs little more for 16 streams than for
+    one. A stream whose audio ends leaves with :meth:`remove` and finishes alone.
+    """
+
+    def __init__(self, model: CtcModel, chunk: int, language: Optional[torch.Tensor] = None, size: int = 1) -> None:
         self.model, self.chunk = model, chunk
         encoder, config = model.encoder, model.config
         self.left = config.streaming.left_frames
-        self.pending = torch.zeros(0, config.feature_dim)  # normalised features not yet consumed
+        self.pending = [torch.zeros(0, config.feature_dim) for _ in range(size)]  # normalised, not yet consumed
+        self.frames_received = [0] * size  # feature frames accepted
         self.offset = 0  # output frames emitted
-        self.frames_received = 0  # feature frames accepted
         heads, width = config.num_heads, config.d_model
-        empty = torch.zeros(1, heads, 0, width // heads)
+        empty = torch.zeros(size, heads, 0, width // heads)
         self.keys = [empty] * len(encoder.layers)
         self.values = [empty] * len(encoder.layers)
-        self.conv = [torch.zeros(1, config.conv_kernel - 1, width) for _ in encoder.layers]
-        self.forced = F.one_hot(language, len(config.languages)).float() if language is not None else None
-        self.lid_sum, self.lid_count = torch.zeros(width), 0
+        self.conv = [torch.zeros(size, config.conv_kernel - 1, width) for _ in encoder.layers]
+        self.forced = F.one_hot(language, len(config.languages)).float()[None] if language is not None else None
+        self.lid_sum, self.lid_count = torch.zeros(size, width), 0
+
+    def __len__(self) -> int:
+        return len(self.pending)
 
     @torch.inference_mode()
-    def accept(self, features: np.ndarray) -> list[ChunkOutput]:
-        """Add (T, F) fbank frames; the chunks they complete."""
-        frames = self.model.encoder.normalizer(torch.from_numpy(np.asarray(features, dtype=np.float32)))
-        self.frames_received += frames.size(0)
-        self.pending = torch.cat([self.pending, frames])
-        outputs = []
+    def accept(self, features: list[np.ndarray]) -> list[list[ChunkOutput]]:
+        """Add (T, F) fbank frames to each stream; the chunks every stream can complete, per stream."""
+        for i, f in enumerate(features):
+            frames = self.model.encoder.normalizer(torch.from_numpy(np.asarray(f, dtype=np.float32)))
+            self.frames_received[i] += frames.size(0)
+            self.pending[i] = torch.cat([self.pending[i], frames])
+        outputs: list[list[ChunkOutput]] = [[] for _ in self.pending]
         needed = 4 * self.chunk + RECEPTIVE_EXTRA
-        while self.pending.size(0) >= needed:
-            outputs.append(self._encode(self.pending[:needed], self.chunk))
-            self.pending = self.pending[4 * self.chunk:]
+        while self.pending and min(p.size(0) for p in self.pending) >= needed:
+            for out, chunk in zip(outputs, self._encode(torch.stack([p[:needed] for p in self.pending]), self.chunk)):
+                out.append(chunk)
+            self.pending = [p[4 * self.chunk:] for p in self.pending]
         return outputs
 
     @torch.inference_mode()
-    def finish(self) -> list[ChunkOutput]:
-        """The last, shorter chunk from the frames left (none when they make no output frame)."""
-        frames = int(subsampled_lengths(torch.tensor(self.pending.size(0))))
-        pending, self.pending = self.pending, self.pending[:0]
-        return [self._encode(pending, frames)] if frames else []
+    def finish(self) -> list[list[ChunkOutput]]:
+        """Each stream's last, shorter chunk from the frames it has left (none when they make no output frame)."""
+        outputs = []
+        for i in reversed(range(len(self))):
+            alone = self.remove(i)
+            frames = int(subsampled_lengths(torch.tensor(alone.pending[0].size(0))))
+            outputs.append([alone._encode(alone.pending[0][None], frames)[0]] if frames else [])
+        return outputs[::-1]
 
-    def _encode(self, features: torch.Tensor, frames: int) -> ChunkOutput:
+    def remove(self, i: int) -> "StreamBatch":
+        """Take stream ``i`` out of the batch, as a batch of its own."""
+        alone = StreamBatch.__new__(StreamBatch)
+        alone.__dict__.update(self.__dict__)
+        keep = [j for j in range(len(self)) if j != i]
+        for name in ("keys", "values", "conv"):
+            setattr(alone, name, [t[i:i + 1] for t in getattr(self, name)])
+            setattr(self, name, [t[keep] for t in getattr(self, name)])
+        alone.lid_sum, self.lid_sum = self.lid_sum[i:i + 1], self.lid_sum[keep]
+        alone.pending, alone.frames_received = [self.pending.pop(i)], [self.frames_received.pop(i)]
+        return alone
+
+    def _encode(self, features: torch.Tensor, frames: int) -> list[ChunkOutput]:
         model, encoder = self.model, self.model.encoder
-        x, _ = encoder.subsampling(features[None], torch.tensor([features.size(0)]))
+        n = features.size(0)
+        x, _ = encoder.subsampling(features, torch.full((n,), features.size(1)))
         x = x[:, :frames]
         rope = encoder.rotary(frames, self.offset)
         split = model.config.conditioned_layer if model.config.languages else len(encoder.layers)
         x = self._layers(x, rope, 0, split)
-        lid_logits = None
+        lid_logits = [None] * n
         if model.config.languages:
-            self.lid_sum += x[0].sum(0)
+            self.lid_sum = self.lid_sum + x.sum(1)
             self.lid_count += frames
             lid = model.lid_head(self.lid_sum / self.lid_count).float()
             weights = self.forced if self.forced is not None else lid.softmax(-1)
-            x = x + model.language_embedding(weights)
+            x = x + model.language_embedding(weights)[:, None, :]
             x = self._layers(x, rope, split, len(encoder.layers))
-            lid_logits = lid.numpy()
+            lid_logits = list(lid.numpy())
         self.offset += frames
-        return ChunkOutput(model._log_probs(x)[0].numpy(), lid_logits)
+        return [ChunkOutput(lp, lg) for lp, lg in zip(model._log_probs(x).numpy(), lid_logits)]
 
     def _layers(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], start: int, stop: int) -> torch.Tensor:
         for i in range(start, stop):
@@ -115,3 +141,22 @@ class ModelStream:
             self.keys[i], self.values[i] = k[:, :, keep:], v[:, :, keep:]
             self.conv[i] = conv[:, conv.size(1) - self.conv[i].size(1):]
         return x
+
+
+class ModelStream:
+    """One utterance, fed with :meth:`accept` and closed with :meth:`finish` (inference only)."""
+
+    def __init__(self, model: CtcModel, chunk: int, language: Optional[torch.Tensor] = None) -> None:
+        self.batch = StreamBatch(model, chunk, language)
+
+    @property
+    def frames_received(self) -> int:
+        return self.batch.frames_received[0]
+
+    def accept(self, features: np.ndarray) -> list[ChunkOutput]:
+        """Add (T, F) fbank frames; the chunks they complete."""
+        return self.batch.accept([features])[0]
+
+    def finish(self) -> list[ChunkOutput]:
+        """The last, shorter chunk from the frames left (none when they make no output frame)."""
+        return self.batch.finish()[0]
