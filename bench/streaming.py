@@ -4,7 +4,8 @@ test set at 160, 320 and 640 ms chunks (2 threads) against the full-context stud
   python bench/streaming.py --data DATA --full-context DIR STUDENT...
 
 Per chunk size: CER (mean over languages) and its ratio to the full-context student's, real-time
-factor (stats.json), emission latency and when the language decision settles. Latency of a word
+factor (stats.json: `mlkd decode --streaming` streams 16 utterances at a time, in step) and that of
+one stream at a time ("RTF 1", the first 60 utterances: a live microphone), emission latency and when the language decision settles. Latency of a word
 = when it appeared in the partial results (seconds of audio heard, plus the time to compute one
 chunk at the measured real-time factor) minus when the word ends in the audio; word ends come
 from the CTC forced alignment of the reference transcript with the full-context student (the end
@@ -17,6 +18,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +26,11 @@ from kaldialign import align
 
 from mlkd_cli.decode.decoder import DecodeConfig, Decoder, load_for_decoding
 from mlkd_cli.decode.inputs import resolve_inputs
+from mlkd_cli.decode.streaming import StreamingDecoder
 from mlkd_cli.score import score_decode_dir
 
 CHUNKS = (160, 320, 640)
+SINGLE_STREAM_UTTS = 60  # utterances timed one stream at a time
 FRAME = 0.04  # seconds per output frame
 
 
@@ -36,7 +40,7 @@ def mean_cer(decode_dir: Path) -> float:
     return 100 * sum(rates) / len(rates)
 
 
-def forced_alignment(log_probs: np.ndarray, tokens: list[int]) -> list[int]:
+def forced_alignment(log_probs: np.ndarray, tokens: list[int]) -> list[int] | None:
     """The frame at which each token is emitted on the best CTC path through ``tokens`` (Viterbi).
 
     Hand-written: torchaudio's forced_align is not installed and k2 cannot be.
@@ -60,6 +64,8 @@ def forced_alignment(log_probs: np.ndarray, tokens: list[int]) -> list[int]:
             best, arg = max(options)
             score[f, s], back[f, s] = best + log_probs[f, states[s]], arg
     s = n - 1 if n == 1 or score[-1, n - 1] >= score[-1, n - 2] else n - 2
+    if score[-1, s] == -np.inf:  # too few frames for the tokens (repeats need a blank between)
+        return None
     last_frame = {}
     for f in range(frames - 1, -1, -1):
         if states[s] != 0:
@@ -83,6 +89,8 @@ def word_ends(full_context: Path, cuts: Path) -> dict[str, list[float]]:
         if not tokens or len(tokens) > len(post.matrix):
             continue
         frames = forced_alignment(post.matrix, tokens)
+        if frames is None:
+            continue
         last = {}
         for w, f in zip(word_of, frames):
             last[w] = f
@@ -120,6 +128,17 @@ def latencies(lines: list[dict], refs: dict[str, str], ends: dict[str, list[floa
     return out
 
 
+def single_stream_rtf(student: Path, items: list, chunk: int) -> float:
+    """Real-time factor of one stream at a time (a live microphone), over the given utterances."""
+    import torch
+
+    torch.set_num_threads(2)
+    decoder = StreamingDecoder(load_for_decoding(student), DecodeConfig(streaming=True, chunk_ms=chunk), streams=1)
+    start = time.perf_counter()
+    decoder.decode(items)
+    return (time.perf_counter() - start) / sum(item.cut.duration for item in items)
+
+
 def decode_streaming(student: Path, cuts: Path, chunk: int, out: Path) -> list[dict]:
     partials = out / f"partials_{student.name}_{chunk}ms.jsonl"
     with open(partials, "w") as f:
@@ -144,8 +163,8 @@ def main() -> None:
     truth = {item.id: item.ref_lang for item in items}
     ends = word_ends(args.full_context, cuts)
     print(f"full-context student {args.full_context}: test CER {full:.2f}%  (word ends of {len(ends)} utterances)")
-    print(f"{'student':22} {'chunk':>6} {'CER %':>7} {'/full':>6} {'RTF':>7} {'lat p50':>8} {'lat p90':>8} "
-          f"{'LID settled p50':>16} {'p90':>6} {'LID acc':>8}")
+    print(f"{'student':22} {'chunk':>6} {'CER %':>7} {'/full':>6} {'RTF':>7} {'RTF 1':>7} {'lat p50':>8} "
+          f"{'lat p90':>8} {'LID settled p50':>16} {'p90':>6} {'LID acc':>8}")
     for student in args.students:
         for chunk in CHUNKS:
             lines = decode_streaming(student, cuts, chunk, student)
@@ -156,7 +175,8 @@ def main() -> None:
             finals = [line for line in lines if line["final"]]
             settled = [line["language_settled"] for line in finals]
             accuracy = np.mean([line["language"] == truth[line["id"]] for line in finals])
-            print(f"{student.name:22} {chunk:>4}ms {cer:7.2f} {cer / full:6.3f} {rtf:7.4f} {np.median(lat):7.3f}s "
+            alone = single_stream_rtf(student, items[:SINGLE_STREAM_UTTS], chunk)
+            print(f"{student.name:22} {chunk:>4}ms {cer:7.2f} {cer / full:6.3f} {rtf:7.4f} {alone:7.4f} {np.median(lat):7.3f}s "
                   f"{np.percentile(lat, 90):7.3f}s {1000 * np.median(settled):14.0f}ms {1000 * np.percentile(settled, 90):4.0f}ms "
                   f"{100 * accuracy:7.2f}%")
 

@@ -18,7 +18,7 @@ from mlkd_cli.models import CtcOutput, ModelConfig, build_model
 from mlkd_cli.models.asr import prefix_means
 from mlkd_cli.models.config import StreamingConfig
 from mlkd_cli.models.conformer import chunk_mask
-from mlkd_cli.models.streaming import ModelStream, chunk_frames, use_chunk
+from mlkd_cli.models.streaming import ModelStream, StreamBatch, chunk_frames, use_chunk
 
 STREAMING = StreamingConfig(chunk_ms=(160, 320), left_context_ms=320)
 CONFIG = ModelConfig(d_model=32, num_layers=3, num_heads=2, ff_mult=2, conv_kernel=7, subsampling_channels=16,
@@ -83,6 +83,46 @@ def test_streaming_equals_the_chunked_whole_utterance_forward(languages, chunk_m
     np.testing.assert_allclose(got, whole.log_probs[0].numpy(), atol=1e-5)
     if languages:  # the running decision after the last chunk is the whole utterance's
         np.testing.assert_allclose(outputs[-1].lid_logits, whole.lid_logits[0].numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("languages", [(), ("de", "en")])
+def test_streams_in_a_batch_equal_each_stream_alone(languages):
+    """Three streams fed in step, one leaving early to finish alone: each stream's chunks are its own."""
+    model = streaming_model(languages)
+    use_chunk(model, 160)
+    feats = [features(n, seed=n) for n in (203, 120, 175)]
+    alone = [stream_in_pieces(model, f, 4, 37) for f in feats]
+    batch = StreamBatch(model, 4, size=3)
+    got = [[] for _ in feats]
+    active = [0, 1, 2]
+    for start in range(0, 203, 37):
+        for j in reversed(range(len(active))):
+            i = active[j]
+            if start >= feats[i].size(1):  # this stream's audio has ended: it leaves and finishes alone
+                single = batch.remove(j)
+                got[i] += single.finish()[0]
+                active.pop(j)
+        for i, out in zip(active, batch.accept([feats[i][0, start: start + 37].numpy() for i in active])):
+            got[i] += out
+    for i, out in zip(active, batch.finish()):
+        got[i] += out
+    for mine, reference in zip(got, alone):
+        assert len(mine) == len(reference)
+        for a, b in zip(mine, reference):
+            np.testing.assert_allclose(a.log_probs, b.log_probs, atol=1e-5)
+            if languages:
+                np.testing.assert_allclose(a.lid_logits, b.lid_logits, atol=1e-5)
+
+
+def test_a_forced_language_conditions_every_chunk_on_it():
+    model = streaming_model(("de", "en"))
+    chunk = use_chunk(model, 160)
+    feats = features(120)
+    with torch.inference_mode():
+        whole = model(feats, torch.tensor([120]), language=torch.tensor([1])).log_probs[0].numpy()
+    stream = ModelStream(model, chunk, language=torch.tensor(1))
+    got = np.concatenate([o.log_probs for o in stream.accept(feats[0].numpy()) + stream.finish()])
+    np.testing.assert_allclose(got, whole, atol=1e-5)
 
 
 def test_a_chunk_never_depends_on_later_audio():
