@@ -138,10 +138,6 @@ class StreamingDecoder(Decoder):
                 bar.advance(task, sum(items[i].cut.duration for i in group))
         return [out[i] for i in range(len(items))]
 
-    def stream(self, uid: str, blocks: Iterator[np.ndarray]) -> Posteriors:
-        """Decode one utterance arriving as blocks of 16 kHz samples; its posteriors."""
-        return self.decode_together([Utterance(uid, blocks)])[0]
-
     def decode_together(self, utterances: list[Utterance]) -> list[Posteriors]:
         """Stream the utterances in step, their chunks batched; each one's posteriors."""
         model = self.loaded.model

@@ -15,7 +15,7 @@ from scipy.signal import resample_poly
 
 from mlkd_cli.decode.decoder import DecodeConfig, Decoder, load_for_decoding
 from mlkd_cli.decode.inputs import resolve_inputs
-from mlkd_cli.decode.streaming import StreamingDecoder, StreamResampler, online_fbank, pcm_blocks
+from mlkd_cli.decode.streaming import StreamingDecoder, StreamResampler, Utterance, online_fbank, pcm_blocks
 from mlkd_cli.data.features import fbank_extractor
 from mlkd_cli.errors import DataError
 from mlkd_cli.models.config import StreamingConfig
@@ -124,7 +124,7 @@ def test_standard_input_at_another_rate(streaming_exp):
     # What the stream should hear: the 16-bit samples, resampled to 16 kHz as one signal.
     heard = resample_poly(np.frombuffer(pcm16(low), "<i2") / 32768.0, 2, 1).astype(np.float32)
     decoder = StreamingDecoder(load_for_decoding(streaming_exp), DecodeConfig(streaming=True))
-    expected = decoder.result("-", 2.0, decoder.stream("-", iter([heard])))
+    expected = decoder.result("-", 2.0, decoder.decode_together([Utterance("-", iter([heard]))])[0])
     for data in (wav_bytes(low, 8000), pcm16(low)):
         result = run("decode", streaming_exp, "--streaming", "--sample-rate", 8000, "-", input=data)
         assert result.exit_code == 0, result.output
