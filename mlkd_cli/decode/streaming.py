@@ -146,11 +146,14 @@ class StreamingDecoder(Decoder):
         while active:
             start = time.perf_counter()
             going = [u.take_block() for u in active]
-            for j in reversed([j for j, more in enumerate(going) if not more]):  # ended: finish alone
-                alone, u = batch.remove(j), active.pop(j)
-                new = alone.accept([u.new_frames(alone.frames_received[0])])[0] + alone.finish()[0]
-                u.seconds += time.perf_counter() - start
-                self._report(u, new)
+            ended = [j for j, more in enumerate(going) if not more]
+            if ended:  # their audio is over: they leave the batch and finish together
+                done, leaving = batch.remove(ended), [active[j] for j in ended]
+                active = [u for j, u in enumerate(active) if j not in ended]
+                outputs = done.accept([u.new_frames(done.frames_received[j]) for j, u in enumerate(leaving)])
+                for u, new, last in zip(leaving, outputs, done.finish()):
+                    u.seconds += (time.perf_counter() - start) / len(leaving)
+                    self._report(u, new + last)
             start = time.perf_counter()
             outputs = batch.accept([u.new_frames(batch.frames_received[j]) for j, u in enumerate(active)])
             for u, new in zip(active, outputs):

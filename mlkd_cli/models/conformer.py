@@ -116,18 +116,22 @@ class RotarySelfAttention(nn.Module):
         return self.dropout(self.out(y)), weights
 
     def step(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], past_k: torch.Tensor,
-             past_v: torch.Tensor, past_mask: Optional[torch.Tensor] = None
+             past_v: torch.Tensor, past_mask: Optional[torch.Tensor] = None, chunk_mask: Optional[torch.Tensor] = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One chunk of a stream: (N, C, D) frames attend to themselves and the cached (N, H, P, d_k)
-        keys (already rotated) and values; ``past_mask`` (N, 1, 1, P) marks valid cache frames
-        (None: all). The output, and the keys and values with this chunk's appended."""
+        keys (already rotated) and values; ``past_mask`` (N, 1, 1, P) and ``chunk_mask`` (N, 1, 1, C)
+        mark valid cache and chunk frames (None: all). The output, and the keys and values with this
+        chunk's appended."""
         n, t, d = x.shape
         q, k, v = self.qkv(self.norm(x)).view(n, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        p = past_k.size(2)
         k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
         mask = None
-        if past_mask is not None:
-            mask = torch.cat([past_mask, past_mask.new_ones(n, 1, 1, t)], dim=-1)
+        if past_mask is not None or chunk_mask is not None:
+            past = past_mask if past_mask is not None else x.new_ones(n, 1, 1, p, dtype=torch.bool)
+            chunk = chunk_mask if chunk_mask is not None else x.new_ones(n, 1, 1, t, dtype=torch.bool)
+            mask = torch.cat([past.expand(n, 1, 1, p), chunk.expand(n, 1, 1, t)], dim=-1)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(n, t, d)
         return self.out(y), k, v
 
@@ -201,12 +205,14 @@ class ConformerBlock(nn.Module):
         return self.norm(x), weights
 
     def step(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], past_k: torch.Tensor,
-             past_v: torch.Tensor, past_conv: torch.Tensor, past_mask: Optional[torch.Tensor] = None
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+             past_v: torch.Tensor, past_conv: torch.Tensor, past_mask: Optional[torch.Tensor] = None,
+             chunk_mask: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One chunk of a stream (inference; causal convolution): the output, the keys and values
-        with this chunk's appended, and the convolution input with its (N, kernel - 1, D) past before it."""
+        with this chunk's appended, and the convolution input with its (N, kernel - 1, D) past before it.
+        Frames ``chunk_mask`` marks invalid (padding at a stream's end) are never attended to, and the
+        causal convolution never carries them back to valid frames."""
         x = x + 0.5 * self.ff1(x)
-        y, k, v = self.attn.step(x, rope, past_k, past_v, past_mask)
+        y, k, v = self.attn.step(x, rope, past_k, past_v, past_mask, chunk_mask)
         x = x + y
         gated = torch.cat([past_conv, self.conv.gated(x, x.new_ones(1, 1, 1, dtype=torch.bool))], dim=1)
         x = x + self.conv.convolve(gated, unfolded=True)

@@ -94,49 +94,66 @@ class StreamBatch:
 
     @torch.inference_mode()
     def finish(self) -> list[list[ChunkOutput]]:
-        """Each stream's last, shorter chunk from the frames it has left (none when they make no output frame)."""
-        outputs = []
-        for i in reversed(range(len(self))):
-            alone = self.remove(i)
-            frames = int(subsampled_lengths(torch.tensor(alone.pending[0].size(0))))
-            outputs.append([alone._encode(alone.pending[0][None], frames)[0]] if frames else [])
-        return outputs[::-1]
+        """Each stream's last, shorter chunk from the frames it has left (none when they make no
+        output frame), all in one batch: shorter ones padded, the padding masked."""
+        frames = [int(subsampled_lengths(torch.tensor(p.size(0)))) for p in self.pending]
+        most = max(frames, default=0)
+        outputs: list[list[ChunkOutput]] = [[] for _ in self.pending]
+        if most:
+            length = max(p.size(0) for p in self.pending)
+            padded = torch.stack([F.pad(p, (0, 0, 0, length - p.size(0))) for p in self.pending])
+            for i, chunk in enumerate(self._encode(padded, most, frames)):
+                if frames[i]:
+                    outputs[i].append(chunk)
+        self.pending = [p[:0] for p in self.pending]
+        return outputs
 
-    def remove(self, i: int) -> "StreamBatch":
-        """Take stream ``i`` out of the batch, as a batch of its own."""
-        alone = StreamBatch.__new__(StreamBatch)
-        alone.__dict__.update(self.__dict__)
-        keep = [j for j in range(len(self)) if j != i]
+    def remove(self, indices: list[int]) -> "StreamBatch":
+        """Take the streams at ``indices`` out of the batch, as a batch of their own."""
+        out = StreamBatch.__new__(StreamBatch)
+        out.__dict__.update(self.__dict__)
+        keep = [j for j in range(len(self)) if j not in indices]
         for name in ("keys", "values", "conv"):
-            setattr(alone, name, [t[i:i + 1] for t in getattr(self, name)])
+            setattr(out, name, [t[indices] for t in getattr(self, name)])
             setattr(self, name, [t[keep] for t in getattr(self, name)])
-        alone.lid_sum, self.lid_sum = self.lid_sum[i:i + 1], self.lid_sum[keep]
-        alone.pending, alone.frames_received = [self.pending.pop(i)], [self.frames_received.pop(i)]
-        return alone
+        out.lid_sum, self.lid_sum = self.lid_sum[indices], self.lid_sum[keep]
+        out.pending = [self.pending[j] for j in indices]
+        out.frames_received = [self.frames_received[j] for j in indices]
+        self.pending = [self.pending[j] for j in keep]
+        self.frames_received = [self.frames_received[j] for j in keep]
+        return out
 
-    def _encode(self, features: torch.Tensor, frames: int) -> list[ChunkOutput]:
+    def _encode(self, features: torch.Tensor, frames: int, valid: Optional[list[int]] = None) -> list[ChunkOutput]:
+        """``frames`` output frames of every stream; with ``valid``, stream i's only first valid[i]
+        (the others, made of padding, are masked and dropped)."""
         model, encoder = self.model, self.model.encoder
         n = features.size(0)
         x, _ = encoder.subsampling(features, torch.full((n,), features.size(1)))
         x = x[:, :frames]
         rope = encoder.rotary(frames, self.offset)
+        mask = None if valid is None else torch.arange(frames) < torch.tensor(valid)[:, None]  # (N, C)
         split = model.config.conditioned_layer if model.config.languages else len(encoder.layers)
-        x = self._layers(x, rope, 0, split)
+        x = self._layers(x, rope, 0, split, mask)
         lid_logits = [None] * n
         if model.config.languages:
-            self.lid_sum = self.lid_sum + x.sum(1)
-            self.lid_count += frames
+            counted = x if mask is None else torch.where(mask[:, :, None], x, 0.0)
+            self.lid_sum = self.lid_sum + counted.sum(1)
+            self.lid_count = self.lid_count + (frames if mask is None else mask.sum(1, keepdim=True))
             lid = model.lid_head(self.lid_sum / self.lid_count).float()
             weights = self.forced if self.forced is not None else lid.softmax(-1)
             x = x + model.language_embedding(weights)[:, None, :]
-            x = self._layers(x, rope, split, len(encoder.layers))
+            x = self._layers(x, rope, split, len(encoder.layers), mask)
             lid_logits = list(lid.numpy())
         self.offset += frames
-        return [ChunkOutput(lp, lg) for lp, lg in zip(model._log_probs(x).numpy(), lid_logits)]
+        log_probs = model._log_probs(x).numpy()
+        lengths = valid or [frames] * n
+        return [ChunkOutput(lp[:m], lg) for lp, lg, m in zip(log_probs, lid_logits, lengths)]
 
-    def _layers(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], start: int, stop: int) -> torch.Tensor:
+    def _layers(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], start: int, stop: int,
+                mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         for i in range(start, stop):
-            x, k, v, conv = self.model.encoder.layers[i].step(x, rope, self.keys[i], self.values[i], self.conv[i])
+            x, k, v, conv = self.model.encoder.layers[i].step(x, rope, self.keys[i], self.values[i], self.conv[i],
+                                                              chunk_mask=None if mask is None else mask[:, None, None, :])
             keep = max(k.size(2) - self.left, 0)  # the last `left` frames (none when left is 0)
             self.keys[i], self.values[i] = k[:, :, keep:], v[:, :, keep:]
             self.conv[i] = conv[:, conv.size(1) - self.conv[i].size(1):]

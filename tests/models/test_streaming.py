@@ -87,21 +87,21 @@ def test_streaming_equals_the_chunked_whole_utterance_forward(languages, chunk_m
 
 @pytest.mark.parametrize("languages", [(), ("de", "en")])
 def test_streams_in_a_batch_equal_each_stream_alone(languages):
-    """Three streams fed in step, one leaving early to finish alone: each stream's chunks are its own."""
+    """Four streams fed in step; two end together and finish in one padded batch (different
+    last chunks), one finishes alone: each stream's chunks are its own."""
     model = streaming_model(languages)
     use_chunk(model, 160)
-    feats = [features(n, seed=n) for n in (203, 120, 175)]
+    feats = [features(n, seed=n) for n in (203, 120, 130, 175)]
     alone = [stream_in_pieces(model, f, 4, 37) for f in feats]
-    batch = StreamBatch(model, 4, size=3)
+    batch = StreamBatch(model, 4, size=4)
     got = [[] for _ in feats]
-    active = [0, 1, 2]
+    active = [0, 1, 2, 3]
     for start in range(0, 203, 37):
-        for j in reversed(range(len(active))):
-            i = active[j]
-            if start >= feats[i].size(1):  # this stream's audio has ended: it leaves and finishes alone
-                single = batch.remove(j)
-                got[i] += single.finish()[0]
-                active.pop(j)
+        ended = [j for j, i in enumerate(active) if start >= feats[i].size(1)]  # their audio is over
+        if ended:
+            for j, out in zip(ended, batch.remove(ended).finish()):
+                got[active[j]] += out
+            active = [i for j, i in enumerate(active) if j not in ended]
         for i, out in zip(active, batch.accept([feats[i][0, start: start + 37].numpy() for i in active])):
             got[i] += out
     for i, out in zip(active, batch.finish()):
