@@ -143,7 +143,7 @@ def decode_streaming(student: Path, cuts: Path, chunk: int, out: Path) -> list[d
     partials = out / f"partials_{student.name}_{chunk}ms.jsonl"
     with open(partials, "w") as f:
         subprocess.run([sys.executable, "-m", "mlkd_cli", "decode", str(student), str(cuts), "--streaming",
-                        "--chunk-ms", str(chunk), "--threads", "2", "--name", "test"],
+                        "--chunk-ms", str(chunk), "--threads", "2", "--name", "test", "--force"],
                        check=True, stdout=f, stderr=subprocess.DEVNULL)
     return [json.loads(line) for line in partials.read_text().splitlines()]
 
