@@ -83,7 +83,7 @@ def test_nothing_left_to_decode_is_one_error(tmp_path):
         f"nothing to decode: none of the 3 inputs can be decoded ({tmp_path / 'empty.wav'}: empty file (0 bytes); "
         f"nowhere/a.wav: no such file ({listing} line 1); /nowhere/b.wav: no such file ({listing} line 3))"
     )
-    with pytest.raises(DataError, match="^-: reading audio from standard input is not supported yet; save it"):
+    with pytest.raises(DataError, match=r"^-: standard input is decoded alone, as a stream: mlkd decode --streaming MODEL_DIR -$"):
         resolve_inputs([wav(tmp_path / "good.wav", 16000), "-"])
 
 
