@@ -1,7 +1,7 @@
 """Chunk-by-chunk inference of a streaming model, equal to its whole-utterance chunked forward.
 
-:class:`ModelStream` takes fbank frames as they arrive and runs the encoder one chunk at a
-time: every layer keeps the keys and values (already rotated to their positions) of the
+:class:`StreamBatch` takes fbank frames as they arrive and runs the encoder one chunk at a
+time, for several streams in step (:class:`ModelStream` is one stream): every layer keeps the keys and values (already rotated to their positions) of the
 last ``left_context`` frames and the last ``kernel - 1`` inputs of its causal convolution;
 the front end keeps the feature frames it has not consumed (output frame ``t`` reads input
 frames ``4t .. 4t+6``). A language-adaptive model keeps the running sum of the frames the
@@ -165,10 +165,6 @@ class ModelStream:
 
     def __init__(self, model: CtcModel, chunk: int, language: Optional[torch.Tensor] = None) -> None:
         self.batch = StreamBatch(model, chunk, language)
-
-    @property
-    def frames_received(self) -> int:
-        return self.batch.frames_received[0]
 
     def accept(self, features: np.ndarray) -> list[ChunkOutput]:
         """Add (T, F) fbank frames; the chunks they complete."""
