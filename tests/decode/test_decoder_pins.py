@@ -11,8 +11,9 @@ from mlkd_cli.decode.decoder import DecodeConfig, Decoder
 
 
 def decoder() -> Decoder:
-    """A decoder for a de/en language-adaptive model; ``_language`` reads only its languages."""
-    loaded = SimpleNamespace(model=None, tokenizer=None, languages=("de", "en"), own_language=None)
+    """A decoder for a de/en language-adaptive model (not a streaming one); ``_language`` reads only its languages."""
+    model = SimpleNamespace(config=SimpleNamespace(streaming=None))
+    loaded = SimpleNamespace(model=model, tokenizer=None, languages=("de", "en"), own_language=None)
     return Decoder(loaded, DecodeConfig())
 
 
