@@ -227,6 +227,7 @@ def test_summary_matches_data(corpus):
     assert summary["splits"]["train"]["en"]["utterances"] >= 8
 
 
+@pytest.mark.slow  # a whole second build (~20 s on 2 cores): `make test-slow`
 def test_same_seed_same_corpus_whatever_num_jobs(corpus):
     before = snapshot(corpus)
     build_corpus(corpus, LANGS, "tiny", seed=3, num_jobs=1, force=True)  # also replaces an existing corpus
