@@ -4,10 +4,11 @@
 # bench/streaming.py decodes the test set chunk by chunk at 160, 320 and 640 ms and prints CER
 # against the full-context student, real-time factor, emission latency and when the language
 # decision settles.
-#   bench/streaming.sh --data DIR --teachers "DIR..." --full-context DIR [--scale 1.0] [--delays "0 80"]
+#   bench/streaming.sh --data DIR --teachers "DIR..." [--full-context DIR] [--scale 1.0] [--delays "0 80"]
 #                      [--work bench/work/streaming]
-# DATA, the teachers and the full-context student come from the demo recipe or bench/augment.sh
-# (its noaug arm); --scale multiplies the presets' numbers of updates.
+# DATA and the teachers come from the demo recipe or bench/augment.sh (its noaug arm); without
+# --full-context the full-context student is trained here too, the same way (conf/model/student_demo.yaml).
+# --scale multiplies the presets' numbers of updates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=1.0 delays="0 80" work=bench/work/streaming data="" teachers="" full=""
@@ -19,7 +20,7 @@ while [ $# -gt 0 ]; do
   esac
   shift 2
 done
-[ -n "$data" ] && [ -n "$teachers" ] && [ -n "$full" ] || { echo "$0: give --data, --teachers and --full-context" >&2; exit 1; }
+[ -n "$data" ] && [ -n "$teachers" ] || { echo "$0: give --data and --teachers" >&2; exit 1; }
 export PATH="$PWD/.venv/bin:$PATH"
 steps() { python -c "print(max(1, round($1 * $scale)))"; }
 mkdir -p "$work"
@@ -27,6 +28,16 @@ mkdir -p "$work"
 # the full-context student it is compared with).
 sed '/^# Audio augmentation/,$d' conf/train/distill_demo.yaml >"$work/distill.yaml"
 sed '/^# Audio augmentation/,$d' conf/train/finetune_demo.yaml >"$work/finetune.yaml"
+if [ -z "$full" ]; then
+  full=$work/full_context
+  SECONDS=0
+  # shellcheck disable=SC2086
+  mlkd distill --data "$data" --model-config conf/model/student_demo.yaml --kd-config conf/kd/demo.yaml --lid-weight 3 \
+    --train-config "$work/distill.yaml" --max-steps "$(steps 1500)" $teachers "${full}_kd" >"${full}_kd.log" 2>&1
+  mlkd finetune --data "$data" --init "${full}_kd" --lid-weight 3 --train-config "$work/finetune.yaml" \
+    --max-steps "$(steps 1500)" "$full" >"$full.log" 2>&1
+  echo "full-context student: trained in ${SECONDS} s"
+fi
 students=""
 for delay in $delays; do
   sed "s/^teacher_input:.*/&\ndelay_ms: $delay/" conf/kd/demo.yaml >"$work/kd_delay$delay.yaml"
