@@ -82,14 +82,19 @@ def test_a_language_without_training_data_is_refused(tmp_path, prepared_en_de):
                                      "--langs, or prepare data with them")
 
 
+def logging_mlkd(tmp: Path) -> str:
+    """A stand-in `mlkd` that appends its arguments to ``tmp``/mlkd.log; the PATH prefix that finds it."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mlkd").write_text(f'#!/usr/bin/env bash\necho "$*" >> {tmp}/mlkd.log\n')
+    (bin_dir / "mlkd").chmod(0o755)
+    return f"{bin_dir}:"
+
+
 def test_valid_inputs_pass_the_checks_and_the_stages_run(tmp_path, prepared_en_de):
     """With a stand-in `mlkd` that logs its arguments, stages 2-3 run for exactly the checked languages."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "mlkd").write_text(f'#!/usr/bin/env bash\necho "$*" >> {tmp_path}/mlkd.log\n')
-    (bin_dir / "mlkd").chmod(0o755)
     result = run_sh(tmp_path, "--stage", "2", "--stop-stage", "3", "--langs", "de en", "--preset", "tiny",
-                    "--data", str(prepared_en_de), path=f"{bin_dir}:")
+                    "--data", str(prepared_en_de), path=logging_mlkd(tmp_path))
     assert result.returncode == 0, result.stderr
     commands = [line.split()[0] + " " + line.split()[-1] for line in (tmp_path / "mlkd.log").read_text().splitlines()]
     assert commands == [f"train-teacher {tmp_path}/exp/teacher_de", f"train-teacher {tmp_path}/exp/teacher_en",
@@ -126,12 +131,8 @@ def test_help_lists_exactly_the_options(tmp_path):
 def test_streaming_trains_streaming_students_and_decodes_them_as_a_stream(tmp_path, prepared_en_de):
     """--streaming true: the student and the baseline read the preset's streaming model config, and
     stage 6 also decodes the student with --streaming (scored in stage 7)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "mlkd").write_text(f'#!/usr/bin/env bash\necho "$*" >> {tmp_path}/mlkd.log\n')
-    (bin_dir / "mlkd").chmod(0o755)
     result = run_sh(tmp_path, "--stage", "3", "--langs", "de en", "--preset", "tiny", "--streaming", "true",
-                    "--data", str(prepared_en_de), path=f"{bin_dir}:")
+                    "--data", str(prepared_en_de), path=logging_mlkd(tmp_path))
     assert result.returncode == 0, result.stderr
     lines = (tmp_path / "mlkd.log").read_text().splitlines()
     model_configs = {line.split()[0]: line.split()[line.split().index("--model-config") + 1]

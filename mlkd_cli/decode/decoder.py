@@ -19,6 +19,7 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 import torch
 
+from mlkd_cli.config import ADDED
 from mlkd_cli.data.features import downmix, fbank_extractor
 from mlkd_cli.data.language import UNKNOWN
 from mlkd_cli.decode.chunks import Window, plan_windows
@@ -55,8 +56,8 @@ class DecodeConfig:
     unknown_score: str = "lid"
     # A streaming model: its chunk size (None: the largest it was trained with); `streaming`
     # feeds the audio chunk by chunk as it would arrive, else each utterance runs at once.
-    chunk_ms: Optional[int] = None
-    streaming: bool = False
+    chunk_ms: Optional[int] = dataclasses.field(default=None, metadata=ADDED)
+    streaming: bool = dataclasses.field(default=False, metadata=ADDED)
 
     # (field, the option that sets it, its least value, whether that value itself is allowed).
     # A chunk under a second would decode in windows too short to carry any context.

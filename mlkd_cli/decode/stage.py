@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 import torch
 
-from mlkd_cli.config import dump_yaml
+from mlkd_cli.config import dump_yaml, record_dict
 from mlkd_cli.data.text import normalize_transcript
 from mlkd_cli.decode.decoder import DecodeConfig, Decoder, Result, load_for_decoding
 from mlkd_cli.decode.graphs import wfst_search
@@ -145,12 +145,9 @@ def with_calibrated_rejection(config: DecodeConfig, loaded: ModelDir, weights_di
 def _recorded_config(config: DecodeConfig) -> dict:
     """The settings that change results (threads do not; rejection only when there is one, so that
     decodes made before rejection existed stay up to date)."""
-    recorded = {k: v for k, v in dataclasses.asdict(config).items() if k != "threads"}
+    recorded = {k: v for k, v in record_dict(config).items() if k != "threads"}
     if config.unknown_threshold is None:
         del recorded["unknown_threshold"], recorded["unknown_score"]
-    for field, default in (("chunk_ms", None), ("streaming", False)):  # added later: older decodes stay up to date
-        if recorded[field] == default:
-            del recorded[field]
     return recorded
 
 
