@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
+from lhotse.utils import fastcopy
 
 from mlkd_cli.errors import DataError
 from mlkd_cli.log import progress_bar
@@ -20,6 +21,7 @@ from mlkd_cli.log import progress_bar
 SAMPLING_RATE = 16000
 NUM_MEL_BINS = 80
 CUTS_PER_CHUNK = 200
+POWER = "power"  # custom field: mean square of a cut's samples
 
 
 def fbank_extractor() -> Fbank:
@@ -50,14 +52,23 @@ def _audio_source(cut) -> str:
     return " ".join(source.source for source in cut.recording.sources)
 
 
-def _extract_chunk(cuts: list, storage_path: Path) -> list:
-    """Compute and store fbank for ``cuts`` into one lilcom archive; return the updated cuts."""
+def _extract_chunk(cuts: list, storage_path: Path, power: bool = False) -> list:
+    """Compute and store fbank for ``cuts`` into one lilcom archive; return the updated cuts
+    (with ``power``: each with the mean square of its samples in ``custom["power"]``)."""
     extractor = fbank_extractor()
     done = []
     with LilcomChunkyWriter(storage_path) as writer:
         for cut in cuts:
+            seen = {}
+
+            def mono(samples: np.ndarray, sampling_rate: int) -> np.ndarray:
+                samples = downmix(samples, sampling_rate)
+                seen[POWER] = float(np.mean(np.square(samples, dtype=np.float64)))
+                return samples
+
             try:
-                done.append(cut.compute_and_store_features(extractor, writer, augment_fn=downmix))
+                cut = cut.compute_and_store_features(extractor, writer, augment_fn=mono)
+                done.append(cut.with_custom(POWER, seen[POWER]) if power else cut)
             except Exception as e:  # soundfile/ffmpeg raise many types for a bad file
                 raise DataError(
                     f"{_audio_source(cut)}: cannot read audio of utterance {cut.id} ({type(e).__name__}: {e}); "
@@ -72,30 +83,61 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def compute_fbank(cuts: CutSet, storage_dir: Path, num_jobs: int = 1, description: str = "fbank") -> CutSet:
-    """Attach fbank features to every cut, stored as lilcom archives in ``storage_dir``.
+def compute_fbank(cuts: CutSet, storage_dir: Path, num_jobs: int = 1, description: str = "fbank",
+                  power: bool = False) -> CutSet:
+    """Attach fbank features to every cut, stored as lilcom archives in ``storage_dir``; with
+    ``power``, also the mean square of its samples (``custom["power"]``, for mixing at an SNR).
 
     Cuts are processed in chunks of ``CUTS_PER_CHUNK``; with ``num_jobs > 1`` chunks run in
     a process pool. The returned cuts keep the input order.
     """
     storage_dir.mkdir(parents=True, exist_ok=True)
+    chunks = _chunks(cuts)
+    jobs = [(chunk, storage_dir / f"feats-{i}", power) for i, chunk in enumerate(chunks)]
+    return CutSet.from_cuts(cut for done in _run_chunks(_extract_chunk, jobs, num_jobs, description) for cut in done)
+
+
+def audio_power(cuts: CutSet, num_jobs: int = 1, description: str = "audio power") -> list[float]:
+    """The mean square of each cut's (downmixed) samples, in the cuts' order."""
+    jobs = [(chunk,) for chunk in _chunks(cuts)]
+    return [p for done in _run_chunks(_power_chunk, jobs, num_jobs, description) for p in done]
+
+
+def _power_chunk(cuts: list) -> list[float]:
+    return [float(np.mean(np.square(downmix(cut.load_audio(), cut.sampling_rate), dtype=np.float64))) for cut in cuts]
+
+
+def _chunks(cuts: CutSet) -> list[list]:
     cut_list = list(cuts)
-    chunks = [cut_list[i : i + CUTS_PER_CHUNK] for i in range(0, len(cut_list), CUTS_PER_CHUNK)]
-    paths = [storage_dir / f"feats-{i}" for i in range(len(chunks))]
+    return [cut_list[i : i + CUTS_PER_CHUNK] for i in range(0, len(cut_list), CUTS_PER_CHUNK)]
+
+
+def _run_chunks(work, jobs: list[tuple], num_jobs: int, description: str) -> list[list]:
+    """``work(*job)`` for every job (a chunk of cuts first), here or in a process pool, with a
+    progress bar over the cuts; results in the jobs' order."""
     results: list[list] = []
     with progress_bar() as progress:
-        task = progress.add_task(description, total=len(cut_list))
-        if num_jobs <= 1 or len(chunks) <= 1:
-            for chunk, path in zip(chunks, paths):
-                results.append(_extract_chunk(chunk, path))
-                progress.advance(task, len(chunk))
+        task = progress.add_task(description, total=sum(len(job[0]) for job in jobs))
+        if num_jobs <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                results.append(work(*job))
+                progress.advance(task, len(job[0]))
         else:
             with ProcessPoolExecutor(num_jobs, initializer=_init_worker) as pool:
-                futures = [pool.submit(_extract_chunk, chunk, path) for chunk, path in zip(chunks, paths)]
+                futures = [pool.submit(work, *job) for job in jobs]
                 for future in futures:
                     results.append(future.result())
                     progress.advance(task, len(results[-1]))
-    return CutSet.from_cuts(cut for chunk in results for cut in chunk)
+    return results
+
+
+def relocated(cuts: CutSet, staging: Path, final: Path) -> CutSet:
+    """``cuts`` whose feature archives were written under ``staging`` (a stage's staging dir),
+    pointing to where they are published, ``final``."""
+    final = final.resolve()
+    return CutSet.from_cuts(
+        fastcopy(cut, features=fastcopy(cut.features, storage_path=str(final / Path(cut.features.storage_path).relative_to(staging))))
+        for cut in cuts)
 
 
 def global_stats(cuts: CutSet, max_cuts: int = 2000) -> tuple[np.ndarray, np.ndarray]:

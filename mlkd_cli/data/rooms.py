@@ -7,6 +7,7 @@ install; pyroomacoustics is a maintained image-source implementation that needs 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -14,6 +15,8 @@ from lhotse import Recording
 from lhotse.cut import Cut
 
 from mlkd_cli.data.features import SAMPLING_RATE
+from mlkd_cli.stage import Stage, new_record
+
 DIMENSIONS = ((3.0, 3.0, 2.4), (10.0, 8.0, 4.0))  # smallest and largest room, metres
 RT60 = (0.2, 0.9)  # seconds
 MAX_ORDER = 20  # reflections per wall path: bounds the time per room (about 10 ms)
@@ -46,3 +49,13 @@ def room_cuts(count: int, seed: int, prefix: str = "room") -> list[Cut]:
         sf.write(buffer, rir, SAMPLING_RATE, format="WAV", subtype="FLOAT")
         cuts.append(Recording.from_bytes(buffer.getvalue(), recording_id=f"{prefix}-{i:03d}").to_cut())
     return cuts
+
+
+def room_files(out_dir: Path, count: int, seed: int) -> list[Cut]:
+    """The impulse responses of :func:`simulate_rirs` written once as WAV files in ``out_dir``, as cuts:
+    manifests that reference them stay small, and a second caller reads them instead."""
+    with Stage(out_dir, new_record("simulated-rooms", {}, {"count": count, "seed": seed}), on_change="redo").run() as staging:
+        if staging is not None:
+            for i, rir in enumerate(simulate_rirs(count, seed)):
+                sf.write(staging / f"room-{i:03d}.wav", rir, SAMPLING_RATE, subtype="FLOAT")
+    return [Recording.from_file(out_dir / f"room-{i:03d}.wav").to_cut() for i in range(count)]

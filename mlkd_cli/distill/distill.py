@@ -37,7 +37,7 @@ from mlkd_cli.teachers.base import Teacher, TeacherInputs
 from mlkd_cli.teachers.mlkd import MlkdTeacher
 from mlkd_cli.teachers.vocab import VocabMap
 from mlkd_cli.train.batches import KD_TEXT, AsrDataset, Batch
-from mlkd_cli.train.distributed import DistInfo, barrier
+from mlkd_cli.train.distributed import DistInfo, on_main
 from mlkd_cli.train.runner import TrainingSetup, TrainingStage
 from mlkd_cli.train.task import Metrics, char_errors, language_ids
 
@@ -201,9 +201,6 @@ class DistillStage(TrainingStage):
         student = config.model.with_vocab(self.tokenizer.vocab_size)
         langs = self.languages()
         self.unlabeled_cuts = self.select_unlabeled(config.unlabeled_sets, langs)
-        if config.kd.targets == "cached" and config.train.augment.changes_length:
-            raise ConfigError("augment speed_prob > 0 changes the utterances' length, which cached teacher targets "
-                              "cannot follow; set kd targets: on-the-fly, or speed_prob: 0")
         if config.kd.unlabeled_share is not None and not config.unlabeled_sets:
             logger.warning("kd unlabeled_share is set, but no untranscribed set is given (--unlabeled-set): ignored")
         if config.language_adaptive:
@@ -240,14 +237,23 @@ class DistillStage(TrainingStage):
                                                                        keep_clean=keep_clean, with_audio=reads_audio,
                                                                        augment=self.augmenter),
                                  dev, share)
-        cached = cache_all(self.exp_dir / "teacher_targets", teachers, cuts, layers, self.vocab_maps,
-                           self.student_shift, config, dist)
-        if self.augmenter is not None:
-            logger.info("cached teacher targets come from clean audio: the student hears it augmented, the teachers "
-                        "do not (for the teachers to hear what the student hears: kd targets: on-the-fly)")
+        copies = self.augmenter.prepared.copies if self.augmenter is not None else {}
+        copy_cuts = [c for options in copies.values() for c in options if c is not None]
+        cached = cache_all(self.exp_dir / "teacher_targets", teachers, CutSet.from_cuts([*cuts, *copy_cuts]), layers,
+                           self.vocab_maps, self.student_shift, config, dist)
+        by_id = {c.id: c for c in cached}
+        cached = CutSet.from_cuts(by_id[c.id] for c in cuts)
+        if copy_cuts:  # each copy carries the targets of what it sounds like
+            self.augmenter.prepared.copies = {k: [c and by_id[c.id] for c in v] for k, v in copies.items()}
+        if self.augmenter is not None and self.augmenter.config.noise.prob + self.augmenter.config.volume_prob > 0:
+            logger.info("cached teacher targets come from audio without the noise and volume changes the student "
+                        "hears (for the teachers to hear what the student hears: kd targets: on-the-fly)")
         return TrainingSetup(task, cached, self.dev_cuts, AsrDataset(tokenizer, config.train.spec_augment,
                                                                      extra=load_cached_targets, augment=self.augmenter),
                              dev, share)
+
+    def augmented_cuts(self) -> CutSet:
+        return CutSet.from_cuts([*self.train_cuts, *self.unlabeled_cuts])
 
     def select_unlabeled(self, names: tuple[str, ...], langs: list[str]) -> CutSet:
         """The utterances of the untranscribed sets (transcripts of a transcribed one are set aside),
@@ -277,13 +283,6 @@ class DistillStage(TrainingStage):
             logger.info("untranscribed set %s: %d utterances, %.1f h", name, len(cuts),
                         sum(c.duration for c in cuts) / 3600)
         return CutSet.from_cuts(out)
-
-
-def on_main(dist: DistInfo, work):
-    """``work()`` on the main process first (it fills a cache), then on the others (they read it)."""
-    result = work() if dist.is_main else None
-    barrier(dist)
-    return result if dist.is_main else work()
 
 
 def pseudo_labelled(root: Path, teachers: dict[str, Teacher], cuts: CutSet, config: DistillConfig, dist: DistInfo,

@@ -94,8 +94,9 @@ class TelephoneConfig:
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-    """On-the-fly audio augmentation of training utterances (lhotse transforms), each kind with its
-    own probability; utterances that draw none keep their cached features."""
+    """Audio augmentation of training utterances, each kind with its own probability. Speed,
+    reverberation and telephone are rendered once into ``copies`` copies per utterance (with their
+    fbank, under the data dir); noise and volume are applied to the features of each batch."""
 
     noise: NoiseConfig = NoiseConfig()
     reverb: ReverbConfig = ReverbConfig()
@@ -104,6 +105,8 @@ class AugmentConfig:
     speed_factors: tuple[float, ...] = (0.9, 1.1)
     volume_prob: float = 0.0
     volume_range: tuple[float, float] = (0.25, 2.0)  # linear gain, drawn uniformly
+    # precomputed copies per utterance, each drawing speed, reverb and telephone afresh
+    copies: int = dataclasses.field(default=3, metadata=ADDED)
 
     def __post_init__(self) -> None:
         _check_probability("speed_prob", self.speed_prob)
@@ -111,14 +114,17 @@ class AugmentConfig:
         _check_range("volume_range", self.volume_range)
         if not self.speed_factors or min(self.speed_factors) <= 0 or min(self.volume_range) <= 0:
             raise ConfigError("augment speed_factors and volume_range must be positive")
+        if self.copies < 1:
+            raise ConfigError(f"augment copies must be at least 1, got {self.copies}")
 
     @property
     def enabled(self) -> bool:
         return max(self.noise.prob, self.reverb.prob, self.telephone.prob, self.speed_prob, self.volume_prob) > 0
 
     @property
-    def changes_length(self) -> bool:
-        return self.speed_prob > 0 and any(f != 1 for f in self.speed_factors)
+    def changes_waveform(self) -> bool:
+        """Whether a kind that needs rendered audio (speed, reverb, telephone) is on."""
+        return max(self.speed_prob, self.reverb.prob, self.telephone.prob) > 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,30 +1,38 @@
-"""On-the-fly audio augmentation of training cuts, as lhotse transforms.
+"""Training-time augmentation: precomputed copies, and noise and volume in the feature domain.
 
-Each cut draws, in Kaldi's order, speed perturbation, reverberation, a telephone channel,
-additive noise and a volume change, each with its own probability. The result is a lhotse
-cut that describes its augmentation (transforms with fixed parameters, mixed tracks at fixed
-offsets and gains), so loading its audio twice — the student's features, a teacher's
-waveform — gives the same samples. A cut that draws nothing keeps its cached features.
+Each training cut draws, in Kaldi's order, one of its augmented copies (speed, reverberation,
+telephone channel: rendered once with their fbank, :mod:`mlkd_cli.train.augmented_copies`),
+additive noise and a volume change, each with its own probability. Noise is mixed into the
+cached features (lhotse mixes the mel energies of cuts with precomputed features, as Kaldi's
+and icefall's recipes do) and a volume change is a constant offset of the log-mel energies, so
+no audio is rendered and no fbank computed while training. The heard cut still describes its
+audio (tracks at fixed offsets and gains), so a teacher that reads waveforms hears what the
+student's features say.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
+from pathlib import Path
 from typing import Optional
 
-from lhotse import CutSet
+import numpy as np
+from lhotse import CutSet, Fbank
 from lhotse.audio.resampling_backend import available_resampling_backends, set_current_resampling_backend
 from lhotse.cut import Cut
 
-from mlkd_cli.data.audio_sets import load_audio_set
-from mlkd_cli.data.rooms import room_cuts
+from mlkd_cli.data.audio_sets import listing, load_audio_set
+from mlkd_cli.data.features import POWER, audio_power, compute_fbank, downmix, fbank_extractor, relocated
 from mlkd_cli.experiment.config import AugmentConfig
+from mlkd_cli.fsutil import file_digest
+from mlkd_cli.stage import Stage, file_input, new_record
+from mlkd_cli.train.augmented_copies import Copies, Prepared, prepare_augmentation
 
 logger = logging.getLogger("mlkd")
 
-TELEPHONE_RATE = 8000
 BABBLE = "babble"
 
 
@@ -44,76 +52,142 @@ def use_fast_resampling() -> None:
     set_current_resampling_backend("sox")
 
 
+@dataclasses.dataclass(frozen=True)
+class NoiseTrack:
+    """Noise laid over a whole utterance: ``cut`` from ``frame`` on (repeated when it is shorter), at a linear gain."""
+
+    cut: Cut
+    frame: int
+    gain: float
+
+    def features(self, num_frames: int) -> np.ndarray:
+        return _fit(self.cut.load_features()[self.frame:], num_frames)
+
+    def audio(self, num_samples: int) -> np.ndarray:
+        start = round(self.frame * self.cut.frame_shift * self.cut.sampling_rate)
+        return _fit(downmix(self.cut.load_audio(), self.cut.sampling_rate)[0, start:], num_samples)
+
+
+def _fit(x: np.ndarray, n: int) -> np.ndarray:
+    """``x`` cut or repeated (along its first axis) to length ``n``."""
+    return x[:n] if len(x) >= n else np.concatenate([x] * -(-n // len(x)))[:n]
+
+
+@dataclasses.dataclass(frozen=True)
+class Heard:
+    """What training hears of a cut: the utterance or one of its copies, noise, and a linear volume ``gain``.
+
+    Noise is added to the mel energies of the cached features. lhotse's MixedCut does that too,
+    but sets the level from the mel energies, which pre-emphasis tilts towards high frequencies
+    (white noise came out about 8 dB quieter than the drawn SNR against speech); here the gain
+    comes from the mean square of the samples, as in lhotse's audio mixing, so the drawn SNR is
+    the SNR of the audio a teacher reading waveforms hears.
+    """
+
+    cut: Cut
+    noise: tuple[NoiseTrack, ...] = ()
+    gain: float = 1.0
+
+    def features(self) -> np.ndarray:
+        """Its fbank: cached, or computed from the audio of a cut without any (then noise in the audio)."""
+        if not self.cut.has_features:
+            return fbank_extractor().extract(self.audio(), self.cut.sampling_rate)
+        feats = self.cut.load_features()
+        for track in self.noise:
+            feats = Fbank.mix(feats, track.features(len(feats)), track.gain**2)
+        # lhotse's fbank is the log of mel energies: a gain g scales them by g², which
+        # Fbank.scale adds as log(g²) to every bin (exact without dither).
+        return (feats if self.gain == 1 else Fbank.scale(feats, self.gain**2)).astype(np.float32)
+
+    def audio(self) -> np.ndarray:
+        """Its samples, mono, as ``(1, samples)``."""
+        samples = downmix(self.cut.load_audio(), self.cut.sampling_rate)
+        for track in self.noise:
+            samples = samples + np.float32(track.gain) * track.audio(samples.shape[1])
+        return samples if self.gain == 1 else samples * np.float32(self.gain)
+
+
 class Augmenter:
     """Draws each training cut's augmentation from a ``random.Random``."""
 
-    def __init__(self, config: AugmentConfig, noise: dict[str, CutSet], rirs: list[Cut]):
+    def __init__(self, config: AugmentConfig, noise: dict[str, list[Cut]], prepared: Prepared):
         self.config = config
-        self.noise = noise  # source name → noise cuts (babble: training utterances)
-        self.rirs = rirs
+        self.noise = noise  # source name → noise cuts with features (babble: training utterances)
+        self.prepared = prepared  # the utterances' copies and power
 
     @classmethod
-    def build(cls, config: AugmentConfig, train_cuts: CutSet, seed: int) -> Optional["Augmenter"]:
-        """The augmenter ``config`` asks for (None: no augmentation); reads the noise and RIR sets."""
+    def build(cls, config: AugmentConfig, cuts: CutSet, data_root: Path, num_jobs: int = 2) -> Optional["Augmenter"]:
+        """The augmenter ``config`` asks for (None: no augmentation) for ``cuts``: reads the noise
+        sets' features and the cuts' copies, computing those not yet stored under ``data_root``."""
         if not config.enabled:
             return None
         use_fast_resampling()
-        noise = {path: load_audio_set(path, "noise") for path in config.noise.sets} if config.noise.prob else {}
+        noise = {path: list(noise_features(path, data_root, num_jobs)) for path in config.noise.sets} if config.noise.prob else {}
         if config.noise.prob and config.noise.babble:
-            noise[BABBLE] = CutSet.from_cuts(c.drop_features().drop_supervisions() for c in train_cuts)
-        rirs: list[Cut] = []
-        if config.reverb.prob:
-            rirs = [c for path in config.reverb.rirs for c in load_audio_set(path, "RIR")] or room_cuts(
-                config.reverb.simulated_rooms, seed)
-        logger.info("augmentation: %s", describe(config, noise, rirs))
-        return cls(config, noise, rirs)
+            noise[BABBLE] = list(cuts)
+        prepared = prepare_augmentation(data_root, config, cuts, num_jobs)
+        logger.info("augmentation: %s", describe(config, noise, prepared.copies))
+        return cls(config, noise, prepared)
 
-    def __call__(self, cuts: CutSet, rng: random.Random) -> CutSet:
-        return CutSet.from_cuts(self.augment(cut, rng) for cut in cuts)
+    def __call__(self, cuts: CutSet, rng: random.Random) -> list[Heard]:
+        return [self.augment(cut, rng) for cut in cuts]
 
-    def augment(self, cut: Cut, rng: random.Random) -> Cut:
-        """``cut`` with the augmentation it draws (the same id and supervisions)."""
-        config, audio = self.config, cut.drop_features()
-        changed = False
-        if rng.random() < config.speed_prob:
-            audio, changed = audio.perturb_speed(rng.choice(config.speed_factors), affix_id=False), True
-        if rng.random() < config.reverb.prob:
-            audio, changed = audio.reverb_rir(rng.choice(self.rirs), affix_id=False), True
-        if rng.random() < config.telephone.prob:
-            audio, changed = telephone(audio, rng.choice(config.telephone.codecs)), True
-        if rng.random() < config.noise.prob:
-            audio, changed = self.add_noise(audio, rng), True
-        if rng.random() < config.volume_prob:
-            audio, changed = audio.perturb_volume(rng.uniform(*config.volume_range), affix_id=False), True
-        return audio if changed else cut
+    def augment(self, cut: Cut, rng: random.Random) -> Heard:
+        """What training hears of ``cut`` (the same supervisions, its copy's length)."""
+        config, heard = self.config, cut
+        if self.prepared.copies:
+            copy = (self.prepared.copies.get(cut.id) or [None] * config.copies)[rng.randrange(config.copies)]
+            heard = cut if copy is None else copy
+        noise = self.draw_noise(heard, rng) if rng.random() < config.noise.prob else ()
+        gain = rng.uniform(*config.volume_range) if rng.random() < config.volume_prob else 1.0
+        return Heard(heard, noise, gain)
 
-    def add_noise(self, cut: Cut, rng: random.Random) -> Cut:
+    def draw_noise(self, cut: Cut, rng: random.Random) -> tuple[NoiseTrack, ...]:
         """Noise from a random source at a random SNR; babble is ``babble`` training utterances,
         each 10·log10(talkers) dB quieter so that together they make the drawn SNR."""
         source = rng.choice(sorted(self.noise))
-        snr = rng.uniform(*self.config.noise.snr)
         talkers = self.config.noise.babble if source == BABBLE else 1
+        snr = rng.uniform(*self.config.noise.snr) + 10 * math.log10(talkers)
+        speech = self.power(cut)
+        tracks = []
         for _ in range(talkers):
-            cut = CutSet.from_cuts([cut]).mix(self.noise[source], snr=snr + 10 * math.log10(talkers), mix_prob=1.0,
-                                               seed=rng, random_mix_offset=True, preserve_id="left")[0]
-        return cut
+            noise = rng.choice(self.noise[source])
+            frame = rng.randrange(max(1, noise.num_frames - cut.num_frames + 1))
+            gain = math.sqrt(speech / max(self.power(noise), 1e-20) / 10 ** (snr / 10))
+            tracks.append(NoiseTrack(noise, frame, gain))
+        return tuple(tracks)
+
+    def power(self, cut: Cut) -> float:
+        """Mean square of the cut's samples: stored with a copy or noise, prepared for an utterance."""
+        if cut.custom and POWER in cut.custom:
+            return cut.custom[POWER]
+        if cut.id not in self.prepared.power:
+            self.prepared.power[cut.id] = audio_power(CutSet.from_cuts([cut]))[0]
+        return self.prepared.power[cut.id]
 
 
-def telephone(cut: Cut, codec: str) -> Cut:
-    """The cut heard through a narrow-band channel: 8 kHz, the codec (GSM 06.10 full rate through
-    libsndfile, lhotse's ``compress``; ``none``: band limit only), back to 16 kHz."""
-    narrow = cut.resample(TELEPHONE_RATE)
-    if codec == "gsm":
-        narrow = narrow.compress("gsm")
-    return narrow.resample(cut.sampling_rate)
+def noise_features(path: str, data_root: Path, num_jobs: int = 2) -> CutSet:
+    """The noise set's cuts with their fbank, computed once into ``<data>/augmented/noise/<digest>/``."""
+    digest = file_digest(listing(path, "noise"))
+    out_dir = data_root / "augmented" / "noise" / digest[:12]
+    record = new_record("noise-features", {"noise": file_input(listing(path, "noise"), digest)}, {"format": 1})
+    with Stage(out_dir, record, on_change="redo").run() as staging:
+        if staging is not None:
+            cuts = compute_fbank(load_audio_set(path, "noise"), staging, num_jobs, "noise fbank", power=True)
+            relocated(cuts, staging, out_dir).to_file(staging / "cuts.jsonl.gz")
+    return CutSet.from_file(out_dir / "cuts.jsonl.gz").to_eager()
 
 
-def describe(config: AugmentConfig, noise: dict[str, CutSet], rirs: list[Cut]) -> str:
+def describe(config: AugmentConfig, noise: dict[str, list[Cut]], copies: dict[str, Copies]) -> str:
     parts = []
+    if copies:
+        changed = sum(c is not None for options in copies.values() for c in options)
+        parts.append(f"{config.copies} precomputed copies per utterance ({changed} of {config.copies * len(copies)} "
+                     "changed)")
     if config.speed_prob:
         parts.append(f"speed {list(config.speed_factors)} p={config.speed_prob}")
     if config.reverb.prob:
-        source = f"{len(rirs)} RIRs" if config.reverb.rirs else f"{len(rirs)} simulated rooms"
+        source = "RIR sets" if config.reverb.rirs else f"{config.reverb.simulated_rooms} simulated rooms"
         parts.append(f"reverb ({source}) p={config.reverb.prob}")
     if config.telephone.prob:
         parts.append(f"telephone {list(config.telephone.codecs)} p={config.telephone.prob}")

@@ -10,14 +10,14 @@ from typing import Any, Callable, Optional
 import torch
 from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler, SpecAugment
-from lhotse.dataset.collation import collate_audio, collate_matrices
+from lhotse.dataset.collation import collate_matrices, collate_vectors
 from lhotse.utils import LOG_EPSILON
 from torch.utils.data import DataLoader, Dataset
 
-from mlkd_cli.data.features import downmix, fbank_extractor
+from mlkd_cli.data.features import downmix
 from mlkd_cli.data.tokenizer import Tokenizer
 from mlkd_cli.experiment.config import SpecAugmentConfig
-from mlkd_cli.train.augment import Augmenter
+from mlkd_cli.train.augment import Augmenter, Heard
 
 KD_TEXT = "kd_text"  # a teacher's transcript of the cut (sequence-level KD)
 
@@ -53,11 +53,11 @@ class Batch:
 class AsrDataset(Dataset):
     """Map-style lhotse dataset: the sampler yields a CutSet, this turns it into a Batch.
 
-    ``augment`` changes the audio of the cuts it draws for (their features are computed from
-    it; the others' come from the cache), ``keep_clean`` also returns the features before
-    SpecAugment, ``with_audio`` the (augmented) waveforms; ``extra`` maps the batch's cuts (in
-    batch order) to anything else a task needs, e.g. cached teacher targets. Cuts carrying a
-    teacher transcript (``kd_text``) give ``pseudo_targets``.
+    ``augment`` picks what training hears of each cut (a precomputed copy, noise and volume in
+    the feature domain), ``keep_clean`` also returns the features before SpecAugment,
+    ``with_audio`` the (augmented) waveforms; ``extra`` maps the heard cuts (the utterances or
+    their copies, in batch order) to anything else a task needs, e.g. cached teacher targets.
+    Cuts carrying a teacher transcript (``kd_text``) give ``pseudo_targets``.
     """
 
     def __init__(self, tokenizer: Tokenizer, spec_augment: SpecAugmentConfig | None = None,
@@ -72,11 +72,10 @@ class AsrDataset(Dataset):
         if spec_augment is not None and spec_augment.enabled:
             settings = {k: v for k, v in dataclasses.asdict(spec_augment).items() if k != "enabled"}
             self.spec_augment = SpecAugment(**settings)
-        self.extractor = fbank_extractor()
 
     def __getitem__(self, cuts: CutSet) -> Batch:
         cuts = cuts.sort_by_duration(ascending=False)
-        heard = cuts
+        heard = [Heard(cut) for cut in cuts]
         if self.augment is not None:
             # Drawn from torch's generator, which checkpoints save and DataLoader workers seed:
             # a resumed run augments as an uninterrupted one would.
@@ -88,7 +87,7 @@ class AsrDataset(Dataset):
             segments = torch.stack([torch.arange(len(lens)), torch.zeros_like(lens), lens], dim=1)
             features = self.spec_augment(features, supervision_segments=segments)
         sups = [cut.supervisions[0] for cut in cuts]
-        audio, audio_lens = collate_audio(heard) if self.with_audio else (None, None)
+        audio, audio_lens = self.audio(heard) if self.with_audio else (None, None)
         pseudo = [cut.custom.get(KD_TEXT) if cut.custom else None for cut in cuts]
         return Batch(
             features=features,
@@ -99,19 +98,24 @@ class AsrDataset(Dataset):
             cut_ids=[cut.id for cut in cuts],
             duration=sum(cut.duration for cut in cuts),
             clean_features=clean,
-            extra=self.extra(cuts) if self.extra is not None else None,
+            extra=self.extra(CutSet.from_cuts(h.cut for h in heard)) if self.extra is not None else None,
             audio=audio,
             audio_lens=audio_lens,
             pseudo_targets=[None if t is None else self.tokenizer.encode(t) for t in pseudo] if any(pseudo) else None,
         )
 
-    def features(self, cuts: CutSet) -> tuple[torch.Tensor, torch.Tensor]:
-        """Padded fbank of the cuts: from the cache, or computed from the audio of cuts without
-        cached features (augmented or speed-perturbed ones)."""
-        feats = [torch.from_numpy(cut.load_features() if cut.has_features
-                                  else self.extractor.extract(downmix(cut.load_audio(), cut.sampling_rate), cut.sampling_rate)) for cut in cuts]
+    @staticmethod
+    def features(heard: list[Heard]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded fbank of what training hears (see :meth:`Heard.features`)."""
+        feats = [torch.from_numpy(h.features()) for h in heard]
         lens = torch.tensor([f.shape[0] for f in feats], dtype=torch.int32)
         return collate_matrices(feats, padding_value=LOG_EPSILON), lens
+
+    @staticmethod
+    def audio(heard: list[Heard]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded mono waveforms of what training hears (for teachers that read audio)."""
+        samples = [torch.from_numpy(downmix(h.audio(), h.cut.sampling_rate)[0]) for h in heard]
+        return collate_vectors(samples, padding_value=0.0), torch.tensor([len(s) for s in samples], dtype=torch.int32)
 
 
 def make_sampler(cuts: CutSet, max_duration: float, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1):

@@ -59,3 +59,10 @@ def barrier(info: DistInfo) -> None:
 def shutdown(info: DistInfo) -> None:
     if info.world_size > 1 and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def on_main(info: DistInfo, work):
+    """``work()`` on the main process first (it fills a cache), then on the others (they read it)."""
+    result = work() if info.is_main else None
+    barrier(info)
+    return result if info.is_main else work()

@@ -12,6 +12,7 @@ import abc
 import contextlib
 import dataclasses
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import ClassVar
@@ -31,7 +32,7 @@ from mlkd_cli.log import log_to_file
 from mlkd_cli.stage import Stage, file_input, new_record
 from mlkd_cli.train.augment import Augmenter
 from mlkd_cli.train.batches import AsrDataset
-from mlkd_cli.train.distributed import DistInfo, barrier, init_distributed, shutdown
+from mlkd_cli.train.distributed import DistInfo, barrier, init_distributed, on_main, shutdown
 from mlkd_cli.train.loop import Trainer
 from mlkd_cli.train.task import Task
 
@@ -39,6 +40,7 @@ logger = logging.getLogger("mlkd")
 
 # The state of a run in progress, kept in the experiment dir for resuming; a fresh start removes it.
 WORK_STATE = ("ckpt", "metrics.jsonl", "train_curves.png")
+MAX_RENDER_JOBS = 8  # processes that render augmented copies before training starts
 
 
 @dataclasses.dataclass
@@ -102,6 +104,15 @@ class TrainingStage(abc.ABC):
         """The languages the model is trained on."""
         return languages(self.train_cuts)
 
+    def augmented_cuts(self) -> CutSet:
+        """The cuts that training augments (and renders augmented copies of)."""
+        return self.train_cuts
+
+    def build_augmenter(self) -> Augmenter | None:
+        """The augmenter of the config; its copies go to (or come from) the prepared data dir."""
+        jobs = min(MAX_RENDER_JOBS, len(os.sched_getaffinity(0)))
+        return Augmenter.build(self.config.train.augment, self.augmented_cuts(), self.data.root, jobs)
+
     @abc.abstractmethod
     def resolve(self, config: StageConfig) -> StageConfig:
         """The config as it will be recorded (vocabulary, languages, absolute paths filled in);
@@ -134,7 +145,7 @@ class TrainingStage(abc.ABC):
             barrier(dist)
             with log_to_file(self.exp_dir / "log" / f"train.{dist.rank}.log"):
                 fix_random_seed(self.config.train.seed)
-                self.augmenter = Augmenter.build(self.config.train.augment, self.train_cuts, self.config.train.seed)
+                self.augmenter = on_main(dist, self.build_augmenter)
                 built = self.setup(dist)
                 trainer = Trainer(built.task, self.exp_dir, self.config.train, built.train_cuts, built.dev_cuts,
                                   self.tokenizer, dist, built.train_dataset, built.dev_dataset, built.unlabeled_share,

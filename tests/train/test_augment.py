@@ -1,4 +1,4 @@
-"""On-the-fly augmentation: each kind does what it says, draws are reproducible, bad sets fail clearly."""
+"""Augmentation: each kind does what it says, copies are rendered once, draws are reproducible, bad sets fail clearly."""
 
 from __future__ import annotations
 
@@ -16,10 +16,13 @@ from lhotse import CutSet, Recording, SupervisionSegment
 
 from conftest import TINY_MODEL, run_cli
 from mlkd_cli.data.audio_sets import load_audio_set
+from mlkd_cli.data.features import compute_fbank, fbank_extractor
 from mlkd_cli.data.rooms import simulate_rirs
 from mlkd_cli.errors import ConfigError, DataError
 from mlkd_cli.experiment.config import AugmentConfig, NoiseConfig, ReverbConfig, TelephoneConfig
-from mlkd_cli.train.augment import Augmenter, telephone
+from mlkd_cli.models.subsampling import subsampled_lengths
+from mlkd_cli.train.augment import Augmenter, noise_features
+from mlkd_cli.train.augmented_copies import Prepared, copies_root, draw, prepare_augmentation, telephone
 from mlkd_cli.train.batches import AsrDataset
 
 SR = 16000
@@ -38,29 +41,39 @@ def write_set(directory: Path, signals: dict[str, np.ndarray], rate: int = SR) -
 
 @pytest.fixture
 def speech(tmp_path: Path):
-    """A 2 s 'utterance' (a chirp and a tone, all below 4 kHz) with one supervision."""
+    """A 2 s 'utterance' (a chirp and a tone, all below 4 kHz) with one supervision and cached fbank."""
     t = np.arange(2 * SR) / SR
     x = 0.3 * np.sin(2 * np.pi * (300 + 400 * t) * t) + 0.2 * np.sin(2 * np.pi * 1200 * t)
     sf.write(tmp_path / "utt.wav", x.astype(np.float32), SR, subtype="FLOAT")
     cut = Recording.from_file(tmp_path / "utt.wav", recording_id="utt").to_cut()
-    return dataclasses.replace(cut, id="utt", supervisions=[
+    cut = dataclasses.replace(cut, id="utt", supervisions=[
         SupervisionSegment("utt", "utt", 0, 2.0, text="a b", language="en")])
+    return compute_fbank(CutSet.from_cuts([cut]), tmp_path / "feats")[0]
 
 
-def augmenter(config: AugmentConfig, noise: dict | None = None, rirs: list | None = None) -> Augmenter:
-    return Augmenter(config, noise or {}, rirs or [])
+def augmenter(config: AugmentConfig, noise: dict | None = None, copies: dict | None = None) -> Augmenter:
+    return Augmenter(config, noise or {}, Prepared(copies or {}))
 
 
-def test_noise_is_mixed_at_the_drawn_snr(speech, tmp_path: Path):
+def fbank(samples: np.ndarray) -> np.ndarray:
+    return fbank_extractor().extract(samples, SR)
+
+
+def test_noise_is_mixed_into_cached_features_at_the_drawn_snr(speech, tmp_path: Path):
     noise_dir = write_set(tmp_path / "noise", {"white": np.random.default_rng(0).normal(0, 0.1, 5 * SR)})
-    noise = {str(noise_dir): load_audio_set(noise_dir, "noise")}
+    noise = {str(noise_dir): list(noise_features(str(noise_dir), tmp_path / "data"))}
     aug = augmenter(AugmentConfig(noise=NoiseConfig(prob=1.0, snr=(10.0, 10.0), sets=(str(noise_dir),))), noise)
-    out = aug.augment(speech, random.Random(0))
-    clean, mixed = speech.load_audio()[0], out.load_audio()[0]
+    heard = aug.augment(speech, random.Random(0))
+    clean, mixed = speech.load_audio()[0], heard.audio()[0]
     residual = mixed - clean
     snr = 10 * np.log10(np.sum(clean**2) / np.sum(residual**2))
     assert snr == pytest.approx(10.0, abs=0.2)
-    assert out.id == speech.id and out.duration == speech.duration and out.supervisions[0].text == "a b"
+    assert heard.cut.id == speech.id and heard.cut.duration == speech.duration and heard.cut.supervisions[0].text == "a b"
+    # mel energies mixed from the cached features: close to the fbank of the mixed audio (dB-like log units)
+    from_features, from_audio = heard.features(), fbank(heard.audio())
+    assert from_features.shape == from_audio.shape
+    assert np.median(np.abs(from_features - from_audio)) < 0.15
+    assert np.median(np.abs(speech.load_features() - from_audio)) > 1.0  # the noise is there
 
 
 def test_babble_of_three_talkers_makes_the_drawn_snr_together(speech, tmp_path: Path):
@@ -70,21 +83,25 @@ def test_babble_of_three_talkers_makes_the_drawn_snr_together(speech, tmp_path: 
         path = tmp_path / f"talker{i}.wav"
         sf.write(path, rng.normal(0, 0.05 * (i + 1), 3 * SR).astype(np.float32), SR, subtype="FLOAT")
         talkers.append(Recording.from_file(path).to_cut())
-    aug = augmenter(AugmentConfig(noise=NoiseConfig(prob=1.0, snr=(5.0, 5.0), babble=3)),
-                    {"babble": CutSet.from_cuts(talkers)})
-    out = aug.augment(speech, random.Random(3))
-    clean, mixed = speech.load_audio()[0], out.load_audio()[0]
-    assert len(out.tracks) >= 4  # the utterance and three talkers
+    babble = compute_fbank(CutSet.from_cuts(talkers), tmp_path / "babble")
+    aug = augmenter(AugmentConfig(noise=NoiseConfig(prob=1.0, snr=(5.0, 5.0), babble=3)), {"babble": list(babble)})
+    heard = aug.augment(speech, random.Random(3))
+    clean, mixed = speech.load_audio()[0], heard.audio()[0]
+    assert len({track.cut.id for track in heard.noise}) == 3  # three talkers
     # independent noises: their powers add, so together they sit at the drawn SNR
     assert 10 * np.log10(np.sum(clean**2) / np.sum((mixed - clean) ** 2)) == pytest.approx(5.0, abs=0.5)
+    # summed mel energies leave out the talkers' cross terms: the same energy, bin by bin noisier than one noise
+    mixed_features, from_audio = heard.features(), fbank(heard.audio())
+    assert np.exp(mixed_features).sum() / np.exp(from_audio).sum() == pytest.approx(1.0, abs=0.1)
+    assert np.median(np.abs(mixed_features - from_audio)) < 0.5
 
 
 def test_reverberation_convolves_with_the_impulse_response(speech, tmp_path: Path):
     rir = np.zeros(400)
     rir[0], rir[160] = 1.0, 0.5  # the direct path and one echo 10 ms later
     rir_dir = write_set(tmp_path / "rirs", {"echo": rir})
-    aug = augmenter(AugmentConfig(reverb=ReverbConfig(prob=1.0, rirs=(str(rir_dir),))), rirs=list(load_audio_set(rir_dir, "RIR")))
-    out = aug.augment(speech, random.Random(0)).load_audio()[0]
+    config = AugmentConfig(reverb=ReverbConfig(prob=1.0, rirs=(str(rir_dir),)))
+    out = draw(speech, random.Random(0), config, list(load_audio_set(rir_dir, "RIR"))).load_audio()[0]
     clean = speech.load_audio()[0]
     expected = clean + 0.5 * np.concatenate([np.zeros(160), clean[:-160]])
     assert np.corrcoef(out, expected)[0, 1] > 0.999
@@ -119,25 +136,53 @@ def test_telephone_keeps_the_band_below_4_khz_only(codec: str):
     assert np.corrcoef(y, 0.3 * np.sin(2 * np.pi * 1000 * t))[0, 1] > (0.95 if codec == "none" else 0.5)
 
 
-def test_speed_and_volume(speech):
-    aug = augmenter(AugmentConfig(speed_prob=1.0, speed_factors=(1.25,), volume_prob=1.0, volume_range=(0.5, 0.5)))
-    out = aug.augment(speech, random.Random(0))
-    assert out.duration == pytest.approx(speech.duration / 1.25, abs=1e-3)
-    assert out.supervisions[0].duration == pytest.approx(speech.duration / 1.25, abs=1e-3)
+def test_speed_copy_and_volume(speech):
+    config = AugmentConfig(speed_prob=1.0, speed_factors=(1.25,), volume_prob=1.0, volume_range=(0.5, 0.5))
+    copy = draw(speech, random.Random(0), config, [])
+    assert copy.duration == pytest.approx(speech.duration / 1.25, abs=1e-3)
+    assert copy.supervisions[0].duration == pytest.approx(speech.duration / 1.25, abs=1e-3)
+    heard = augmenter(config, copies={"utt": [copy] * config.copies}).augment(speech, random.Random(0))
+    assert len(heard.features()) == round(copy.duration / 0.01)  # computed from its audio (no features attached here)
+    assert heard.cut is copy and heard.gain == 0.5
     rms = lambda x: np.sqrt(np.mean(x**2))  # noqa: E731
-    assert rms(out.load_audio()) == pytest.approx(0.5 * rms(speech.load_audio()), rel=0.02)
+    assert rms(heard.audio()) == pytest.approx(0.5 * rms(copy.load_audio()), rel=1e-5)
 
 
-def test_draws_are_reproducible_and_loading_twice_gives_the_same_audio(speech, tmp_path: Path):
+def test_copies_are_rendered_once_per_settings_and_reused(speech, tmp_path: Path, caplog):
+    """Each utterance's copies draw the waveform kinds by their probabilities, their fbank is that of
+    their audio, and a second stage with the same settings reads them instead of rendering again."""
+    cuts = CutSet.from_cuts(dataclasses.replace(speech, id=f"utt{i}") for i in range(40))
+    config = AugmentConfig(reverb=ReverbConfig(prob=0.5, simulated_rooms=4), telephone=TelephoneConfig(prob=0.2),
+                           speed_prob=0.3, copies=2)
+    data = tmp_path / "data"
+    with caplog.at_level(logging.INFO, logger="mlkd"):
+        copies = prepare_augmentation(data, config, cuts, num_jobs=1).copies
+    assert sorted(copies) == sorted(c.id for c in cuts) and all(len(v) == 2 for v in copies.values())
+    changed = [c for v in copies.values() for c in v if c is not None]
+    assert 40 < len(changed) < 75  # 80 draws, each changed with probability 1 - 0.5 * 0.8 * 0.7 = 0.72
+    assert "augmentation (en): " in caplog.text and str(copies_root(data, config)) in caplog.text
+    copy = changed[0]
+    assert np.abs(copy.load_features() - fbank(copy.load_audio())).max() < 0.1  # lilcom's precision
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mlkd"):
+        again = prepare_augmentation(data, config, cuts, num_jobs=1).copies
+    assert "augmentation (en): " not in caplog.text and "up to date" in caplog.text
+    assert {k: [c and c.id for c in v] for k, v in again.items()} == {k: [c and c.id for c in v] for k, v in copies.items()}
+    other = dataclasses.replace(config, speed_prob=0.0)
+    assert copies_root(data, other) != copies_root(data, config)
+    assert prepare_augmentation(data, AugmentConfig(volume_prob=0.5), cuts) == Prepared()  # nothing to render
+
+
+def test_draws_are_reproducible_and_different_draws_differ(speech, tmp_path: Path):
     noise_dir = write_set(tmp_path / "noise", {"n": np.random.default_rng(0).normal(0, 0.1, 5 * SR)})
     config = AugmentConfig(noise=NoiseConfig(prob=0.7, sets=(str(noise_dir),)), reverb=ReverbConfig(prob=0.7, simulated_rooms=8),
-                           telephone=TelephoneConfig(prob=0.5), speed_prob=0.5, volume_prob=0.5)
-    aug = Augmenter.build(config, CutSet.from_cuts([speech]), seed=1)
-    assert len(aug.rirs) == config.reverb.simulated_rooms
-    first = [aug.augment(speech, random.Random(s)).load_audio() for s in range(6)]
-    again = [aug.augment(speech, random.Random(s)) for s in range(6)]
-    assert all(np.array_equal(a, b.load_audio()) and np.array_equal(a, b.load_audio()) for a, b in zip(first, again))
-    assert len({a.tobytes() for a in first}) > 3  # different draws, different audio
+                           telephone=TelephoneConfig(prob=0.5), speed_prob=0.5, volume_prob=0.5, copies=4)
+    aug = Augmenter.build(config, CutSet.from_cuts([speech]), tmp_path / "data", num_jobs=1)
+    first = [aug.augment(speech, random.Random(s)) for s in range(8)]
+    again = [aug.augment(speech, random.Random(s)) for s in range(8)]
+    assert all(np.array_equal(a.features(), b.features()) and np.array_equal(a.audio(), b.audio())
+               for a, b in zip(first, again))
+    assert len({a.features().tobytes() for a in first}) > 3  # different draws, different features
 
 
 def test_cuts_that_draw_nothing_keep_their_cached_features(prepared: Path):
@@ -150,9 +195,10 @@ def test_cuts_that_draw_nothing_keep_their_cached_features(prepared: Path):
     assert torch.equal(plain.features, never.features)
     loud = AsrDataset(data.tokenizer(), augment=augmenter(AugmentConfig(volume_prob=1.0, volume_range=(2.0, 2.0))))[cuts]
     assert loud.features.shape == plain.features.shape and torch.equal(loud.feature_lens, plain.feature_lens)
-    # twice the amplitude adds log(4) to every fbank bin (lilcom-cached features: to about 0.1)
+    # twice the amplitude adds log(4) to every fbank bin of the cached features
     valid = plain.features[0, : plain.feature_lens[0]]
-    assert (loud.features[0, : plain.feature_lens[0]] - valid).median().item() == pytest.approx(np.log(4), abs=0.1)
+    assert torch.allclose(loud.features[0, : plain.feature_lens[0]] - valid, torch.tensor(np.log(4), dtype=torch.float32),
+                          atol=1e-5)
 
 
 def test_noise_set_at_8_khz_is_resampled(tmp_path: Path, caplog):
@@ -245,9 +291,20 @@ def distill(prepared: Path, tiny_teachers: dict, tmp_path: Path, **kd) -> tuple:
     return result, exp
 
 
-def test_distill_with_speed_perturbation_needs_on_the_fly_targets(prepared: Path, tiny_teachers: dict, tmp_path: Path):
+def test_cached_targets_follow_each_speed_perturbed_copy(prepared: Path, tiny_teachers: dict, tmp_path: Path):
+    from lhotse import CutSet
+
     result, exp = distill(prepared, tiny_teachers, tmp_path / "cached", targets="cached")
-    assert result.exit_code != 0 and "set kd targets: on-the-fly" in result.output
+    assert result.exit_code == 0, result.output
+    log = (exp / "log" / "train.0.log").read_text()
+    assert "3 precomputed copies per utterance" in log and "speed [0.9, 1.1] p=0.5; noise [10.0, 20.0] dB from babble" in log
+    cached = CutSet.from_file(exp / "teacher_targets" / "en" / "cuts.jsonl.gz")
+    copies = [c for c in cached if "_copy" in c.id]
+    assert copies and len(cached) > len(copies)
+    originals = {c.id: c for c in cached}
+    speed = [c for c in copies if c.num_frames != originals[c.id.rsplit("_copy", 1)[0]].num_frames]
+    assert speed  # some copies drew a speed change: their targets have their own length
+    for cut in speed:
+        assert cut.load_custom("kd_hidden").shape[0] == subsampled_lengths(torch.tensor(cut.num_frames)).item()
     result, exp = distill(prepared, tiny_teachers, tmp_path / "live", targets="on-the-fly")
     assert result.exit_code == 0, result.output
-    assert "augmentation: speed [0.9, 1.1] p=0.5; noise [10.0, 20.0] dB from babble" in (exp / "log" / "train.0.log").read_text()
