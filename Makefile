@@ -23,14 +23,16 @@ install: $(STAMP)
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash local/run.sh
 
+PYTEST := $(BIN)/python -m pytest -c tests/pytest.ini -q
+
 test: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow" --durations=15
 
 test-slow: install
-	$(BIN)/python -m pytest -q -m slow
+	$(PYTEST) -m slow --timeout 1800
 
 test-all: install
-	$(BIN)/python -m pytest -q
+	$(PYTEST) --timeout 1800
 
 clean-demo:
 	rm -rf data exp

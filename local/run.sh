@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The mlkd recipe on the embedded eSpeak NG corpus, stage by stage (Kaldi style).
+# The mlkd recipe on the embedded eSpeak NG corpus, stage by stage (Kaldi style). Run here, it ends by
+# printing and writing $exp/RESULTS.md: the command, commit, machine, each stage's wall time and the results.
 #   local/run.sh [--stage N] [--stop-stage M] [--langs "en de es it ru"] [--size demo] [--preset demo]
 #                [--streaming true]
 set -euo pipefail
 
-echo "$0$([ $# -eq 0 ] || printf ' %q' "$@")" >&2   # the command line as given (Kaldi style)
+readonly command_line="$0$([ $# -eq 0 ] || printf ' %q' "$@")"
+echo "$command_line" >&2   # the command line as given (Kaldi style)
 
 stage=0
 stop_stage=7     # stages 0..7, below
@@ -113,6 +115,16 @@ fi
 
 after=""   # the previous stage's job id (cmd=slurm)
 
+# Each stage's wall time (cmd=local) goes to $exp/stage_times.tsv; the run ends with $exp/RESULTS.md.
+times=$exp/stage_times.tsv
+begin() { started=$SECONDS; }
+finished() {  # STAGE: record its wall time
+  if [ "$cmd" = local ]; then
+    mkdir -p "$exp"
+    printf '%s\t%s\t%s\n' "$1" $((SECONDS - started)) "$(date -u '+%Y-%m-%d %H:%M UTC')" >>"$times"
+  fi
+}
+
 # step NAME [ITEMS] -- MLKD_ARGS...: one stage, here or as a SLURM job; with ITEMS, once per
 # item with {item} replaced (a job array under SLURM).
 step() {
@@ -138,12 +150,15 @@ step() {
 }
 
 if runs 0; then
+  begin
   # Stage 0: synthesize the corpus (Kaldi data dirs train/dev/test, all languages); always here.
   echo "+ local/make_corpus.sh" >&2
   local/make_corpus.sh --langs "$langs" --size "$size" --seed "$seed" -j "$nj" "$corpus"
+  finished 0
 fi
 
 if runs 1; then
+  begin
   # Stage 1: validate, manifests, fbank cache, multilingual tokenizer; also the untranscribed
   # pool, the unseen-language sets and the test conditions (noisy, held-out engine) when the
   # corpus has them.
@@ -154,13 +169,16 @@ if runs 1; then
   # shellcheck disable=SC2086
   step prepare -- prepare --tokenizer "$tokenizer" --vocab-size "$vocab_size" -j "$nj" \
     "$corpus/train" "$corpus/dev" "$corpus/test" $extra_sets "$data"
+  finished 1
 fi
 
 if runs 2; then
+  begin
   # Stage 2: one Conformer-CTC teacher per language.
   # shellcheck disable=SC2086
   step teachers "$langs" -- train-teacher --data "$data" --lang "{item}" --model-config "conf/model/$preset.yaml" \
     --train-config "conf/train/teacher_$preset.yaml" $noise_opts "$exp/teacher_{item}"
+  finished 2
 fi
 
 teachers=""
@@ -183,6 +201,7 @@ unlabeled_sets=""
 if [ -n "$unlabeled" ] && prepared "$unlabeled"; then unlabeled_sets="--unlabeled-set $unlabeled"; fi
 
 if runs 3; then
+  begin
   # Stage 3: distill every teacher into one multilingual student (each utterance from its own
   # teacher); with --unlabeled SET, also on that untranscribed set (off by default: on the demo
   # corpus it cost CER at the same number of updates, README "Benchmarks").
@@ -190,20 +209,25 @@ if runs 3; then
   step distill -- distill --data "$data" --model-config "$student_config" \
     --kd-config "conf/kd/$preset.yaml" --lid-weight "$lid_weight" --train-config "conf/train/distill_$preset.yaml" \
     $noise_opts $unlabeled_sets $teachers "$exp/student_kd"
+  finished 3
 fi
 
 if runs 4; then
+  begin
   # Stage 4: language-adaptive fine-tuning of the student: CTC + λ·CE(language id).
   # shellcheck disable=SC2086
   step finetune -- finetune --data "$data" --init "$exp/student_kd" --lid-weight "$lid_weight" \
     --train-config "conf/train/finetune_$preset.yaml" $noise_opts "$exp/student"
+  finished 4
 fi
 
 if runs 5; then
+  begin
   # Stage 5: the no-KD baseline: the same student and stage from scratch, for distill + finetune updates.
   # shellcheck disable=SC2086
   step baseline -- finetune --data "$data" --model-config "$student_config" \
     --lid-weight "$lid_weight" --train-config "conf/train/baseline_$preset.yaml" $noise_opts "$exp/baseline"
+  finished 5
 fi
 
 test_sets=$manifests/test_cuts.jsonl.gz   # with the unseen languages' test set, when prepared
@@ -212,6 +236,7 @@ if prepared test_unseen; then test_sets="$test_sets $manifests/test_unseen_cuts.
 if prepared dev_unseen; then dev_sets="$dev_sets $manifests/dev_unseen_cuts.jsonl.gz"; fi
 
 if runs 6; then
+  begin
   # Stage 6: calibrate the student's and the baseline's rejection of unseen languages on dev,
   # then decode the test set (and the unseen languages' one) with every model (a teacher: its own
   # language's utterances), and with the student also by prefix beam and WFST (lexicon + 3-gram).
@@ -229,9 +254,11 @@ if runs 6; then
       step "decode-$set" "$(decoders "$set")" -- decode "{item}" "$manifests/${set}_cuts.jsonl.gz" --name "$set"
     fi
   done
+  finished 6
 fi
 
 if runs 7; then
+  begin
   # Stage 7: score every decode dir, then one table per test condition: teachers vs student vs
   # no-KD baseline (error rates on the trained languages; unseen speech counts for rejection
   # only), and every model's average on every condition.
@@ -247,8 +274,15 @@ if runs 7; then
   step score -- score $dirs "$exp/student/decode_test_ctc-prefix-beam" "$exp/student/decode_test_wfst-lm3" $streamed
   # shellcheck disable=SC2086
   step compare -- score --compare --metric cer $dirs
+  if [ "$cmd" = local ]; then
+    # shellcheck disable=SC2086
+    mlkd score --compare --metric cer --markdown $dirs >"$exp/compare.md"
+  fi
+  finished 7
 fi
 
 if [ "$cmd" = slurm ]; then
   echo "$0: submitted; the last job ($after) prints the table into $exp/slurm/log/compare.$after.out" >&2
+else
+  python local/results.py --exp "$exp" --times "$times" --command "$command_line" --compare "$exp/compare.md"
 fi

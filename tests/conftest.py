@@ -9,14 +9,11 @@ from click.testing import CliRunner
 
 from mlkd_cli.cli import cli
 
+# Fixtures shared across test modules live in tests/fixtures/ (never imported from a test module).
+pytest_plugins = ["fixtures.exports", "fixtures.slurm"]
+
 TINY_LANGS = ("en", "de", "ru")
 PREPARED_SETS = ("train", "dev", "test", "unlabeled", "dev_unseen", "test_unseen")  # the `prepared` fixture's
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: long tests, run with `make test-slow`")
-    # lhotse's fbank code trips a NumPy 2 deprecation on every call; it is not ours to fix.
-    config.addinivalue_line("filterwarnings", "ignore:__array_wrap__ must accept context:DeprecationWarning")
 
 
 def run_cli(*args: str | Path, input: bytes | None = None):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from collections import Counter
@@ -17,21 +16,12 @@ from onnx import numpy_helper
 import soundfile as sf
 import torch
 
-from conftest import TINY_MODEL, run_cli
-from mlkd_cli.cli import COMMANDS
-from mlkd_cli.config import dump_yaml, load_yaml
+from conftest import run_cli
+from fixtures.exports import RATE, make_experiment, run_export
 from mlkd_cli.data.features import fbank_extractor
-from mlkd_cli.data.prepare import PrepareConfig
-from mlkd_cli.data.tokenizer import TokenizerConfig, train_tokenizer
 from mlkd_cli.errors import DataError
-from mlkd_cli.experiment.config import FinetuneConfig, InferenceSpec
-from mlkd_cli.experiment.model_dir import TOKENIZER_DIR, config_yaml, load_model_dir
+from mlkd_cli.experiment.model_dir import load_model_dir
 from mlkd_cli.export import PAD_VALUE, check_sherpa_model, compare_onnx, session
-from mlkd_cli.models import ModelConfig, build_model, save_model
-from mlkd_cli.models.config import StreamingConfig
-
-RATE = 16000
-TEXTS = {"en": ["the quick brown fox jumps over the lazy dog"], "de": ["zwölf boxkämpfer jagen viktor quer über den sylter deich"]}
 
 # sherpa-onnx kills the process on a bad model: it runs in a child process, after check_sherpa_model.
 SHERPA = """
@@ -47,75 +37,6 @@ for wav in wavs:
 recognizer.decode_streams(streams)  # one padded batch
 print(json.dumps([s.result.text for s in streams]))
 """
-
-
-def run_export(*args):
-    """`mlkd export ARGS...`, registered here in case cli.py does not list it yet."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(COMMANDS, "export", "mlkd_cli.commands.export:export")
-        return run_cli("export", *args)
-
-
-def synthetic_audio(seconds: float, seed: int) -> np.ndarray:
-    """Noise and gliding tones that change every few hundred ms, so the features (and a random model's tokens) vary."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * RATE)) / RATE
-    pitch = np.repeat(rng.uniform(150, 3000, size=int(seconds * 4) + 1), RATE // 4)[: t.size]
-    tone = np.sin(2 * np.pi * np.cumsum(pitch) / RATE) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
-    return (0.3 * tone + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    """A prepared-data stand-in: config.yaml and a character tokenizer (all an export needs)."""
-    root = tmp_path_factory.mktemp("export_data") / "data"
-    config = PrepareConfig(tokenizer=TokenizerConfig(type="char"))
-    train_tokenizer(TEXTS, root / config.tokenizer.dir_name, config.tokenizer)
-    (root / "config.yaml").write_text(dump_yaml(config), encoding="utf-8")
-    return root
-
-
-@pytest.fixture(scope="module")
-def wavs(tmp_path_factory) -> list[Path]:
-    root = tmp_path_factory.mktemp("export_audio")
-    paths = [root / "long.wav", root / "short.wav"]
-    for i, (path, seconds) in enumerate(zip(paths, (3.0, 1.7))):
-        sf.write(path, synthetic_audio(seconds, seed=i), RATE, subtype="PCM_16")
-    return paths
-
-
-def make_experiment(root: Path, data_dir: Path, wav: Path, languages: tuple[str, ...] = (),
-                    streaming: StreamingConfig | None = None) -> Path:
-    """An experiment dir with a random tiny model whose greedy output is varied text.
-
-    Its CMVN statistics come from ``wav``; its CTC head is a scaled rotation of the encoder
-    output centred on ``wav``'s frames (a random head picks the same few tokens everywhere)
-    and never picks <unk>; a language-adaptive model gets a non-zero language embedding. So
-    every part of the graph matters to the output.
-    """
-    vocab = len((data_dir / "lang_char" / "tokens.txt").read_text(encoding="utf-8").splitlines())
-    config = dataclasses.replace(load_yaml(ModelConfig, TINY_MODEL).with_vocab(vocab), languages=languages,
-                                 streaming=streaming)
-    torch.manual_seed(0)
-    model = build_model(config).eval()
-    features = torch.from_numpy(fbank_extractor().extract(sf.read(wav, dtype="float32")[0], RATE))
-    head = model.ctc_head
-    with torch.no_grad():
-        model.encoder.normalizer.set_stats(features.mean(0), features.std(0))
-        if languages:
-            model.language_embedding.weight.normal_(std=1.0)
-        frames = model(features[None], torch.tensor([len(features)])).output[0]
-        torch.nn.init.orthogonal_(head.weight)
-        head.weight.div_(frames.std(0).mean())
-        head.bias.copy_(-head.weight @ frames.mean(0))
-        head.bias[1] = -100.0  # <unk>: sentencepiece and sherpa-onnx spell it differently
-    root.mkdir(parents=True)
-    shutil.copytree(data_dir / "lang_char", root / TOKENIZER_DIR)
-    spec = InferenceSpec(languages=tuple(TEXTS), tokenizer=TokenizerConfig(type="char"))
-    stage = FinetuneConfig(data=str(data_dir), model=config, inference=spec)
-    (root / "config.yaml").write_text(config_yaml("finetune", stage), encoding="utf-8")
-    save_model(root / "final.pt", model, config)
-    return root
 
 
 @pytest.fixture(scope="module")

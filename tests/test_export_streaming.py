@@ -24,7 +24,7 @@ from mlkd_cli.fsutil import file_digest
 from mlkd_cli.models.asr import collapse
 from mlkd_cli.models.config import StreamingConfig
 from mlkd_cli.models.streaming import ModelStream
-from test_export import RATE, data_dir, make_experiment, run_export, synthetic_audio, wavs  # noqa: F401 (fixtures)
+from fixtures.exports import RATE, make_experiment, run_export, synthetic_audio
 
 STREAMING = StreamingConfig(chunk_ms=(160, 320), left_context_ms=640)
 LEFT_CHUNKS = {160: 4, 320: 2}
@@ -73,7 +73,7 @@ def stream_wav(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def experiments(tmp_path_factory, data_dir, wavs) -> dict[str, Path]:  # noqa: F811 (fixtures)
+def experiments(tmp_path_factory, data_dir, wavs) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("stream_exp")
     return {
         "plain": make_experiment(root / "plain", data_dir, wavs[0], streaming=STREAMING),
@@ -204,7 +204,7 @@ def test_sherpa_onnx_online_gets_the_same_text_as_model_stream(which, ms, experi
 
 
 @pytest.fixture(scope="module")
-def offline_exp(tmp_path_factory, data_dir, wavs) -> Path:  # noqa: F811 (fixtures)
+def offline_exp(tmp_path_factory, data_dir, wavs) -> Path:
     return make_experiment(tmp_path_factory.mktemp("offline_exp") / "exp", data_dir, wavs[0])
 
 

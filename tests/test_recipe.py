@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from slurm_cluster import slurm_cluster  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +51,7 @@ def finals(exp: Path) -> dict[str, dict]:
 
 
 @pytest.mark.slow  # about 3 minutes: `make test-slow`
-def test_tiny_recipe_here_and_as_a_slurm_job_graph_agree(slurm_cluster, tmp_path):  # noqa: F811
+def test_tiny_recipe_here_and_as_a_slurm_job_graph_agree(slurm_cluster, tmp_path):
     env = {**os.environ, "MLKD_CMD": "local"}
     assert recipe(tmp_path, "local", env, "--stop-stage", "0").returncode == 0  # the shared corpus
     langs = ("en", "de")

@@ -142,3 +142,27 @@ def test_streaming_trains_streaming_students_and_decodes_them_as_a_stream(tmp_pa
     assert f"decode {tmp_path}/exp/student {prepared_en_de}/manifests/test_cuts.jsonl.gz --streaming" in lines
     score = next(line for line in lines if line.startswith("score ") and "--compare" not in line)
     assert score.endswith(f"{tmp_path}/exp/student/decode_test_ctc-greedy_streaming")
+
+
+def test_a_run_times_its_stages_and_writes_results(tmp_path, prepared_en_de):
+    """Every local run ends by printing and writing RESULTS.md: the command, commit, machine, each
+    stage's wall time (a later run's stages replace the earlier's) and the scores once stage 7 ran."""
+    path = logging_mlkd(tmp_path)
+    result = run_sh(tmp_path, "--stage", "2", "--stop-stage", "3", "--langs", "de en", "--preset", "tiny",
+                    "--data", str(prepared_en_de), path=path)
+    assert result.returncode == 0, result.stderr
+    results = (tmp_path / "exp" / "RESULTS.md").read_text()
+    assert result.stdout == results
+    assert results.startswith(f"# Results of `local/run.sh --corpus {tmp_path}/corpus")
+    assert "- commit: " in results and " CPU cores (" in results and "CPU capability " in results and "bf16 " in results
+    rows = [line.split(" | ")[0] for line in results.splitlines() if line.startswith("| 2 ") or line.startswith("| 3 ")]
+    assert rows == ["| 2 teachers", "| 3 distill"] and "(stage 7 has not run" in results
+    result = run_sh(tmp_path, "--stage", "7", "--langs", "de en", "--preset", "tiny", "--data", str(prepared_en_de),
+                    path=path)
+    assert result.returncode == 0, result.stderr
+    stages = [line.split("\t")[0] for line in (tmp_path / "exp" / "stage_times.tsv").read_text().splitlines()]
+    assert stages == ["2", "3", "7"]
+    results = (tmp_path / "exp" / "RESULTS.md").read_text()
+    assert "| 7 score |" in results and "| 2 teachers |" in results and "Scored " in results
+    compare = next(line for line in (tmp_path / "mlkd.log").read_text().splitlines() if "--markdown" in line)
+    assert compare.startswith("score --compare --metric cer --markdown ")

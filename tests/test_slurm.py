@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from slurm_cluster import slurm_cluster  # noqa: F401
 from mlkd_cli.cli import COMMANDS
 from mlkd_cli.config import load_yaml
 from mlkd_cli.errors import ConfigError
@@ -164,7 +163,7 @@ def test_the_shipped_resource_files_load_and_make_a_script(tmp_path, name, direc
     assert sbatch[3:] == directives  # after job-name, output, error; no account/qos (empty), no GPU on cpu
 
 
-def test_job_graph_on_a_real_cluster_and_a_failure_cancels_dependents(slurm_cluster, tmp_path, monkeypatch):  # noqa: F811
+def test_job_graph_on_a_real_cluster_and_a_failure_cancels_dependents(slurm_cluster, tmp_path, monkeypatch):
     for key, value in slurm_cluster.env.items():
         monkeypatch.setenv(key, value)
     exp = tmp_path / "exp dir #1"  # quoted on the #SBATCH lines, or sbatch would cut the log path
@@ -187,7 +186,7 @@ def test_job_graph_on_a_real_cluster_and_a_failure_cancels_dependents(slurm_clus
     assert "Error:" in bad_log and "missing" in bad_log
 
 
-def test_two_task_srun_trains_data_parallel(slurm_cluster, prepared, tmp_path, monkeypatch):  # noqa: F811
+def test_two_task_srun_trains_data_parallel(slurm_cluster, prepared, tmp_path, monkeypatch):
     from conftest import TINY_MODEL, TINY_TRAIN
 
     for key, value in slurm_cluster.env.items():

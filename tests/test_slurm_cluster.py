@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
 
 
-def test_sbatch_wrap_writes_output(slurm_cluster, tmp_path):  # noqa: F811
+def test_sbatch_wrap_writes_output(slurm_cluster, tmp_path):
     out = tmp_path / "hello.out"
     job = slurm_cluster.sbatch("--chdir", str(tmp_path), "-o", str(out), "--wrap", "echo hello from $SLURM_JOB_ID")
     assert slurm_cluster.wait(job) == "COMPLETED"
     assert out.read_text() == f"hello from {job}\n"
 
 
-def test_afterok_on_failing_job_is_cancelled(slurm_cluster, tmp_path):  # noqa: F811
+def test_afterok_on_failing_job_is_cancelled(slurm_cluster, tmp_path):
     failing = slurm_cluster.sbatch("--chdir", str(tmp_path), "-o", str(tmp_path / "fail.out"), "--wrap", "exit 3")
     marker = tmp_path / "dependent_ran"
     dependent = slurm_cluster.sbatch("--chdir", str(tmp_path), "-o", str(tmp_path / "dep.out"),
@@ -26,7 +25,7 @@ def test_afterok_on_failing_job_is_cancelled(slurm_cluster, tmp_path):  # noqa: 
     assert not marker.exists() and not (tmp_path / "dep.out").exists()
 
 
-def test_srun_two_tasks(slurm_cluster, tmp_path):  # noqa: F811
+def test_srun_two_tasks(slurm_cluster, tmp_path):
     out = tmp_path / "tasks.out"
     job = slurm_cluster.sbatch("--chdir", str(tmp_path), "-n", "2", "-o", str(out),
                                "--wrap", "srun -n 2 bash -c 'echo task $SLURM_PROCID of $SLURM_NTASKS'")

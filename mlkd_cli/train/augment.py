@@ -61,7 +61,10 @@ class NoiseTrack:
     gain: float
 
     def features(self, num_frames: int) -> np.ndarray:
-        return _fit(self.cut.load_features()[self.frame:], num_frames)
+        cut, shift = self.cut, self.cut.frame_shift
+        if cut.num_frames - self.frame >= num_frames:  # reads only the archive chunks it needs
+            return _fit(cut.truncate(offset=self.frame * shift, duration=num_frames * shift).load_features(), num_frames)
+        return _fit(cut.load_features()[self.frame:], num_frames)
 
     def audio(self, num_samples: int) -> np.ndarray:
         start = round(self.frame * self.cut.frame_shift * self.cut.sampling_rate)

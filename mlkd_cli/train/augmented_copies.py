@@ -39,6 +39,7 @@ from mlkd_cli.stage import Stage, file_input, new_record
 logger = logging.getLogger("mlkd")
 
 FORMAT = 1
+COPIES = "cuts.jsonl.gz"
 POWERS = "power.json"  # the clean utterances' mean square
 ROOM_SEED = 0  # simulated rooms are part of the settings, not of a stage's seed
 TELEPHONE_RATE = 8000
@@ -148,14 +149,16 @@ def _language(out_dir: Path, lang: str, cuts: list[Cut], config: AugmentConfig, 
             start = time.perf_counter()
             drawn = [copy for cut in cuts for k in range(config.copies)
                      if config.changes_waveform and (copy := _drawn(cut, k, config, rirs)) is not None]
-            rendered = compute_fbank(CutSet.from_cuts(drawn), staging, num_jobs, f"augmented copies ({lang})", power=True)
-            relocated(rendered, staging, out_dir).to_file(staging / "cuts.jsonl.gz")
+            if drawn:
+                rendered = compute_fbank(CutSet.from_cuts(drawn), staging, num_jobs, f"augmented copies ({lang})",
+                                         power=True)
+                relocated(rendered, staging, out_dir).to_file(staging / COPIES)
             power = dict(zip((c.id for c in cuts), audio_power(cuts, num_jobs, f"audio power ({lang})")))
             (staging / POWERS).write_text(json.dumps(power))
             logger.info("augmentation (%s): %d of %d x %d copies changed, %.2f h rendered in %.1f s into %s",
                         lang, len(drawn), len(cuts), config.copies, sum(c.duration for c in drawn) / 3600,
                         time.perf_counter() - start, out_dir)
-    return CutSet.from_file(out_dir / "cuts.jsonl.gz").to_eager()
+    return CutSet.from_file(out_dir / COPIES).to_eager() if (out_dir / COPIES).is_file() else CutSet()
 
 
 def _drawn(cut: Cut, k: int, config: AugmentConfig, rirs: list[Cut]) -> Optional[Cut]:

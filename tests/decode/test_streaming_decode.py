@@ -20,7 +20,7 @@ from mlkd_cli.data.features import fbank_extractor
 from mlkd_cli.errors import DataError
 from mlkd_cli.models.config import StreamingConfig
 from conftest import run_cli as run
-from test_export import data_dir, make_experiment, synthetic_audio, wavs  # noqa: F401 (fixtures)
+from fixtures.exports import make_experiment, synthetic_audio
 
 STREAMING = StreamingConfig(chunk_ms=(160, 320), left_context_ms=640)
 
@@ -30,13 +30,13 @@ def json_lines(output: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def streaming_exp(tmp_path_factory, data_dir, wavs) -> Path:  # noqa: F811
+def streaming_exp(tmp_path_factory, data_dir, wavs) -> Path:
     return make_experiment(tmp_path_factory.mktemp("stream") / "adaptive", data_dir, wavs[0],
                            languages=("de", "en"), streaming=STREAMING)
 
 
 @pytest.fixture(scope="module")
-def plain_exp(tmp_path_factory, data_dir, wavs) -> Path:  # noqa: F811
+def plain_exp(tmp_path_factory, data_dir, wavs) -> Path:
     return make_experiment(tmp_path_factory.mktemp("stream") / "plain", data_dir, wavs[0])
 
 
@@ -53,7 +53,7 @@ def test_online_fbank_is_lhotse_s_fbank():
 
 
 @pytest.mark.parametrize("chunk_ms", [160, 320])
-def test_streaming_a_file_equals_its_chunked_whole_utterance_decode(streaming_exp, wavs, chunk_ms):  # noqa: F811
+def test_streaming_a_file_equals_its_chunked_whole_utterance_decode(streaming_exp, wavs, chunk_ms):
     loaded = load_for_decoding(streaming_exp)
     items = resolve_inputs([str(w) for w in wavs]).items
     whole = Decoder(loaded, DecodeConfig(chunk_ms=chunk_ms)).posteriors(items)
@@ -73,7 +73,7 @@ def test_streaming_a_file_equals_its_chunked_whole_utterance_decode(streaming_ex
     assert (streaming_exp / f"decode_files_ctc-greedy_chunk-{chunk_ms}ms" / "hyps.jsonl").is_file()
 
 
-def test_partial_results_grow_with_the_audio_and_end_in_the_final_one(streaming_exp, wavs):  # noqa: F811
+def test_partial_results_grow_with_the_audio_and_end_in_the_final_one(streaming_exp, wavs):
     result = run("decode", streaming_exp, wavs[0], "--streaming", "--chunk-ms", 320, "--name", "long")
     lines = json_lines(result.output)
     partials, final = lines[:-1], lines[-1]
@@ -145,7 +145,7 @@ def test_standard_input_errors(streaming_exp, args, data, message):
     assert len([line for line in result.output.splitlines() if line.startswith("Error")]) == 1
 
 
-def test_a_model_that_does_not_stream_refuses_streaming(plain_exp, wavs):  # noqa: F811
+def test_a_model_that_does_not_stream_refuses_streaming(plain_exp, wavs):
     for args in (["--streaming"], ["--chunk-ms", 320]):
         result = run("decode", plain_exp, wavs[0], *args)
         assert result.exit_code == 1 and "not a streaming model" in result.output, result.output
