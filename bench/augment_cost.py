@@ -21,9 +21,9 @@ from lhotse import CutSet
 from mlkd_cli.data.features import downmix, fbank_extractor
 from mlkd_cli.data.prepare import PreparedData
 from mlkd_cli.data.rooms import room_cuts
-from mlkd_cli.experiment.config import AugmentConfig, NoiseConfig
+from mlkd_cli.experiment.config import AugmentConfig, NoiseConfig, ReverbConfig
 from mlkd_cli.train.augment import Augmenter, Heard, use_fast_resampling
-from mlkd_cli.train.augmented_copies import Prepared, telephone
+from mlkd_cli.train.augmented_copies import Prepared, prepare_augmentation, telephone
 
 
 def timed(name: str, cuts: list, make, seconds: float) -> None:
@@ -69,6 +69,9 @@ def main() -> None:
     timed("babble of 3, lhotse MixedCut of audio + fbank", cuts, babble_audio, seconds)
     print("per batch while training, now (features cached, mixed in the feature domain):")
     timed("cached features", cuts, lambda c: c.load_features(), seconds)
+    reverberated = prepare_augmentation(args.data, AugmentConfig(reverb=ReverbConfig(prob=1.0), copies=1),
+                                        CutSet.from_cuts(cuts), 2).copies
+    timed("a precomputed copy (reverberated)", cuts, lambda c: reverberated[c.id][0].load_features(), seconds)
     augmenter = Augmenter.build(AugmentConfig(noise=NoiseConfig(prob=1.0, sets=(args.noise,))), CutSet.from_cuts(cuts),
                                 args.data, 1)
     babbler = Augmenter(AugmentConfig(noise=NoiseConfig(prob=1.0, babble=3)), {"babble": cuts}, augmenter.prepared)

@@ -25,6 +25,7 @@ sed '/^# Audio augmentation/,$d' conf/train/teacher_demo.yaml >"$work/conf/noaug
 for lang in $langs; do
   for arm in noaug aug; do
     exp=$work/$arm/teacher_$lang
+    mkdir -p "$work/$arm"
     opts=""
     [ "$arm" = aug ] && opts="--noise-set $noise"
     SECONDS=0

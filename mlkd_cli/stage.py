@@ -124,10 +124,13 @@ class Stage:
 
     def __init__(self, out_dir: str | Path, record: StageRecord, *, force: bool = False,
                  on_change: Literal["refuse", "redo"] = "refuse", resumable: bool = False,
-                 record_name: str = STAGE_FILE, intact: Callable[[], bool] = lambda: True):
+                 record_name: str = STAGE_FILE, intact: Callable[[], bool] = lambda: True, shared: bool = False):
         """``intact``: whether finished outputs are still whole beyond their top-level entries
-        (e.g. every file a manifest names); a finished stage that is not is redone."""
+        (e.g. every file a manifest names); a finished stage that is not is redone. ``shared``: a
+        cache that stages running at once may all need (teachers of a job array): a second one
+        waits for the lock, then reads what the first published, instead of failing."""
         self.out_dir, self.record, self.force, self.intact = Path(out_dir), record, force, intact
+        self.shared = shared
         self.on_change, self.resumable, self.record_name = on_change, resumable, record_name
         stem = record_name.removesuffix(".json")
         self.staging = self.out_dir / f".staging-{stem}"
@@ -175,11 +178,15 @@ class Stage:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
             if e.errno not in (errno.EAGAIN, errno.EACCES):
+                os.close(fd)
                 raise
-            raise StageError(f"{self.out_dir}: in use by {holder}; wait for it to finish or choose another "
-                             "output directory") from None
+            if not self.shared:
+                os.close(fd)
+                raise StageError(f"{self.out_dir}: in use by {holder}; wait for it to finish or choose another "
+                                 "output directory") from None
+            logger.info("%s: in use by %s; waiting for it", self.out_dir, holder)
+            fcntl.lockf(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} (`{' '.join(self.record.argv) or self.record.command}`)".encode(), 0)
         self._lock_fd = fd

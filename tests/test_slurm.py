@@ -186,6 +186,7 @@ def test_job_graph_on_a_real_cluster_and_a_failure_cancels_dependents(slurm_clus
     assert "Error:" in bad_log and "missing" in bad_log
 
 
+@pytest.mark.slow  # srun (test_slurm_cluster) and data-parallel training (test_data_parallel) are fast tests
 def test_two_task_srun_trains_data_parallel(slurm_cluster, prepared, tmp_path, monkeypatch):
     from conftest import TINY_MODEL, TINY_TRAIN
 

@@ -126,6 +126,29 @@ def test_a_second_command_on_the_same_directory_is_refused(tmp_path):
     assert publish(out, {"a": "y"})  # the lock died with its holder
 
 
+def _shared_builder(out, started):
+    with Stage(out, record(), shared=True).run() as staging:
+        (staging / "a").write_text("built first")
+        started.set()
+        time.sleep(1.0)
+
+
+def test_a_shared_cache_waits_for_the_first_builder_and_reads_its_output(tmp_path, caplog):
+    """Caches that stages running at once all need (augmented copies for a job array of teachers)."""
+    out = tmp_path / "cache"
+    started = multiprocessing.Event()
+    proc = multiprocessing.get_context("fork").Process(target=_shared_builder, args=(out, started))
+    proc.start()
+    try:
+        assert started.wait(30)
+        with caplog.at_level("INFO", logger="mlkd"):
+            assert not publish(out, {"a": "built second"}, shared=True)  # up to date once the first published
+        assert f"in use by pid {proc.pid}" in caplog.text and "waiting for it" in caplog.text
+        assert (out / "a").read_text() == "built first"
+    finally:
+        proc.join()
+
+
 def test_records_name_their_own_file(tmp_path):
     publish(tmp_path, {"a": "1"})
     assert publish(tmp_path, {"s": "1"}, record(command="score"), record_name="stage.score.json")

@@ -54,7 +54,8 @@ def room_cuts(count: int, seed: int, prefix: str = "room") -> list[Cut]:
 def room_files(out_dir: Path, count: int, seed: int) -> list[Cut]:
     """The impulse responses of :func:`simulate_rirs` written once as WAV files in ``out_dir``, as cuts:
     manifests that reference them stay small, and a second caller reads them instead."""
-    with Stage(out_dir, new_record("simulated-rooms", {}, {"count": count, "seed": seed}), on_change="redo").run() as staging:
+    record = new_record("simulated-rooms", {}, {"count": count, "seed": seed})
+    with Stage(out_dir, record, on_change="redo", shared=True).run() as staging:
         if staging is not None:
             for i, rir in enumerate(simulate_rirs(count, seed)):
                 sf.write(staging / f"room-{i:03d}.wav", rir, SAMPLING_RATE, subtype="FLOAT")

@@ -113,15 +113,19 @@ class Heard:
 class Augmenter:
     """Draws each training cut's augmentation from a ``random.Random``."""
 
-    def __init__(self, config: AugmentConfig, noise: dict[str, list[Cut]], prepared: Prepared):
+    def __init__(self, config: AugmentConfig, noise: dict[str, list[Cut]], prepared: Prepared, max_steps: int = 0):
         self.config = config
         self.noise = noise  # source name → noise cuts with features (babble: training utterances)
         self.prepared = prepared  # the utterances' copies and power
+        start, end = config.during
+        self.steps = range(round(start * max_steps), round(end * max_steps) if end < 1 else 2**62)
 
     @classmethod
-    def build(cls, config: AugmentConfig, cuts: CutSet, data_root: Path, num_jobs: int = 2) -> Optional["Augmenter"]:
-        """The augmenter ``config`` asks for (None: no augmentation) for ``cuts``: reads the noise
-        sets' features and the cuts' copies, computing those not yet stored under ``data_root``."""
+    def build(cls, config: AugmentConfig, cuts: CutSet, data_root: Path, num_jobs: int = 2,
+              max_steps: int = 0) -> Optional["Augmenter"]:
+        """The augmenter ``config`` asks for (None: no augmentation) for ``cuts`` in a run of
+        ``max_steps`` updates: reads the noise sets' features and the cuts' copies, computing those
+        not yet stored under ``data_root``."""
         if not config.enabled:
             return None
         use_fast_resampling()
@@ -129,11 +133,21 @@ class Augmenter:
         if config.noise.prob and config.noise.babble:
             noise[BABBLE] = list(cuts)
         prepared = prepare_augmentation(data_root, config, cuts, num_jobs)
-        logger.info("augmentation: %s", describe(config, noise, prepared.copies))
-        return cls(config, noise, prepared)
+        augmenter = cls(config, noise, prepared, max_steps)
+        logger.info("augmentation%s: %s", augmenter.describe_steps(), describe(config, noise, prepared.copies))
+        return augmenter
 
-    def __call__(self, cuts: CutSet, rng: random.Random) -> list[Heard]:
+    def __call__(self, cuts: CutSet, rng: random.Random, step: int = 0) -> list[Heard]:
+        """What training hears of the cuts of update ``step`` (counted from 0)."""
+        if step not in self.steps:
+            return [Heard(cut) for cut in cuts]
         return [self.augment(cut, rng) for cut in cuts]
+
+    def describe_steps(self) -> str:
+        if self.config.during == (0.0, 1.0):
+            return ""
+        end = "the end" if self.steps.stop == 2**62 else f"update {self.steps.stop}"
+        return f" from update {self.steps.start + 1} to {end}"
 
     def augment(self, cut: Cut, rng: random.Random) -> Heard:
         """What training hears of ``cut`` (the same supervisions, its copy's length)."""
@@ -174,7 +188,7 @@ def noise_features(path: str, data_root: Path, num_jobs: int = 2) -> CutSet:
     digest = file_digest(listing(path, "noise"))
     out_dir = data_root / "augmented" / "noise" / digest[:12]
     record = new_record("noise-features", {"noise": file_input(listing(path, "noise"), digest)}, {"format": 1})
-    with Stage(out_dir, record, on_change="redo").run() as staging:
+    with Stage(out_dir, record, on_change="redo", shared=True).run() as staging:
         if staging is not None:
             cuts = compute_fbank(load_audio_set(path, "noise"), staging, num_jobs, "noise fbank", power=True)
             relocated(cuts, staging, out_dir).to_file(staging / "cuts.jsonl.gz")

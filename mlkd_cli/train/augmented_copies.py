@@ -118,7 +118,7 @@ def prepare_augmentation(data_root: Path, config: AugmentConfig, cuts: CutSet, n
         groups.setdefault((cut.supervisions[0].language, has_transcript(cut)), []).append(cut)
     for (lang, _), group in sorted(groups.items()):
         out_dir = root / f"{lang}-{_cuts_digest(group)[:12]}"
-        stored = _language(out_dir, lang, group, config, rirs, num_jobs)
+        stored = _prepare_group(out_dir, lang, group, config, rirs, num_jobs)
         out.power.update(json.loads((out_dir / POWERS).read_text()))
         copies = {c.id: c for c in stored}
         if config.changes_waveform:
@@ -139,12 +139,13 @@ def _cuts_digest(cuts: list[Cut]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def _language(out_dir: Path, lang: str, cuts: list[Cut], config: AugmentConfig, rirs: list[Cut],
+def _prepare_group(out_dir: Path, lang: str, cuts: list[Cut], config: AugmentConfig, rirs: list[Cut],
               num_jobs: int) -> CutSet:
-    """One language's rendered copies (only those that drew a change); its clean cuts' power in POWERS."""
+    """The rendered copies of a group of one language's cuts (only those that drew a change); the
+    cuts' own power in POWERS."""
     record = new_record("augmentation", {"cuts": file_input(f"{len(cuts)} {lang} cuts", _cuts_digest(cuts))},
                         settings(config))
-    with Stage(out_dir, record, on_change="redo").run() as staging:
+    with Stage(out_dir, record, on_change="redo", shared=True).run() as staging:
         if staging is not None:
             start = time.perf_counter()
             drawn = [copy for cut in cuts for k in range(config.copies)

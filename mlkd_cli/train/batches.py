@@ -73,13 +73,15 @@ class AsrDataset(Dataset):
             settings = {k: v for k, v in dataclasses.asdict(spec_augment).items() if k != "enabled"}
             self.spec_augment = SpecAugment(**settings)
 
-    def __getitem__(self, cuts: CutSet) -> Batch:
+    def __getitem__(self, item: CutSet | tuple[int, CutSet]) -> Batch:
+        """The batch of a sampler's cuts, or of :class:`NumberedBatches`' (update, cuts)."""
+        step, cuts = item if isinstance(item, tuple) else (0, item)
         cuts = cuts.sort_by_duration(ascending=False)
         heard = [Heard(cut) for cut in cuts]
         if self.augment is not None:
             # Drawn from torch's generator, which checkpoints save and DataLoader workers seed:
             # a resumed run augments as an uninterrupted one would.
-            heard = self.augment(cuts, random.Random(int(torch.randint(2**62, ()))))
+            heard = self.augment(cuts, random.Random(int(torch.randint(2**62, ()))), step)
         features, lens = self.features(heard)
         clean = None
         if self.spec_augment is not None:
@@ -132,6 +134,21 @@ def make_sampler(cuts: CutSet, max_duration: float, shuffle: bool, seed: int, ra
             world_size=world_size,
             drop_last=False,
         )
+
+
+class NumberedBatches:
+    """A sampler's batches as (update, cuts), counted on from ``next_step``: what augmentation's
+    schedule reads. DataLoader iterates its sampler in the main process even when workers make
+    the batches, so the numbers are the updates that will train on them, resumed or not."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+        self.next_step = 0
+
+    def __iter__(self):
+        for cuts in self.sampler:
+            yield self.next_step, cuts
+            self.next_step += 1
 
 
 def make_loader(dataset: AsrDataset, sampler, num_workers: int = 0) -> DataLoader:

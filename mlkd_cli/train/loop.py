@@ -22,7 +22,14 @@ from mlkd_cli.fsutil import atomic_write_text
 from mlkd_cli.log import console
 from mlkd_cli.models.checkpoint import load_model_state, save_model
 from mlkd_cli.train.augment import Augmenter
-from mlkd_cli.train.batches import AsrDataset, consumed_sampler_state, make_loader, make_sampler, speed_perturbed
+from mlkd_cli.train.batches import (
+    AsrDataset,
+    NumberedBatches,
+    consumed_sampler_state,
+    make_loader,
+    make_sampler,
+    speed_perturbed,
+)
 from mlkd_cli.train.checkpoint import (
     average_state_dicts,
     checkpoint_path,
@@ -101,7 +108,8 @@ class Trainer:
                                     rank=dist.rank, world_size=dist.world_size)
         if train_dataset is None:
             train_dataset = AsrDataset(tokenizer, config.spec_augment, augment=augment)
-        self.train_loader = make_loader(train_dataset, self.sampler, config.num_workers)
+        self.numbered = NumberedBatches(self.sampler)
+        self.train_loader = make_loader(train_dataset, self.numbered, config.num_workers)
         self.dev_loader = make_loader(dev_dataset or AsrDataset(tokenizer),
                                       make_sampler(dev_cuts, config.max_duration * 2, shuffle=False, seed=0))
         trainable = [p for p in task.parameters() if p.requires_grad]
@@ -172,6 +180,7 @@ class Trainer:
             bar = progress.add_task("train", total=cfg.max_steps, completed=self.step, info="")
             while self.step < cfg.max_steps:
                 self.sampler.set_epoch(self.epoch)
+                self.numbered.next_step = self.step
                 for batch in self.train_loader:
                     loss, terms = self._update(batch.to(self.device))
                     self.step += 1

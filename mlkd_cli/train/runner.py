@@ -111,7 +111,8 @@ class TrainingStage(abc.ABC):
     def build_augmenter(self) -> Augmenter | None:
         """The augmenter of the config; its copies go to (or come from) the prepared data dir."""
         jobs = min(MAX_RENDER_JOBS, len(os.sched_getaffinity(0)))
-        return Augmenter.build(self.config.train.augment, self.augmented_cuts(), self.data.root, jobs)
+        train = self.config.train
+        return Augmenter.build(train.augment, self.augmented_cuts(), self.data.root, jobs, train.max_steps)
 
     @abc.abstractmethod
     def resolve(self, config: StageConfig) -> StageConfig:

@@ -242,7 +242,10 @@ def test_rebuild_skips_a_complete_corpus_of_the_same_settings(corpus, caplog):
     assert "up to date" in caplog.text
     assert summary == json.loads((corpus / "corpus.json").read_text())
     assert {p: p.stat().st_mtime_ns for p in corpus.rglob("*") if p.is_file() and not p.name.startswith(".")} == dates
-    # a missing wav rebuilds it
+
+
+@pytest.mark.slow  # a whole second build: `make test-slow`
+def test_a_missing_wav_rebuilds_the_corpus(corpus):
     wav = next((corpus / "wav").rglob("*.wav"))
     wav.unlink()
     build_corpus(corpus, LANGS, "tiny", seed=3, num_jobs=1)

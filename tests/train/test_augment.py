@@ -23,7 +23,7 @@ from mlkd_cli.experiment.config import AugmentConfig, NoiseConfig, ReverbConfig,
 from mlkd_cli.models.subsampling import subsampled_lengths
 from mlkd_cli.train.augment import Augmenter, noise_features
 from mlkd_cli.train.augmented_copies import Prepared, copies_root, draw, prepare_augmentation, telephone
-from mlkd_cli.train.batches import AsrDataset
+from mlkd_cli.train.batches import AsrDataset, NumberedBatches
 
 SR = 16000
 
@@ -308,3 +308,17 @@ def test_cached_targets_follow_each_speed_perturbed_copy(prepared: Path, tiny_te
         assert cut.load_custom("kd_hidden").shape[0] == subsampled_lengths(torch.tensor(cut.num_frames)).item()
     result, exp = distill(prepared, tiny_teachers, tmp_path / "live", targets="on-the-fly")
     assert result.exit_code == 0, result.output
+
+
+def test_augmentation_runs_during_its_share_of_the_updates(speech):
+    """`during: [0.5, 0.8]` of 10 updates: updates 5, 6 and 7 (counted from 0) are augmented, the rest clean;
+    the updates are the batches' numbers, as NumberedBatches counts them on from a resumed step."""
+    config = AugmentConfig(volume_prob=1.0, volume_range=(0.5, 0.5), during=(0.5, 0.8))
+    aug = Augmenter(config, {}, Prepared(), max_steps=10)
+    gains = [aug(CutSet.from_cuts([speech]), random.Random(0), step)[0].gain for step in range(10)]
+    assert gains == [1.0] * 5 + [0.5] * 3 + [1.0] * 2
+    numbered = NumberedBatches(["a", "b", "c"])
+    numbered.next_step = 7
+    assert list(numbered) == [(7, "a"), (8, "b"), (9, "c")]
+    with pytest.raises(ConfigError, match=r"augment during \[0.8, 0.5\]"):
+        AugmentConfig(during=(0.8, 0.5))
