@@ -169,7 +169,8 @@ class Augmenter:
         tracks = []
         for _ in range(talkers):
             noise = rng.choice(self.noise[source])
-            frame = rng.randrange(max(1, noise.num_frames - cut.num_frames + 1))
+            frames = cut.num_frames or round(cut.duration / noise.frame_shift)  # a cut without features: its audio's
+            frame = rng.randrange(max(1, noise.num_frames - frames + 1))
             gain = math.sqrt(speech / max(self.power(noise), 1e-20) / 10 ** (snr / 10))
             tracks.append(NoiseTrack(noise, frame, gain))
         return tuple(tracks)

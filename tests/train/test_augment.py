@@ -74,6 +74,11 @@ def test_noise_is_mixed_into_cached_features_at_the_drawn_snr(speech, tmp_path: 
     assert from_features.shape == from_audio.shape
     assert np.median(np.abs(from_features - from_audio)) < 0.15
     assert np.median(np.abs(speech.load_features() - from_audio)) > 1.0  # the noise is there
+    # a cut without cached features (`speed_perturb: true` makes them on the fly) hears the noise in its audio
+    fast = speech.drop_features().perturb_speed(1.1)
+    heard = aug.augment(fast, random.Random(1))
+    assert heard.noise and heard.features().shape == fbank(heard.audio()).shape
+    assert np.array_equal(heard.features(), fbank(heard.audio()))
 
 
 def test_babble_of_three_talkers_makes_the_drawn_snr_together(speech, tmp_path: Path):
