@@ -8,6 +8,7 @@ failure, and share one worker pool across chunks.
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -24,6 +25,7 @@ CUTS_PER_CHUNK = 200
 POWER = "power"  # custom field: mean square of a cut's samples
 
 
+@functools.cache
 def fbank_extractor() -> Fbank:
     """lhotse's default Kaldi-compatible fbank (80 bins, 25/10 ms, povey window, no dither).
 
@@ -63,7 +65,8 @@ def _extract_chunk(cuts: list, storage_path: Path, power: bool = False) -> list:
 
             def mono(samples: np.ndarray, sampling_rate: int) -> np.ndarray:
                 samples = downmix(samples, sampling_rate)
-                seen[POWER] = float(np.mean(np.square(samples, dtype=np.float64)))
+                if power:  # the samples are loaded here anyway: no second read
+                    seen[POWER] = mean_square(samples)
                 return samples
 
             try:
@@ -103,8 +106,17 @@ def audio_power(cuts: CutSet, num_jobs: int = 1, description: str = "audio power
     return [p for done in _run_chunks(_power_chunk, jobs, num_jobs, description) for p in done]
 
 
+def cut_power(cut) -> float:
+    """The mean square of the cut's (downmixed) samples."""
+    return mean_square(downmix(cut.load_audio(), cut.sampling_rate))
+
+
+def mean_square(samples: np.ndarray) -> float:
+    return float(np.mean(np.square(samples, dtype=np.float64)))
+
+
 def _power_chunk(cuts: list) -> list[float]:
-    return [float(np.mean(np.square(downmix(cut.load_audio(), cut.sampling_rate), dtype=np.float64))) for cut in cuts]
+    return [cut_power(cut) for cut in cuts]
 
 
 def _chunks(cuts: CutSet) -> list[list]:

@@ -25,7 +25,7 @@ from lhotse.audio.resampling_backend import available_resampling_backends, set_c
 from lhotse.cut import Cut
 
 from mlkd_cli.data.audio_sets import listing, load_audio_set
-from mlkd_cli.data.features import POWER, audio_power, compute_fbank, downmix, fbank_extractor, relocated
+from mlkd_cli.data.features import POWER, compute_fbank, cut_power, downmix, fbank_extractor, relocated
 from mlkd_cli.experiment.config import AugmentConfig
 from mlkd_cli.fsutil import file_digest
 from mlkd_cli.stage import Stage, file_input, new_record
@@ -118,7 +118,8 @@ class Augmenter:
         self.noise = noise  # source name → noise cuts with features (babble: training utterances)
         self.prepared = prepared  # the utterances' copies and power
         start, end = config.during
-        self.steps = range(round(start * max_steps), round(end * max_steps) if end < 1 else 2**62)
+        self.first_step = round(start * max_steps)
+        self.end_step = round(end * max_steps) if end < 1 else None  # None: to the end, however long
 
     @classmethod
     def build(cls, config: AugmentConfig, cuts: CutSet, data_root: Path, num_jobs: int = 2,
@@ -139,15 +140,15 @@ class Augmenter:
 
     def __call__(self, cuts: CutSet, rng: random.Random, step: int = 0) -> list[Heard]:
         """What training hears of the cuts of update ``step`` (counted from 0)."""
-        if step not in self.steps:
+        if step < self.first_step or (self.end_step is not None and step >= self.end_step):
             return [Heard(cut) for cut in cuts]
         return [self.augment(cut, rng) for cut in cuts]
 
     def describe_steps(self) -> str:
         if self.config.during == (0.0, 1.0):
             return ""
-        end = "the end" if self.steps.stop == 2**62 else f"update {self.steps.stop}"
-        return f" from update {self.steps.start + 1} to {end}"
+        end = "the end" if self.end_step is None else f"update {self.end_step}"
+        return f" from update {self.first_step + 1} to {end}"
 
     def augment(self, cut: Cut, rng: random.Random) -> Heard:
         """What training hears of ``cut`` (the same supervisions, its copy's length)."""
@@ -179,8 +180,8 @@ class Augmenter:
         """Mean square of the cut's samples: stored with a copy or noise, prepared for an utterance."""
         if cut.custom and POWER in cut.custom:
             return cut.custom[POWER]
-        if cut.id not in self.prepared.power:
-            self.prepared.power[cut.id] = audio_power(CutSet.from_cuts([cut]))[0]
+        if cut.id not in self.prepared.power:  # a cut made while training (speed_perturb): read once
+            self.prepared.power[cut.id] = cut_power(cut)
         return self.prepared.power[cut.id]
 
 

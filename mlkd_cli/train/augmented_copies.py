@@ -117,8 +117,9 @@ def prepare_augmentation(data_root: Path, config: AugmentConfig, cuts: CutSet, n
     for cut in cuts:                                  # a teacher's are a student's too
         groups.setdefault((cut.supervisions[0].language, has_transcript(cut)), []).append(cut)
     for (lang, _), group in sorted(groups.items()):
-        out_dir = root / f"{lang}-{_cuts_digest(group)[:12]}"
-        stored = _prepare_group(out_dir, lang, group, config, rirs, num_jobs)
+        digest = _cuts_digest(group)
+        out_dir = root / f"{lang}-{digest[:12]}"
+        stored = _prepare_group(out_dir, lang, group, digest, config, rirs, num_jobs)
         out.power.update(json.loads((out_dir / POWERS).read_text()))
         copies = {c.id: c for c in stored}
         if config.changes_waveform:
@@ -139,11 +140,11 @@ def _cuts_digest(cuts: list[Cut]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def _prepare_group(out_dir: Path, lang: str, cuts: list[Cut], config: AugmentConfig, rirs: list[Cut],
-              num_jobs: int) -> CutSet:
+def _prepare_group(out_dir: Path, lang: str, cuts: list[Cut], digest: str, config: AugmentConfig, rirs: list[Cut],
+                   num_jobs: int) -> CutSet:
     """The rendered copies of a group of one language's cuts (only those that drew a change); the
     cuts' own power in POWERS."""
-    record = new_record("augmentation", {"cuts": file_input(f"{len(cuts)} {lang} cuts", _cuts_digest(cuts))},
+    record = new_record("augmentation", {"cuts": file_input(f"{len(cuts)} {lang} cuts", digest)},
                         settings(config))
     with Stage(out_dir, record, on_change="redo", shared=True).run() as staging:
         if staging is not None:
