@@ -1,10 +1,12 @@
 """Training and inference throughput of a model preset on CPU, in seconds of audio per second.
 
 One batch of random features (utterances of 2-6 s, about 50 s of audio in all, padded to
-the longest) goes through forward + CTC loss + backward + AdamW step, in fp32 and under
-bf16 autocast; then forward only, without gradients. Audio seconds count real frames only.
+the longest) goes through forward + CTC loss + backward + AdamW step, in fp32, under bf16
+autocast, and under bf16 autocast with torch's bf16 attention kernel on the CPU (which mlkd
+replaces by fp32 attention, ``mlkd_cli.models.conformer.attend``); then forward only, without
+gradients. Audio seconds count real frames only.
 
-    .venv/bin/python bench/model_speed.py [--preset conf/model/demo.yaml] [--steps 5]
+    .venv/bin/python bench/model_speed.py [--preset conf/model/demo.yaml] [--steps 5] [--seconds 2 6]
 """
 
 from __future__ import annotations
@@ -14,19 +16,23 @@ import time
 from pathlib import Path
 
 import torch
+from torch.nn import functional as F
 
 from mlkd_cli.config import load_yaml
+from mlkd_cli.models import conformer
 from mlkd_cli.models import ModelConfig, build_model, ctc_loss, num_parameters
 
 FRAMES_PER_SECOND = 100
 VOCAB = 40  # about a character vocabulary of one language
 
 
-def make_batch(seconds: float, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:
+def make_batch(seconds: float, shortest: float, longest: float, seed: int
+               ) -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:
     g = torch.Generator().manual_seed(seed)
     lengths = []
     while sum(lengths) < seconds * FRAMES_PER_SECOND:
-        lengths.append(int(torch.randint(2 * FRAMES_PER_SECOND, 6 * FRAMES_PER_SECOND + 1, (1,), generator=g)))
+        lengths.append(int(torch.randint(int(shortest * FRAMES_PER_SECOND), int(longest * FRAMES_PER_SECOND) + 1, (1,),
+                                         generator=g)))
     features = torch.randn(len(lengths), max(lengths), 80, generator=g)
     targets = [torch.randint(1, VOCAB, (n // 25,), generator=g).tolist() for n in lengths]  # ~4 tokens/s
     return features, torch.tensor(lengths), targets
@@ -44,6 +50,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", type=Path, default=Path(__file__).resolve().parent.parent / "conf/model/demo.yaml")
     parser.add_argument("--batch-seconds", type=float, default=50.0)
+    parser.add_argument("--seconds", type=float, nargs=2, default=(2.0, 6.0), metavar=("SHORTEST", "LONGEST"),
+                        help="utterance durations (the demo corpus: about 1-3 s)")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -52,12 +60,20 @@ def main() -> None:
     config = load_yaml(ModelConfig, args.preset).with_vocab(VOCAB)
     model = build_model(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    features, lengths, targets = make_batch(args.batch_seconds, seed=0)
+    features, lengths, targets = make_batch(args.batch_seconds, *args.seconds, seed=0)
     audio = lengths.sum().item() / FRAMES_PER_SECOND
     print(f"{args.preset.name}: {num_parameters(model) / 1e6:.2f} M parameters, {args.threads} threads, "
           f"batch of {len(lengths)} utterances, {audio:.1f} s audio padded to {features.size(1) / FRAMES_PER_SECOND:.1f} s")
 
-    for name, dtype in (("fp32", None), ("bf16 autocast", torch.bfloat16)):
+    fp32_attention = conformer.attend
+
+    def bf16_kernel(q, k, v, mask):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+    arms = (("fp32", None, fp32_attention), ("bf16 autocast", torch.bfloat16, fp32_attention),
+            ("bf16 kernel", torch.bfloat16, bf16_kernel))
+    for name, dtype, attend in arms:
+        conformer.attend = attend
 
         def train_step() -> None:
             with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):

@@ -82,6 +82,23 @@ def test_attention_maps_are_masked_distributions():
         assert torch.allclose(a[0, :valid], b[0, :valid], atol=1e-5) and torch.allclose(a[1], b[1], atol=1e-5)
 
 
+def test_attention_under_cpu_bf16_autocast_is_computed_in_fp32():
+    """torch's bf16 attention kernel is slow on a CPU: ``attend`` computes fp32 attention of the
+    bf16 inputs, returns bf16 and passes gradients to all three."""
+    from mlkd_cli.models.conformer import attend
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 9, 8, generator=g).to(torch.bfloat16).requires_grad_() for _ in range(3))
+    mask = (torch.arange(9) < torch.tensor([9, 5])[:, None])[:, None, None, :]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = attend(q, k, v, mask)
+    expected = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+    assert y.dtype == torch.bfloat16
+    assert torch.equal(y, expected.to(torch.bfloat16))
+    y.float().sum().backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in (q, k, v))
+
+
 LANGS = ("de", "en", "ru")
 ADAPTIVE = dataclasses.replace(TINY, num_layers=3, languages=LANGS)
 
