@@ -50,13 +50,17 @@ def duration(seconds: int) -> str:
 
 
 def stage_table(times: Path) -> str:
-    """The latest wall time of each stage (an earlier run's where this one skipped the stage)."""
-    latest: dict[str, tuple[int, str]] = {}
+    """The latest wall time of each stage (an earlier run's where this one skipped the stage). A stage
+    that ran beside others (the baseline beside stages 2-4) adds only the time the run waited for it
+    to the total."""
+    latest: dict[str, tuple[int, str, int | None]] = {}
     for line in times.read_text().splitlines() if times.is_file() else []:
-        stage, seconds, finished = line.split("\t")
-        latest[stage] = (int(seconds), finished)
-    rows = [f"| {stage} {STAGES[stage]} | {duration(s)} | {finished} |" for stage, (s, finished) in sorted(latest.items())]
-    total = sum(s for s, _ in latest.values())
+        stage, seconds, finished, *beside = line.split("\t")
+        waited = int(beside[0].removeprefix("beside:")) if beside and beside[0].startswith("beside:") else None
+        latest[stage] = (int(seconds), finished, waited)
+    rows = [f"| {stage} {STAGES[stage]}{'' if waited is None else f' (beside stages 2-4, then waited {duration(waited)})'}"
+            f" | {duration(s)} | {finished} |" for stage, (s, finished, waited) in sorted(latest.items())]
+    total = sum(s if waited is None else waited for s, _, waited in latest.values())
     return "\n".join(["| stage | wall time | finished |", "|---|---:|---|", *rows, f"| total | {duration(total)} | |"])
 
 

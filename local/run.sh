@@ -2,7 +2,7 @@
 # The mlkd recipe on the embedded eSpeak NG corpus, stage by stage (Kaldi style). Run here, it ends by
 # printing and writing $exp/RESULTS.md: the command, commit, machine, each stage's wall time and the results.
 #   local/run.sh [--stage N] [--stop-stage M] [--langs "en de es it ru"] [--size demo] [--preset demo]
-#                [--streaming true]
+#                [--streaming true] [--max-jobs-run 2]
 set -euo pipefail
 
 readonly command_line="$0$([ $# -eq 0 ] || printf ' %q' "$@")"
@@ -24,6 +24,7 @@ lid_weight=3     # λ of the language-ID loss (distill, finetune, baseline)
 noise=""         # noise set for augmentation in every training stage (default: the corpus's noise/)
 unlabeled=""     # an untranscribed set to distill on too (e.g. unlabeled; kd unlabeled_share sets its share)
 streaming=false  # true: the student and the baseline stream (conf/model/student_${preset}_streaming.yaml)
+max_jobs_run=2   # cmd=local: mlkd commands at once (teachers, decodes, the baseline beside them), each on its share of the cores
 
 . local/parse_options.sh
 if [ $# -gt 0 ]; then
@@ -93,6 +94,10 @@ EOF
 [[ $stop_stage =~ ^[0-7]$ ]] || die "--stop-stage must be a stage number 0..7, got '$stop_stage'"
 [ "$stop_stage" -ge "$stage" ] || die "--stop-stage $stop_stage is before --stage $stage, so nothing would run"
 [[ $streaming =~ ^(true|false)$ ]] || die "--streaming must be true or false, got '$streaming'"
+[[ $max_jobs_run =~ ^[1-9][0-9]*$ ]] || die "--max-jobs-run must be a positive number, got '$max_jobs_run'"
+if [ "$max_jobs_run" -gt 1 ] && (( BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] < 501 )); then
+  die "--max-jobs-run $max_jobs_run needs bash 5.1 or later (this is $BASH_VERSION); use --max-jobs-run 1"
+fi
 student_config=conf/model/student_$preset.yaml
 if [ "$streaming" = true ]; then student_config=conf/model/student_${preset}_streaming.yaml; fi
 [ -n "${langs//[[:space:]]/}" ] || die "--langs is empty; give at least one language, e.g. --langs \"en de\""
@@ -118,15 +123,55 @@ after=""   # the previous stage's job id (cmd=slurm)
 # Each stage's wall time (cmd=local) goes to $exp/stage_times.tsv; the run ends with $exp/RESULTS.md.
 times=$exp/stage_times.tsv
 begin() { started=$SECONDS; }
-finished() {  # STAGE: record its wall time
+finished() { record "$1" $((SECONDS - started)); }  # STAGE: record its wall time
+record() {  # STAGE SECONDS [beside:WAIT]: it ran beside other stages, and the run then waited WAIT s for it
   if [ "$cmd" = local ]; then
     mkdir -p "$exp"
-    printf '%s\t%s\t%s\n' "$1" $((SECONDS - started)) "$(date -u '+%Y-%m-%d %H:%M UTC')" >>"$times"
+    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$(date -u '+%Y-%m-%d %H:%M UTC')" "${3:-}" >>"$times"
   fi
 }
 
+# cmd=local runs up to $max_jobs_run mlkd commands at once, as Kaldi's run.pl does: a stage's items
+# (teachers, decodes) side by side, and the baseline, which needs neither teachers nor student, beside
+# stages 2-4. Each command gets its share of the cores as torch threads (on 2 cores two 1-thread
+# teachers train 1.3 times as fast as one after the other with 2 threads: bench/README.md); one that
+# runs alone gets them all. A command beside others writes its output to $exp/log/NAME.log.
+cores=$(nproc)
+share=$(( cores / max_jobs_run > 0 ? cores / max_jobs_run : 1 ))
+declare -A job_name=() job_log=() job_start=()
+trap 'if [ ${#job_name[@]} -gt 0 ]; then kill "${!job_name[@]}" 2>/dev/null || true; fi' EXIT
+launch() {  # NAME -- MLKD_ARGS...: in the background once a slot is free
+  local name=$1; shift 2
+  while [ ${#job_name[@]} -ge "$max_jobs_run" ]; do reap; done
+  local log=$exp/log/$name.log
+  mkdir -p "$exp/log"
+  echo "+ mlkd $* >$log" >&2
+  OMP_NUM_THREADS=$share mlkd "$@" >"$log" 2>&1 &
+  job_name[$!]=$name job_log[$!]=$log job_start[$!]=$SECONDS
+}
+reap() {  # waits for one background command; a failed one stops the run and the others
+  local pid status=0
+  wait -n -p pid "${!job_name[@]}" || status=$?
+  local name=${job_name[$pid]} log=${job_log[$pid]} seconds=$((SECONDS - job_start[$pid]))
+  unset "job_name[$pid]" "job_log[$pid]" "job_start[$pid]"
+  if [ "$status" -ne 0 ]; then
+    if [ ${#job_name[@]} -gt 0 ]; then kill "${!job_name[@]}" 2>/dev/null || true; wait || true; fi
+    tail -n 5 "$log" >&2
+    die "$name failed (exit $status); its log: $log"
+  fi
+  echo "done: $name (${seconds} s)" >&2
+  if [ "$name" = baseline ]; then baseline_seconds=$seconds; fi
+}
+drain() {  # [KEEP]: waits for every background command but KEEP
+  local pid
+  while :; do
+    for pid in "${!job_name[@]}"; do [ "${job_name[$pid]}" != "${1:-}" ] && { reap; continue 2; }; done
+    return 0
+  done
+}
+
 # step NAME [ITEMS] -- MLKD_ARGS...: one stage, here or as a SLURM job; with ITEMS, once per
-# item with {item} replaced (a job array under SLURM).
+# item with {item} replaced (a job array under SLURM; side by side here).
 step() {
   local name=$1 items=""; shift
   if [ "$1" != "--" ]; then items=$1; shift; fi
@@ -136,17 +181,27 @@ step() {
     after=$(mlkd slurm --name "$name" $slurm_opts ${after:+--after "$after"} ${items:+--array "$items"} \
       --submit "$exp" -- "$@")
     echo "+ [slurm job $after] mlkd $*" >&2
+  elif [ -n "$items" ] && [ "$max_jobs_run" -gt 1 ] && [ "$(wc -w <<<"$items")" -gt 1 ]; then
+    for item in $items; do
+      local args=()
+      for a in "$@"; do args+=("${a//\{item\}/$item}"); done
+      launch "$name.$(basename "$item")" -- "${args[@]}"
+    done
+    drain baseline
   elif [ -n "$items" ]; then
     for item in $items; do
       local args=()
       for a in "$@"; do args+=("${a//\{item\}/$item}"); done
-      echo "+ mlkd ${args[*]}" >&2
-      mlkd "${args[@]}"
+      here "${args[@]}"
     done
   else
-    echo "+ mlkd $*" >&2
-    mlkd "$@"
+    here "$@"
   fi
+}
+here() {  # MLKD_ARGS...: in the foreground, on the cores no background command uses
+  echo "+ mlkd $*" >&2
+  if [ ${#job_name[@]} -gt 0 ]; then OMP_NUM_THREADS=$(( cores - share * ${#job_name[@]} > 0 ? cores - share * ${#job_name[@]} : 1 )) mlkd "$@"
+  else mlkd "$@"; fi
 }
 
 if runs 0; then
@@ -172,8 +227,18 @@ if runs 1; then
   finished 1
 fi
 
+# Stage 5's command: the no-KD baseline, the same student and stage from scratch, for distill + finetune updates.
+# shellcheck disable=SC2206
+baseline_args=(finetune --data "$data" --model-config "$student_config" --lid-weight "$lid_weight"
+               --train-config "conf/train/baseline_$preset.yaml" $noise_opts "$exp/baseline")
+baseline_beside=false baseline_seconds=0   # cmd=local: it trains beside stages 2-4
+
 if runs 2; then
   begin
+  if runs 5 && [ "$cmd" = local ] && [ "$max_jobs_run" -gt 1 ]; then
+    baseline_beside=true
+    launch baseline -- "${baseline_args[@]}"
+  fi
   # Stage 2: one Conformer-CTC teacher per language.
   # shellcheck disable=SC2086
   step teachers "$langs" -- train-teacher --data "$data" --lang "{item}" --model-config "conf/model/$preset.yaml" \
@@ -222,12 +287,16 @@ if runs 4; then
 fi
 
 if runs 5; then
+  # Stage 5: the no-KD baseline; when stages 2-4 ran here, it trained beside them and the table
+  # counts the time the run waited for it.
   begin
-  # Stage 5: the no-KD baseline: the same student and stage from scratch, for distill + finetune updates.
-  # shellcheck disable=SC2086
-  step baseline -- finetune --data "$data" --model-config "$student_config" \
-    --lid-weight "$lid_weight" --train-config "conf/train/baseline_$preset.yaml" $noise_opts "$exp/baseline"
-  finished 5
+  if [ "$baseline_beside" = true ]; then
+    drain
+    record 5 "$baseline_seconds" "beside:$((SECONDS - started))"
+  else
+    step baseline -- "${baseline_args[@]}"
+    finished 5
+  fi
 fi
 
 test_sets=$manifests/test_cuts.jsonl.gz   # with the unseen languages' test set, when prepared
@@ -281,6 +350,7 @@ if runs 7; then
   finished 7
 fi
 
+drain
 if [ "$cmd" = slurm ]; then
   echo "$0: submitted; the last job ($after) prints the table into $exp/slurm/log/compare.$after.out" >&2
 else

@@ -123,7 +123,7 @@ def test_help_lists_exactly_the_options(tmp_path):
     assert result.returncode == 0 and lines[:2] == ["local/run.sh --help", "Options (with their defaults):"]
     assert [line.split()[0] for line in lines[2:]] == [
         "--stage", "--stop-stage", "--langs", "--size", "--seed", "--nj", "--corpus", "--data", "--tokenizer",
-        "--vocab-size", "--preset", "--exp", "--lid-weight", "--noise", "--unlabeled", "--streaming"]
+        "--vocab-size", "--preset", "--exp", "--lid-weight", "--noise", "--unlabeled", "--streaming", "--max-jobs-run"]
     preset = "  --preset demo      # conf/model/{,student_}$preset.yaml, conf/train/{teacher,distill,finetune,baseline}"
     assert f"{preset}_$preset.yaml" in lines  # underscores in comments stay
 
@@ -166,3 +166,64 @@ def test_a_run_times_its_stages_and_writes_results(tmp_path, prepared_en_de):
     assert "| 7 score |" in results and "| 2 teachers |" in results and "Scored " in results
     compare = next(line for line in (tmp_path / "mlkd.log").read_text().splitlines() if "--markdown" in line)
     assert compare.startswith("score --compare --metric cer --markdown ")
+
+
+def timing_mlkd(tmp: Path, seconds: float, fail: str = "") -> str:
+    """A stand-in `mlkd` that logs "start|end ARGS @THREADS TIME" and sleeps ``seconds`` between;
+    it exits 3 at once when its arguments contain ``fail``. The PATH prefix that finds it."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    failing = f'[[ "$*" == *"{fail}"* ]] && exit 3\n' if fail else ""
+    (bin_dir / "mlkd").write_text(
+        f'#!/usr/bin/env bash\necho "start $* @$OMP_NUM_THREADS $(date +%s.%N)" >> {tmp}/mlkd.log\n{failing}'
+        f'sleep {seconds}\necho "end $* @$OMP_NUM_THREADS $(date +%s.%N)" >> {tmp}/mlkd.log\n')
+    (bin_dir / "mlkd").chmod(0o755)
+    return f"{bin_dir}:"
+
+
+def spans(tmp: Path) -> dict[str, tuple[float, float, str]]:
+    """Each command's (start, end, OMP_NUM_THREADS), by its last argument (the experiment dir)."""
+    events: dict[str, dict[str, float | str]] = {}
+    for line in (tmp / "mlkd.log").read_text().splitlines():
+        kind, *args, threads, time = line.split()
+        events.setdefault(Path(args[-1]).name, {})[kind] = float(time)
+        events[Path(args[-1]).name]["threads"] = threads.lstrip("@")
+    return {name: (e["start"], e.get("end", float("nan")), e["threads"]) for name, e in events.items()}
+
+
+def test_teachers_and_the_baseline_train_side_by_side_on_shares_of_the_cores(tmp_path, prepared_en_de):
+    """--max-jobs-run 2 (the default): the teachers train two at a time, the baseline beside stages
+    2-4, each on half the cores; distillation starts when both teachers are done, on the cores the
+    baseline leaves; the stage table counts the baseline by the time the run waited for it."""
+    result = run_sh(tmp_path, "--stage", "2", "--stop-stage", "5", "--langs", "de en", "--preset", "tiny",
+                    "--data", str(prepared_en_de), path=timing_mlkd(tmp_path, 1.0))
+    assert result.returncode == 0, result.stderr
+    s = spans(tmp_path)
+    half = str(max(1, os.cpu_count() // 2))
+    assert s["baseline"][2] == s["teacher_de"][2] == s["teacher_en"][2] == half
+    assert s["baseline"][0] < s["teacher_de"][0] and s["baseline"][1] > s["teacher_de"][0]  # beside the teachers
+    assert s["student_kd"][0] > max(s["teacher_de"][1], s["teacher_en"][1])
+    assert f"+ mlkd train-teacher --data {prepared_en_de} --lang de" in result.stderr
+    assert f">{tmp_path}/exp/log/teachers.de.log" in result.stderr
+    rows = [line.split("\t") for line in (tmp_path / "exp" / "stage_times.tsv").read_text().splitlines()]
+    assert [row[0] for row in rows] == ["2", "3", "4", "5"] and rows[3][3].startswith("beside:")
+    assert "| 5 baseline (beside stages 2-4, then waited 0:00:0" in (tmp_path / "exp" / "RESULTS.md").read_text()
+
+
+def test_one_job_at_a_time_runs_everything_in_order_on_all_cores(tmp_path, prepared_en_de):
+    result = run_sh(tmp_path, "--stage", "2", "--stop-stage", "5", "--langs", "de en", "--preset", "tiny",
+                    "--max-jobs-run", "1", "--data", str(prepared_en_de), path=timing_mlkd(tmp_path, 0.0))
+    assert result.returncode == 0, result.stderr
+    s = spans(tmp_path)
+    assert sorted(s, key=lambda name: s[name][0]) == ["teacher_de", "teacher_en", "student_kd", "student", "baseline"]
+    assert {threads for _, _, threads in s.values()} == {""}  # torch's default: every core
+
+
+def test_a_failed_job_stops_the_run_and_its_neighbours_with_one_line_naming_its_log(tmp_path, prepared_en_de):
+    result = run_sh(tmp_path, "--stage", "2", "--stop-stage", "5", "--langs", "de en", "--preset", "tiny",
+                    "--data", str(prepared_en_de), path=timing_mlkd(tmp_path, 1.0, fail="teacher_de"))
+    assert result.returncode == 1
+    log = tmp_path / "exp" / "log" / "teachers.de.log"
+    assert result.stderr.splitlines()[-1] == f"local/run.sh: teachers.de failed (exit 3); its log: {log}"
+    s = spans(tmp_path)
+    assert sorted(s) == ["baseline", "teacher_de"] and all(end != end for _, end, _ in s.values())  # NaN: none ended
