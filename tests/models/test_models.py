@@ -281,3 +281,22 @@ def test_tiny_model_overfits_one_batch():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_dropout_keeps_one_minus_p_scaled_and_is_seeded():
+    from mlkd_cli.models.conformer import Dropout
+
+    drop = Dropout(0.1)
+    x = torch.ones(1000, 1000, requires_grad=True)
+    torch.manual_seed(0)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.002  # 1e6 draws: the sd of the share is 3e-4
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.9))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the same mask and scale
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)
+    drop.eval()
+    assert drop(x) is x
+    assert torch.equal(Dropout(1.0)(x), torch.zeros_like(x))
