@@ -2,9 +2,10 @@
 
 One batch of random features (utterances of 2-6 s, about 50 s of audio in all, padded to
 the longest) goes through forward + CTC loss + backward + AdamW step, in fp32, under bf16
-autocast, and under bf16 autocast with torch's bf16 attention kernel on the CPU (which mlkd
-replaces by fp32 attention, ``mlkd_cli.models.conformer.attend``); then forward only, without
-gradients. Audio seconds count real frames only.
+autocast, and, to measure what mlkd changes on a CPU, under bf16 autocast with torch's bf16
+attention kernel (mlkd computes attention in fp32, ``conformer.attend``) and with torch's dropout
+(mlkd draws 16-bit masks, ``conformer.Dropout``); then forward only, without gradients. The
+optimizer is fused AdamW, as the trainer's. Audio seconds count real frames only.
 
     .venv/bin/python bench/model_speed.py [--preset conf/model/demo.yaml] [--steps 5] [--seconds 2 6]
 """
@@ -59,21 +60,23 @@ def main() -> None:
     torch.manual_seed(0)
     config = load_yaml(ModelConfig, args.preset).with_vocab(VOCAB)
     model = build_model(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     features, lengths, targets = make_batch(args.batch_seconds, *args.seconds, seed=0)
     audio = lengths.sum().item() / FRAMES_PER_SECOND
     print(f"{args.preset.name}: {num_parameters(model) / 1e6:.2f} M parameters, {args.threads} threads, "
           f"batch of {len(lengths)} utterances, {audio:.1f} s audio padded to {features.size(1) / FRAMES_PER_SECOND:.1f} s")
 
-    fp32_attention = conformer.attend
+    mlkd_attention, mlkd_dropout = conformer.attend, conformer.Dropout.forward
 
     def bf16_kernel(q, k, v, mask):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
-    arms = (("fp32", None, fp32_attention), ("bf16 autocast", torch.bfloat16, fp32_attention),
-            ("bf16 kernel", torch.bfloat16, bf16_kernel))
-    for name, dtype, attend in arms:
-        conformer.attend = attend
+    arms = (("fp32", None, mlkd_attention, mlkd_dropout),
+            ("bf16 autocast", torch.bfloat16, mlkd_attention, mlkd_dropout),
+            ("bf16, torch's bf16 attention", torch.bfloat16, bf16_kernel, mlkd_dropout),
+            ("bf16, torch's dropout", torch.bfloat16, mlkd_attention, torch.nn.Dropout.forward))
+    for name, dtype, attend, dropout in arms:
+        conformer.attend, conformer.Dropout.forward = attend, dropout
 
         def train_step() -> None:
             with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -91,7 +94,7 @@ def main() -> None:
         train = timed(train_step, args.steps)
         model.eval()
         infer = timed(infer_step, args.steps)
-        print(f"  {name:14s} train step {train:.3f} s = {audio / train:6.1f} s audio/s   "
+        print(f"  {name:29s} train step {train:.3f} s = {audio / train:6.1f} s audio/s   "
               f"forward only {infer:.3f} s = {audio / infer:6.1f} s audio/s")
 
 

@@ -25,7 +25,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 data=$work/data exp=$work/exp
 mkdir -p "$work"
 SECONDS=0
-local/run.sh --stop-stage 1 --langs "$langs" --corpus "$work/corpus" --data "$data" --exp "$exp" >"$work/prepare.log" 2>&1
+local/run.sh --stop-stage 1 --size demo-same-hour --langs "$langs" --corpus "$work/corpus" --data "$data" --exp "$exp" >"$work/prepare.log" 2>&1
 echo "corpus + prepare: ${SECONDS} s"
 test_cuts=$data/manifests/test_cuts.jsonl.gz
 mlkd_teachers="" onnx_teachers="" mixed_teachers=""

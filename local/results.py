@@ -12,7 +12,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-STAGES = {"0": "corpus", "1": "prepare", "2": "teachers", "3": "distill", "4": "finetune", "5": "baseline",
+STAGES = {"0": "corpus", "1": "prepare", "2": "teachers", "3": "distill", "4": "finetune", "5": "baselines",
           "6": "decode", "7": "score"}
 
 

@@ -22,9 +22,10 @@ preset=demo      # conf/model/{,student_}$preset.yaml, conf/train/{teacher,disti
 exp=exp
 lid_weight=3     # λ of the language-ID loss (distill, finetune, baseline)
 noise=""         # noise set for augmentation in every training stage (default: the corpus's noise/)
-unlabeled=""     # an untranscribed set to distill on too (e.g. unlabeled; kd unlabeled_share sets its share)
+unlabeled=unlabeled  # the untranscribed set distillation also learns from, when prepared ("": none)
+pl_baseline=true # also the pseudo-label baseline (stage 5): CTC on the teachers' transcripts, no layer or posterior KD
 streaming=false  # true: the student and the baseline stream (conf/model/student_${preset}_streaming.yaml)
-max_jobs_run=2   # cmd=local: mlkd commands at once (teachers, decodes, the baseline beside them), each on its share of the cores
+max_jobs_run=2   # cmd=local: mlkd commands at once (teachers, decodes, baselines beside them), each on its share of the cores
 
 . local/parse_options.sh
 if [ $# -gt 0 ]; then
@@ -33,6 +34,7 @@ if [ $# -gt 0 ]; then
 fi
 . local/cmd.sh
 conditions="test_noisy test_engine"   # test sets besides test: every model is decoded and scored on each
+teacher_set=teacher_train             # the teachers' own training data, when the corpus has it (else: train)
 
 # Every input is checked before any stage starts; a problem is one line naming the option.
 die() { echo "$0: $*" >&2; exit 1; }
@@ -40,8 +42,9 @@ runs() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }  # does stage $1
 
 # The files stages 2-5 read for --preset.
 check_preset() {
-  local f
-  for f in conf/model/$preset.yaml $student_config conf/kd/$preset.yaml \
+  local f pl=""
+  if [ "$pl_baseline" = true ]; then pl=conf/kd/pseudo_label.yaml; fi
+  for f in conf/model/$preset.yaml $student_config conf/kd/$preset.yaml $pl \
            conf/train/{teacher,distill,finetune,baseline}_$preset.yaml; do
     if [ ! -f "$f" ]; then
       local known
@@ -94,6 +97,7 @@ EOF
 [[ $stop_stage =~ ^[0-7]$ ]] || die "--stop-stage must be a stage number 0..7, got '$stop_stage'"
 [ "$stop_stage" -ge "$stage" ] || die "--stop-stage $stop_stage is before --stage $stage, so nothing would run"
 [[ $streaming =~ ^(true|false)$ ]] || die "--streaming must be true or false, got '$streaming'"
+[[ $pl_baseline =~ ^(true|false)$ ]] || die "--pl-baseline must be true or false, got '$pl_baseline'"
 [[ $max_jobs_run =~ ^[1-9][0-9]*$ ]] || die "--max-jobs-run must be a positive number, got '$max_jobs_run'"
 if [ "$max_jobs_run" -gt 1 ] && (( BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] < 501 )); then
   die "--max-jobs-run $max_jobs_run needs bash 5.1 or later (this is $BASH_VERSION); use --max-jobs-run 1"
@@ -132,8 +136,7 @@ record() {  # STAGE SECONDS [beside:WAIT]: it ran beside other stages, and the r
 }
 
 # cmd=local runs up to $max_jobs_run mlkd commands at once, as Kaldi's run.pl does: a stage's items
-# (teachers, decodes) side by side, and the baseline, which needs neither teachers nor student, beside
-# stages 2-4. Each command gets its share of the cores as torch threads (on 2 cores two 1-thread
+# (teachers, decodes) side by side, and the baselines, which need no student, beside stages 2-4. Each command gets its share of the cores as torch threads (on 2 cores two 1-thread
 # teachers train 1.3 times as fast as one after the other with 2 threads: bench/README.md); one that
 # runs alone gets them all. A command beside others writes its output to $exp/log/NAME.log.
 cores=$(nproc)
@@ -160,12 +163,13 @@ reap() {  # waits for one background command; a failed one stops the run and the
     die "$name failed (exit $status); its log: $log"
   fi
   echo "done: $name (${seconds} s)" >&2
-  if [ "$name" = baseline ]; then baseline_seconds=$seconds; fi
+  case $name in baseline|baseline_pl) baseline_seconds=$((baseline_seconds + seconds));; esac
 }
-drain() {  # [KEEP]: waits for every background command but KEEP
+drain() {  # [KEEP]: waits for every background command but those whose names match the pattern KEEP
   local pid
   while :; do
-    for pid in "${!job_name[@]}"; do [ "${job_name[$pid]}" != "${1:-}" ] && { reap; continue 2; }; done
+    # shellcheck disable=SC2053
+    for pid in "${!job_name[@]}"; do [[ ${job_name[$pid]} != ${1:-} ]] && { reap; continue 2; }; done
     return 0
   done
 }
@@ -187,7 +191,7 @@ step() {
       for a in "$@"; do args+=("${a//\{item\}/$item}"); done
       launch "$name.$(basename "$item")" -- "${args[@]}"
     done
-    drain baseline
+    drain 'baseline*'
   elif [ -n "$items" ]; then
     for item in $items; do
       local args=()
@@ -214,45 +218,33 @@ fi
 
 if runs 1; then
   begin
-  # Stage 1: validate, manifests, fbank cache, multilingual tokenizer; also the untranscribed
-  # pool, the unseen-language sets and the test conditions (noisy, held-out engine) when the
-  # corpus has them.
-  extra_sets=""
-  for set in unlabeled dev_unseen test_unseen $conditions; do
+  # Stage 1: validate, manifests, fbank cache, multilingual tokenizer; also the teachers' own
+  # training set (whose text then trains the tokenizer), the untranscribed pool, the
+  # unseen-language sets and the test conditions (noisy, held-out engine) when the corpus has them.
+  extra_sets="" tokenizer_set=train
+  for set in $teacher_set unlabeled dev_unseen test_unseen $conditions; do
     if [ -d "$corpus/$set" ]; then extra_sets="$extra_sets $corpus/$set"; fi
   done
+  if [ -d "$corpus/$teacher_set" ]; then tokenizer_set=$teacher_set; fi
   # shellcheck disable=SC2086
-  step prepare -- prepare --tokenizer "$tokenizer" --vocab-size "$vocab_size" -j "$nj" \
+  step prepare -- prepare --tokenizer "$tokenizer" --vocab-size "$vocab_size" --train-set "$tokenizer_set" -j "$nj" \
     "$corpus/train" "$corpus/dev" "$corpus/test" $extra_sets "$data"
   finished 1
 fi
 
-# Stage 5's command: the no-KD baseline, the same student and stage from scratch, for distill + finetune updates.
-# shellcheck disable=SC2206
-baseline_args=(finetune --data "$data" --model-config "$student_config" --lid-weight "$lid_weight"
-               --train-config "conf/train/baseline_$preset.yaml" $noise_opts "$exp/baseline")
-baseline_beside=false baseline_seconds=0   # cmd=local: it trains beside stages 2-4
-
-if runs 2; then
-  begin
-  if runs 5 && [ "$cmd" = local ] && [ "$max_jobs_run" -gt 1 ]; then
-    baseline_beside=true
-    launch baseline -- "${baseline_args[@]}"
-  fi
-  # Stage 2: one Conformer-CTC teacher per language.
-  # shellcheck disable=SC2086
-  step teachers "$langs" -- train-teacher --data "$data" --lang "{item}" --model-config "conf/model/$preset.yaml" \
-    --train-config "conf/train/teacher_$preset.yaml" $noise_opts "$exp/teacher_{item}"
-  finished 2
-fi
-
-teachers=""
-for lang in $langs; do teachers="$teachers $exp/teacher_$lang"; done
 manifests=$data/manifests
 # Is set $1 prepared, or will stage 1 of this run prepare it? (A SLURM graph is submitted before it runs.)
 prepared() { [ -f "$manifests/$1_cuts.jsonl.gz" ] || { runs 1 && [ -d "$corpus/$1" ]; }; }
+teachers=""
+for lang in $langs; do teachers="$teachers $exp/teacher_$lang"; done
+teacher_sets=""   # the teachers learn from their own set when there is one
+if prepared "$teacher_set"; then teacher_sets="--train-set $teacher_set"; fi
+unlabeled_sets=""
+if [ -n "$unlabeled" ] && prepared "$unlabeled"; then unlabeled_sets="--unlabeled-set $unlabeled"; fi
+baselines="$exp/baseline"
+if [ "$pl_baseline" = true ]; then baselines="$baselines $exp/baseline_pl"; fi
 # The models that decode set $1: every teacher whose language the corpus's set has (all when
-# it does not say), the student and the baseline.
+# it does not say), the student and the baselines.
 decoders() {
   local lang list=""
   for lang in $langs; do
@@ -260,16 +252,40 @@ decoders() {
       list="$list $exp/teacher_$lang"
     fi
   done
-  echo "$list $exp/student $exp/baseline"
+  echo "$list $exp/student $baselines"
 }
-unlabeled_sets=""
-if [ -n "$unlabeled" ] && prepared "$unlabeled"; then unlabeled_sets="--unlabeled-set $unlabeled"; fi
+
+# Stage 5's commands. The no-KD baseline: the same student and stage from scratch, for distill +
+# finetune updates. The pseudo-label baseline: the same student and updates, distilled with
+# sequence-level KD alone (conf/kd/pseudo_label.yaml): CTC on the transcripts and on the
+# teachers' confident transcripts of them and of the untranscribed pool.
+# shellcheck disable=SC2206
+baseline_args=(finetune --data "$data" --model-config "$student_config" --lid-weight "$lid_weight"
+               --train-config "conf/train/baseline_$preset.yaml" $noise_opts "$exp/baseline")
+# shellcheck disable=SC2206
+pl_baseline_args=(distill --data "$data" --model-config "$student_config" --kd-config conf/kd/pseudo_label.yaml
+                  --lid-weight "$lid_weight" --train-config "conf/train/baseline_$preset.yaml" $noise_opts
+                  $unlabeled_sets $teachers "$exp/baseline_pl")
+# cmd=local: the baselines train beside stages 2-4 (the no-KD one from stage 2 on, the pseudo-label
+# one, which needs the teachers, from stage 3 on); stage 5 then waits for them.
+beside=false baseline_seconds=0
+if runs 5 && runs 2 && [ "$cmd" = local ] && [ "$max_jobs_run" -gt 1 ]; then beside=true; fi
+
+if runs 2; then
+  begin
+  if [ "$beside" = true ]; then launch baseline -- "${baseline_args[@]}"; fi
+  # Stage 2: one Conformer-CTC teacher per language, on its own set when the data has one.
+  # shellcheck disable=SC2086
+  step teachers "$langs" -- train-teacher --data "$data" --lang "{item}" --model-config "conf/model/$preset.yaml" \
+    --train-config "conf/train/teacher_$preset.yaml" $teacher_sets $noise_opts "$exp/teacher_{item}"
+  finished 2
+fi
 
 if runs 3; then
   begin
+  if [ "$beside" = true ] && [ "$pl_baseline" = true ]; then launch baseline_pl -- "${pl_baseline_args[@]}"; fi
   # Stage 3: distill every teacher into one multilingual student (each utterance from its own
-  # teacher); with --unlabeled SET, also on that untranscribed set (off by default: on the demo
-  # corpus it cost CER at the same number of updates, README "Benchmarks").
+  # teacher), on the transcribed set and the untranscribed one (--unlabeled).
   # shellcheck disable=SC2086
   step distill -- distill --data "$data" --model-config "$student_config" \
     --kd-config "conf/kd/$preset.yaml" --lid-weight "$lid_weight" --train-config "conf/train/distill_$preset.yaml" \
@@ -287,14 +303,16 @@ if runs 4; then
 fi
 
 if runs 5; then
-  # Stage 5: the no-KD baseline; when stages 2-4 ran here, it trained beside them and the table
-  # counts the time the run waited for it.
+  # Stage 5: the baselines; when they trained beside stages 2-4, the table counts the time the
+  # run waited for them.
   begin
-  if [ "$baseline_beside" = true ]; then
+  if [ "$beside" = true ]; then
+    if [ "$pl_baseline" = true ] && ! runs 3; then launch baseline_pl -- "${pl_baseline_args[@]}"; fi
     drain
     record 5 "$baseline_seconds" "beside:$((SECONDS - started))"
   else
     step baseline -- "${baseline_args[@]}"
+    if [ "$pl_baseline" = true ]; then step baseline_pl -- "${pl_baseline_args[@]}"; fi
     finished 5
   fi
 fi
@@ -310,9 +328,9 @@ if runs 6; then
   # then decode the test set (and the unseen languages' one) with every model (a teacher: its own
   # language's utterances), and with the student also by prefix beam and WFST (lexicon + 3-gram).
   # shellcheck disable=SC2086
-  step calibrate "$exp/student $exp/baseline" -- calibrate-lid "{item}" $dev_sets
+  step calibrate "$exp/student $baselines" -- calibrate-lid "{item}" $dev_sets
   # shellcheck disable=SC2086
-  step decode "$teachers $exp/student $exp/baseline" -- decode "{item}" $test_sets --name test
+  step decode "$teachers $exp/student $baselines" -- decode "{item}" $test_sets --name test
   step decode-beam "ctc-prefix-beam wfst" -- decode "$exp/student" "$manifests/test_cuts.jsonl.gz" \
     --method "{item}"
   if [ "$streaming" = true ]; then  # as audio would arrive, chunk by chunk (partial results: log/)

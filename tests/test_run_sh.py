@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -97,8 +98,8 @@ def test_valid_inputs_pass_the_checks_and_the_stages_run(tmp_path, prepared_en_d
                     "--data", str(prepared_en_de), path=logging_mlkd(tmp_path))
     assert result.returncode == 0, result.stderr
     commands = [line.split()[0] + " " + line.split()[-1] for line in (tmp_path / "mlkd.log").read_text().splitlines()]
-    assert commands == [f"train-teacher {tmp_path}/exp/teacher_de", f"train-teacher {tmp_path}/exp/teacher_en",
-                        f"distill {tmp_path}/exp/student_kd"]
+    assert sorted(commands[:2]) == [f"train-teacher {tmp_path}/exp/teacher_de", f"train-teacher {tmp_path}/exp/teacher_en"]
+    assert commands[2:] == [f"distill {tmp_path}/exp/student_kd"]
 
 
 def test_a_language_missing_from_the_corpus_is_refused_at_stage_1(tmp_path):
@@ -123,7 +124,8 @@ def test_help_lists_exactly_the_options(tmp_path):
     assert result.returncode == 0 and lines[:2] == ["local/run.sh --help", "Options (with their defaults):"]
     assert [line.split()[0] for line in lines[2:]] == [
         "--stage", "--stop-stage", "--langs", "--size", "--seed", "--nj", "--corpus", "--data", "--tokenizer",
-        "--vocab-size", "--preset", "--exp", "--lid-weight", "--noise", "--unlabeled", "--streaming", "--max-jobs-run"]
+        "--vocab-size", "--preset", "--exp", "--lid-weight", "--noise", "--unlabeled", "--pl-baseline", "--streaming",
+        "--max-jobs-run"]
     preset = "  --preset demo      # conf/model/{,student_}$preset.yaml, conf/train/{teacher,distill,finetune,baseline}"
     assert f"{preset}_$preset.yaml" in lines  # underscores in comments stay
 
@@ -191,10 +193,11 @@ def spans(tmp: Path) -> dict[str, tuple[float, float, str]]:
     return {name: (e["start"], e.get("end", float("nan")), e["threads"]) for name, e in events.items()}
 
 
-def test_teachers_and_the_baseline_train_side_by_side_on_shares_of_the_cores(tmp_path, prepared_en_de):
-    """--max-jobs-run 2 (the default): the teachers train two at a time, the baseline beside stages
-    2-4, each on half the cores; distillation starts when both teachers are done, on the cores the
-    baseline leaves; the stage table counts the baseline by the time the run waited for it."""
+def test_teachers_and_the_baselines_train_side_by_side_on_shares_of_the_cores(tmp_path, prepared_en_de):
+    """--max-jobs-run 2 (the default): the teachers train two at a time, the no-KD baseline beside
+    stages 2-4 and the pseudo-label baseline beside stages 3-4, each on half the cores; distillation
+    starts when both teachers are done, on the cores the baselines leave; the stage table counts
+    the baselines by the time the run waited for them."""
     result = run_sh(tmp_path, "--stage", "2", "--stop-stage", "5", "--langs", "de en", "--preset", "tiny",
                     "--data", str(prepared_en_de), path=timing_mlkd(tmp_path, 0.5))
     assert result.returncode == 0, result.stderr
@@ -203,11 +206,13 @@ def test_teachers_and_the_baseline_train_side_by_side_on_shares_of_the_cores(tmp
     assert s["baseline"][2] == s["teacher_de"][2] == s["teacher_en"][2] == half
     assert s["baseline"][0] < s["teacher_de"][0] and s["baseline"][1] > s["teacher_de"][0]  # beside the teachers
     assert s["student_kd"][0] > max(s["teacher_de"][1], s["teacher_en"][1])
+    assert s["baseline_pl"][0] > max(s["teacher_de"][1], s["teacher_en"][1]) and s["baseline_pl"][2] == half
+    assert s["baseline_pl"][0] < s["student_kd"][1] and s["student"][0] > s["student_kd"][1]
     assert f"+ mlkd train-teacher --data {prepared_en_de} --lang de" in result.stderr
     assert f">{tmp_path}/exp/log/teachers.de.log" in result.stderr
     rows = [line.split("\t") for line in (tmp_path / "exp" / "stage_times.tsv").read_text().splitlines()]
     assert [row[0] for row in rows] == ["2", "3", "4", "5"] and rows[3][3].startswith("beside:")
-    assert "| 5 baseline (beside stages 2-4, then waited 0:00:0" in (tmp_path / "exp" / "RESULTS.md").read_text()
+    assert "| 5 baselines (beside stages 2-4, then waited 0:00:0" in (tmp_path / "exp" / "RESULTS.md").read_text()
 
 
 def test_one_job_at_a_time_runs_everything_in_order_on_all_cores(tmp_path, prepared_en_de):
@@ -215,7 +220,8 @@ def test_one_job_at_a_time_runs_everything_in_order_on_all_cores(tmp_path, prepa
                     "--max-jobs-run", "1", "--data", str(prepared_en_de), path=timing_mlkd(tmp_path, 0.0))
     assert result.returncode == 0, result.stderr
     s = spans(tmp_path)
-    assert sorted(s, key=lambda name: s[name][0]) == ["teacher_de", "teacher_en", "student_kd", "student", "baseline"]
+    assert sorted(s, key=lambda name: s[name][0]) == ["teacher_de", "teacher_en", "student_kd", "student", "baseline",
+                                                      "baseline_pl"]
     assert {threads for _, _, threads in s.values()} == {""}  # torch's default: every core
 
 
@@ -227,3 +233,37 @@ def test_a_failed_job_stops_the_run_and_its_neighbours_with_one_line_naming_its_
     assert result.stderr.splitlines()[-1] == f"local/run.sh: teachers.de failed (exit 3); its log: {log}"
     s = spans(tmp_path)
     assert sorted(s) == ["baseline", "teacher_de"] and all(end != end for _, end, _ in s.values())  # NaN: none ended
+
+
+def test_teachers_learn_from_their_own_set_which_also_trains_the_tokenizer(tmp_path, prepared_en_de):
+    """A corpus with teacher_train: stage 1 prepares it and trains the tokenizer on its text, stage 2
+    trains each teacher on it; the student and the baselines keep train, the pool joins
+    distillation and the pseudo-label baseline; --pl-baseline false leaves that baseline out."""
+    for split in ("train", "teacher_train", "dev", "test"):
+        (tmp_path / "corpus" / split).mkdir(parents=True)
+    (tmp_path / "corpus" / "train" / "utt2lang").write_text("de-a-1 de\nen-a-1 en\n")
+    path = logging_mlkd(tmp_path)
+    result = run_sh(tmp_path, "--stage", "1", "--stop-stage", "1", "--langs", "de en", path=path)
+    assert result.returncode == 0, result.stderr
+    prepare = (tmp_path / "mlkd.log").read_text().splitlines()[0]
+    assert "--train-set teacher_train" in prepare and f"{tmp_path}/corpus/teacher_train" in prepare
+    data = tmp_path / "data_teach"
+    shutil.copytree(prepared_en_de, data)
+    for name in ("teacher_train", "unlabeled"):
+        shutil.copy(data / "manifests" / "train_cuts.jsonl.gz", data / "manifests" / f"{name}_cuts.jsonl.gz")
+    (tmp_path / "mlkd.log").unlink()
+    result = run_sh(tmp_path, "--stage", "2", "--stop-stage", "5", "--langs", "de en", "--preset", "tiny",
+                    "--max-jobs-run", "1", "--data", str(data), path=path)
+    assert result.returncode == 0, result.stderr
+    lines = (tmp_path / "mlkd.log").read_text().splitlines()
+    assert all("--train-set teacher_train" in line for line in lines if line.startswith("train-teacher"))
+    assert not any("--train-set" in line for line in lines if not line.startswith("train-teacher"))
+    pl = next(line for line in lines if line.endswith("/exp/baseline_pl"))
+    assert pl.startswith("distill ") and "--kd-config conf/kd/pseudo_label.yaml" in pl
+    assert "--train-config conf/train/baseline_tiny.yaml" in pl and "--unlabeled-set unlabeled" in pl
+    assert "--unlabeled-set unlabeled" in next(line for line in lines if line.endswith("/exp/student_kd"))
+    (tmp_path / "mlkd.log").unlink()
+    result = run_sh(tmp_path, "--stage", "5", "--stop-stage", "5", "--langs", "de en", "--preset", "tiny",
+                    "--pl-baseline", "false", "--data", str(data), path=path)
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[-1] for line in (tmp_path / "mlkd.log").read_text().splitlines()] == [f"{tmp_path}/exp/baseline"]

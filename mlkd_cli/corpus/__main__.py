@@ -22,12 +22,16 @@ from mlkd_cli.log import setup_console_logging
 @click.option("--unseen-langs", default=" ".join(DEFAULT_UNSEEN),
               help="Languages spoken only in dev_unseen/test_unseen (language-ID rejection); those in --langs are left out.")
 @click.option("--size", type=click.Choice(list(SIZES)), default="demo",
-              help="tiny: ~12/4/4 utterances per language (tests); demo: 1 h / 8 min / 8 min per language, "
-                   "2 h untranscribed, 4 min per unseen language in dev_unseen and test_unseen.")
+              help="tiny: ~12/4/4 utterances per language (tests); demo: per language 3 h for the teachers "
+                   "(teacher_train), 15 min transcribed for the student (train), 2 h untranscribed, 8 min each of "
+                   "dev and test, 4 min per unseen language in dev_unseen and test_unseen; demo-same-hour: the "
+                   "earlier setting, 1 h of train for teachers and student alike, no teacher_train.")
 @click.option("--train-hours", type=float, help="Training audio per language (overrides --size).")
 @click.option("--dev-minutes", type=float, help="Dev audio per language (overrides --size).")
 @click.option("--test-minutes", type=float, help="Test audio per language (overrides --size).")
 @click.option("--unlabeled-hours", type=float, help="Untranscribed audio per language (overrides --size; 0: none).")
+@click.option("--teacher-hours", type=float,
+              help="The teachers' own training audio per language, teacher_train (overrides --size; 0: none).")
 @click.option("--unseen-minutes", type=float,
               help="Audio per unseen language in dev_unseen and in test_unseen (overrides --size; 0: none).")
 @click.option("--espeak-only", is_flag=True,
@@ -39,19 +43,20 @@ from mlkd_cli.log import setup_console_logging
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(out_dir: Path, langs: str, unseen_langs: str, size: str, train_hours: float | None,
          dev_minutes: float | None, test_minutes: float | None, unlabeled_hours: float | None,
-         unseen_minutes: float | None, espeak_only: bool, seed: int, num_jobs: int, force: bool, verbose: bool) -> None:
+         unseen_minutes: float | None, teacher_hours: float | None, espeak_only: bool, seed: int, num_jobs: int, force: bool, verbose: bool) -> None:
     """Synthesize OUT_DIR/{train,dev,test}: Kaldi data dirs of eSpeak NG speech in every language.
 
     Sentences come from the Debian fortune collections; dev and test use held-out voices
-    and sentences. OUT_DIR/unlabeled is untranscribed audio (new sentences, voices of its
-    own; no text file), OUT_DIR/{dev,test}_unseen speech in languages left out of training,
+    and sentences. OUT_DIR/teacher_train is the teachers' own training data, OUT_DIR/unlabeled
+    untranscribed audio (new sentences, voices of its own; no text file), OUT_DIR/{dev,test}_unseen speech in languages left out of training,
     OUT_DIR/test_noisy and OUT_DIR/test_engine test conditions, OUT_DIR/noise for augmentation.
     OUT_DIR/corpus.json describes what was made.
     """
     setup_console_logging(logging.DEBUG if verbose else logging.INFO)
     try:
         build_corpus(out_dir, _split(langs),
-                     corpus_size(size, train_hours, dev_minutes, test_minutes, unlabeled_hours, unseen_minutes),
+                     corpus_size(size, train_hours, dev_minutes, test_minutes, unlabeled_hours, unseen_minutes,
+                                 teacher_hours),
                      seed, num_jobs, force, argv=["python", "-m", "mlkd_cli.corpus", *sys.argv[1:]],
                      unseen_langs=_split(unseen_langs), other_engines=not espeak_only)
     except MlkdError as e:

@@ -1,8 +1,14 @@
 """Build the embedded demo corpus: Kaldi data dirs of eSpeak NG speech reading fortune sentences.
 
 Each language's sentences are shuffled with the seed and consumed in order by dev, then
-test, then train, then the untranscribed pool, so the splits share no sentence and dev/test
-do not change when only the training size does. A speaker is one eSpeak voice variant with
+test, then train, then the untranscribed pool, then the teachers' own training set, so the
+splits share no sentence and dev/test do not change when only the training size does.
+
+The demo size models mlkd's use case: existing monolingual teachers trained on data of their
+own (``teacher_train``: hours per language, more speakers, Festival voices where Debian has
+them), a student with a few transcribed minutes per language (``train``) and hours of
+untranscribed audio (``unlabeled``). The ``demo-same-hour`` size is the earlier setting, where
+teachers and student learn from the same hour. A speaker is one eSpeak voice variant with
 one pitch, pitch range, speed and amplitude; dev and test speakers use variants never heard
 in training, the pool's speakers variants of their own. The pool (``unlabeled``) has no
 ``text`` file: its transcripts are kept aside in ``text.withheld`` for analysis only. The
@@ -40,11 +46,12 @@ DEFAULT_LANGS = ("en", "de", "es", "it", "ru")
 DEFAULT_UNSEEN = ("pl", "cs")  # languages spoken only in dev_unseen/test_unseen
 SPLITS = ("train", "dev", "test")  # transcribed, in the trained languages
 UNLABELED = "unlabeled"  # the untranscribed pool, in the trained languages
+TEACHER = "teacher_train"  # the teachers' own training data, in the trained languages
 UNSEEN_SPLITS = ("dev_unseen", "test_unseen")
 NOISY = "test_noisy"  # the test set in simulated rooms with noise types and SNRs training never has
 ENGINE = "test_engine"  # the test sentences spoken by an engine held out of the language's training data
 # Festival and flite voices (Debian main). English has both, so Festival speaks a share of its
-# training speakers and flite is held out; Italian, Russian and Czech have Festival only, held out.
+# training speakers (the teachers' set's, when there is one) and flite is held out; Italian, Russian and Czech have Festival only, held out.
 # Festival's kal and slt are the same people as flite's kal and slt: English training uses
 # kal and ked, test_engine other people (awb, rms, slt).
 TRAIN_ENGINE_VOICES = {"en": (festival.FESTIVAL, ("kal_diphone", "ked_diphone"))}
@@ -53,7 +60,7 @@ HELD_OUT_VOICES = {"en": (festival.FLITE, ("awb", "rms", "slt")),
                    "it": (festival.FESTIVAL, ("pc_diphone", "lp_diphone")),
                    "ru": (festival.FESTIVAL, ("msu_ru_nsh_clunits",)),
                    "cs": (festival.FESTIVAL, ("czech_dita", "czech_krb", "czech_machac", "czech_ph"))}
-DRAW_ORDER = ("dev", "test", "train", UNLABELED)  # the order in which splits take sentences
+DRAW_ORDER = ("dev", "test", "train", UNLABELED, TEACHER)  # the order in which splits take sentences
 WITHHELD_TEXT = "text.withheld"  # the pool's transcripts: never read by mlkd
 # Voice variants (file names in espeak-ng-data/voices/!v) per split; dev and test are held out.
 SPLIT_VARIANTS = {
@@ -72,10 +79,12 @@ SPLIT_VARIANTS = {
     ),
 }
 SPLIT_VARIANTS["dev_unseen"], SPLIT_VARIANTS["test_unseen"] = SPLIT_VARIANTS["dev"], SPLIT_VARIANTS["test"]
+SPLIT_VARIANTS[TEACHER] = SPLIT_VARIANTS["train"]  # far more speakers of them, and Festival's
 # eSpeak parameter ranges a speaker is drawn from (pitch and range 0-100, words per minute,
 # amplitude 0-200; above 90 some variants clip).
 PITCH, PITCH_RANGE, RATE, AMPLITUDE = (25, 75), (20, 80), (140, 200), (50, 90)
-UTTS_PER_SPEAKER = {"train": 6, "dev": 3, "test": 3, UNLABELED: 6, "dev_unseen": 3, "test_unseen": 3, ENGINE: 3}
+UTTS_PER_SPEAKER = {"train": 6, "dev": 3, "test": 3, UNLABELED: 6, TEACHER: 6, "dev_unseen": 3, "test_unseen": 3,
+                    ENGINE: 3}
 MEAN_UTT_SECONDS = 3.5  # only sizes the batches sent to the workers
 LICENCE = (
     "Sentences come from the Debian fortune collections (packages named in text_source; terms in "
@@ -95,38 +104,42 @@ class CorpusSize:
     test_minutes: float
     unlabeled_hours: float = 0.0  # the untranscribed pool; 0: none
     unseen_minutes: float = 0.0  # per unseen language, in dev_unseen and in test_unseen; 0: none
+    teacher_hours: float = 0.0  # the teachers' own training set; 0: none (teachers learn from train)
     name: str = "custom"
 
     def __post_init__(self) -> None:
         for name in ("train_hours", "dev_minutes", "test_minutes"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("unlabeled_hours", "unseen_minutes"):
+        for name in ("unlabeled_hours", "unseen_minutes", "teacher_hours"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
 
     def seconds(self, split: str) -> float:
         return {"train": self.train_hours * 3600, "dev": self.dev_minutes * 60, "test": self.test_minutes * 60,
-                UNLABELED: self.unlabeled_hours * 3600, "dev_unseen": self.unseen_minutes * 60,
+                UNLABELED: self.unlabeled_hours * 3600, TEACHER: self.teacher_hours * 3600,
+                "dev_unseen": self.unseen_minutes * 60,
                 "test_unseen": self.unseen_minutes * 60, ENGINE: self.test_minutes * 60}[split]
 
 
 SIZES = {
     "tiny": CorpusSize(train_hours=45 / 3600, dev_minutes=0.25, test_minutes=0.25, unlabeled_hours=20 / 3600,
                        unseen_minutes=0.15, name="tiny"),  # ~12/4/4 utts, ~6 untranscribed, ~3 per unseen split
-    "demo": CorpusSize(train_hours=1.0, dev_minutes=8.0, test_minutes=8.0, unlabeled_hours=2.0, unseen_minutes=4.0,
-                       name="demo"),
+    "demo": CorpusSize(train_hours=0.25, dev_minutes=8.0, test_minutes=8.0, unlabeled_hours=2.0, unseen_minutes=4.0,
+                       teacher_hours=3.0, name="demo"),
+    "demo-same-hour": CorpusSize(train_hours=1.0, dev_minutes=8.0, test_minutes=8.0, unlabeled_hours=2.0,
+                                 unseen_minutes=4.0, name="demo-same-hour"),
 }
 
 
 def corpus_size(name: str, train_hours: float | None = None, dev_minutes: float | None = None,
                 test_minutes: float | None = None, unlabeled_hours: float | None = None,
-                unseen_minutes: float | None = None) -> CorpusSize:
+                unseen_minutes: float | None = None, teacher_hours: float | None = None) -> CorpusSize:
     """A named size, with any of its amounts replaced."""
     if name not in SIZES:
         raise ConfigError(f"unknown corpus size {name!r}; choose from: {' '.join(SIZES)}")
     overrides = {"train_hours": train_hours, "dev_minutes": dev_minutes, "test_minutes": test_minutes,
-                 "unlabeled_hours": unlabeled_hours, "unseen_minutes": unseen_minutes}
+                 "unlabeled_hours": unlabeled_hours, "unseen_minutes": unseen_minutes, "teacher_hours": teacher_hours}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return replace(SIZES[name], name="custom", **overrides) if overrides else SIZES[name]
 
@@ -163,7 +176,7 @@ def build_corpus(out_dir: str | Path, langs: Sequence[str] = DEFAULT_LANGS, size
                  seed: int = 0, num_jobs: int = 2, force: bool = False, argv: list[str] | None = None,
                  unseen_langs: Sequence[str] = DEFAULT_UNSEEN, other_engines: bool = True) -> dict:
     """Synthesize ``out_dir/{train,dev,test}`` (all ``langs`` in each), the untranscribed pool
-    ``out_dir/unlabeled``, ``out_dir/{dev,test}_unseen`` (``unseen_langs`` not in ``langs``)
+    ``out_dir/unlabeled``, the teachers' set ``out_dir/teacher_train``, ``out_dir/{dev,test}_unseen`` (``unseen_langs`` not in ``langs``)
     and ``out_dir/corpus.json``; splits the size gives no audio are left out.
 
     Returns the summary written to ``corpus.json``. Through the stage protocol: a complete
@@ -210,6 +223,7 @@ def _synthesize(sentences: dict[str, list[text.Sentence]], plan: dict[str, list[
     """The splits ``plan`` gives each language, wavs under ``tmp/wav``; the utterances and the
     synthesizers' versions. test_engine speaks the test split's sentences, all of them."""
     utts: dict[str, list[Utterance]] = {}
+    engine_split = (TEACHER if size.teacher_hours else "train") if other_engines else None
     with _worker_pool(num_jobs) as pool, progress_bar() as progress:
         version = pool.submit(_check_voices, list(sentences), [lang for lang in plan if ENGINE in plan[lang]],
                               other_engines).result()
@@ -220,11 +234,11 @@ def _synthesize(sentences: dict[str, list[text.Sentence]], plan: dict[str, list[
             for split in splits:
                 if split == ENGINE:
                     done, _ = _synthesize_split(pool, 4 * num_jobs, lang, split, spoken["test"], math.inf, seed, tmp,
-                                                lambda s: progress.advance(task, s), other_engines)
+                                                lambda s: progress.advance(task, s), engine_split)
                 else:
                     done, used = _synthesize_split(pool, 4 * num_jobs, lang, split, sentences[lang][position:],
                                                    size.seconds(split), seed, tmp, lambda s: progress.advance(task, s),
-                                                   other_engines)
+                                                   engine_split)
                     spoken[split] = sentences[lang][position:position + used]
                     position += used
                 utts.setdefault(split, []).extend(done)
@@ -320,10 +334,10 @@ def _synthesize_speaker(job: SpeakerJob) -> list[int | None]:
 
 
 def _speakers(lang: str, split: str, seed: int,
-              other_engines: bool = True) -> Iterator[tuple[str, espeak.Voice | festival.SynthVoice]]:
+              engine_split: str | None = "train") -> Iterator[tuple[str, espeak.Voice | festival.SynthVoice]]:
     """Endless distinct speakers of one language and split: eSpeak voices cycling through the
-    split's variants, with a share of Festival voices in training where the language has them;
-    test_engine: the language's held-out engine's voices."""
+    split's variants, with a share of Festival voices in ``engine_split`` where the language has
+    them; test_engine: the language's held-out engine's voices."""
     rng = random.Random(f"{seed}:{lang}:{split}:speakers")
     if split == ENGINE:
         engine, names = HELD_OUT_VOICES[lang]
@@ -332,7 +346,7 @@ def _speakers(lang: str, split: str, seed: int,
             yield f"{lang}-{voice.tag}-{k:03d}", voice  # k: the Russian voice varies in volume only
     variants = list(SPLIT_VARIANTS[split])
     rng.shuffle(variants)
-    other = TRAIN_ENGINE_VOICES.get(lang) if split == "train" and other_engines else None
+    other = TRAIN_ENGINE_VOICES.get(lang) if split == engine_split else None
     seen = set()
     variant = itertools.cycle(variants)
     for k in itertools.count():
@@ -351,7 +365,7 @@ def _speakers(lang: str, split: str, seed: int,
 
 def _synthesize_split(pool: Executor, max_batch: int, lang: str, split: str, sentences: list[text.Sentence],
                       target_seconds: float, seed: int, tmp: Path,
-                      advance: Callable[[float], None], other_engines: bool) -> tuple[list[Utterance], int]:
+                      advance: Callable[[float], None], engine_split: str | None) -> tuple[list[Utterance], int]:
     """Speak ``sentences`` in order until the split has ``target_seconds`` of audio (``math.inf``:
     all of them); the utterances and how many sentences they used.
 
@@ -362,7 +376,7 @@ def _synthesize_split(pool: Executor, max_batch: int, lang: str, split: str, sen
     wav_dir = tmp / "wav" / lang
     wav_dir.mkdir(parents=True, exist_ok=True)
     per_speaker = UTTS_PER_SPEAKER[split]
-    speakers = _speakers(lang, split, seed, other_engines)
+    speakers = _speakers(lang, split, seed, engine_split)
     done: list[Utterance] = []
     total = 0.0
     start = used = 0
@@ -434,7 +448,8 @@ def _summary(langs: list[str], unseen: list[str], seed: int, size: CorpusSize, u
                    for split in utts},
         "speakers": {
             "approach": "held-out variants: dev and test speakers use eSpeak voice variants never used in training; "
-                        "the untranscribed pool's speakers variants of their own",
+                        "the untranscribed pool's speakers variants of their own; the teachers' set more speakers "
+                        "of the training variants",
             "variants": {split: list(SPLIT_VARIANTS[split]) for split in utts if split in SPLIT_VARIANTS},
             "pitch": PITCH, "pitch_range": PITCH_RANGE, "words_per_minute": RATE, "amplitude": AMPLITUDE,
             "utterances_per_speaker": UTTS_PER_SPEAKER,
@@ -445,8 +460,9 @@ def _summary(langs: list[str], unseen: list[str], seed: int, size: CorpusSize, u
         "synthesizer": version,
         "voices": {lang: espeak.LANGUAGE_VOICES[lang] for lang in langs + unseen},
         "engines": {
-            "train": {lang: f"every {TRAIN_ENGINE_EVERY}th speaker: {engine} {', '.join(names)}"
-                      for lang, (engine, names) in TRAIN_ENGINE_VOICES.items() if lang in langs and other_engines},
+            TEACHER if size.teacher_hours else "train": {
+                lang: f"every {TRAIN_ENGINE_EVERY}th speaker: {engine} {', '.join(names)}"
+                for lang, (engine, names) in TRAIN_ENGINE_VOICES.items() if lang in langs and other_engines},
             ENGINE: {lang: f"{engine} {', '.join(names)} (held out of training)"
                      for lang, (engine, names) in HELD_OUT_VOICES.items() if lang in langs and other_engines},
             "prosody": {"stretch": festival.STRETCH, "pitch": festival.PITCH, "volume": festival.VOLUME},

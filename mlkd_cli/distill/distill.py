@@ -95,10 +95,12 @@ class DistillTask(nn.Module):
         width = student.config.d_model
         self.projections = nn.ModuleDict({
             lang: nn.ModuleList(nn.Linear(width, teacher.layer_widths[t - 1]) for t in layers.teacher[lang])
-            for lang, teacher in sorted(teachers.items()) if teacher.white_box
+            for lang, teacher in sorted(teachers.items()) if teacher.white_box and kd.reads_teacher_outputs
         })
 
     def teacher_targets(self, batch: Batch) -> RoutedTargets:
+        if not self.kd.reads_teacher_outputs:
+            return RoutedTargets()
         features = batch.features if self.kd.teacher_input == "augmented" else batch.unaugmented
         inputs = TeacherInputs(features, batch.feature_lens, batch.audio, batch.audio_lens)
         return run_teachers(self.teachers, inputs, batch.langs, self.layers.teacher, self.student_shift,
@@ -226,11 +228,15 @@ class DistillStage(TrainingStage):
         if config.kd.sequence_weight > 0:
             cuts = pseudo_labelled(self.exp_dir / "teacher_transcripts", teachers, cuts, config, dist,
                                    self.data.config.normalize_text)
+        share = config.kd.unlabeled_share if config.unlabeled_sets else None
+        if not config.kd.reads_teacher_outputs:  # pseudo-labels alone: no teacher runs while training
+            return TrainingSetup(task, cuts, self.dev_cuts,
+                                 AsrDataset(tokenizer, config.train.spec_augment, augment=self.augmenter),
+                                 AsrDataset(tokenizer), share)
         reads_audio = any(t.white_box and t.input == "waveform" for t in teachers.values())
         if reads_audio and config.kd.teacher_input == "augmented":
             logger.warning("teachers that read audio see it clean: SpecAugment changes only the features")
         dev = AsrDataset(tokenizer, with_audio=reads_audio)  # validation runs the teachers live
-        share = config.kd.unlabeled_share if config.unlabeled_sets else None
         if config.kd.targets == "on-the-fly":
             keep_clean = config.kd.teacher_input == "clean"
             return TrainingSetup(task, cuts, self.dev_cuts, AsrDataset(tokenizer, config.train.spec_augment,
@@ -256,8 +262,7 @@ class DistillStage(TrainingStage):
         return CutSet.from_cuts([*self.train_cuts, *self.unlabeled_cuts])
 
     def select_unlabeled(self, names: tuple[str, ...], langs: list[str]) -> CutSet:
-        """The utterances of the untranscribed sets (transcripts of a transcribed one are set aside),
-        each in a language that has a teacher."""
+        """The utterances of the untranscribed sets, each in a language that has a teacher."""
         out = []
         seen = {cut.id for cut in self.train_cuts}
         for name in dict.fromkeys(names):
@@ -265,8 +270,6 @@ class DistillStage(TrainingStage):
                 raise ConfigError(f"--unlabeled-set {name} is the training set; name another set of {self.data.root}")
             cuts = self.data.cuts(name).to_eager()  # read once: checked, then taken
             self.inputs[f"data:{name}"] = file_input(self.data.root / "manifests" / f"{name}_cuts.jsonl.gz")
-            if is_transcribed(cuts):
-                logger.info("set %s has transcripts: distillation uses its audio only", name)
             foreign = sorted(set(languages(cuts)) - set(langs))
             if foreign:
                 raise DataError(
@@ -274,12 +277,18 @@ class DistillStage(TrainingStage):
                     f"{', '.join(langs)}, the languages of the training set); drop those utterances or prepare "
                     "the set without them"
                 )
+            if is_transcribed(cuts):
+                raise DataError(
+                    f"--unlabeled-set {name}: the set has transcripts, so it is not untranscribed audio (and dev or "
+                    f"test audio must never train); learn from its transcripts with --train-set {name}, or prepare "
+                    "its audio without the text file as a set of its own"
+                )
             for cut in cuts:
                 if cut.id in seen:
                     raise DataError(f"--unlabeled-set {name}: utterance {cut.id} is also in another training set; "
                                     "give each utterance to one set only")
                 seen.add(cut.id)
-                out.append(cut.map_supervisions(lambda s: dataclasses.replace(s, text=None)))
+                out.append(cut)
             logger.info("untranscribed set %s: %d utterances, %.1f h", name, len(cuts),
                         sum(c.duration for c in cuts) / 3600)
         return CutSet.from_cuts(out)

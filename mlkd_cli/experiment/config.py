@@ -231,6 +231,13 @@ class KdConfig:
         if self.max_cer_to_reference is not None and self.max_cer_to_reference < 0:
             raise ConfigError(f"kd max_cer_to_reference must be >= 0, got {self.max_cer_to_reference}")
 
+    @property
+    def reads_teacher_outputs(self) -> bool:
+        """Whether a term reads the teachers' hidden layers, posteriors or attention maps; without
+        one (sequence-level KD alone: the pseudo-label baseline) training never runs a teacher."""
+        layers = not self.layer_weights or any(w > 0 for w in self.layer_weights)
+        return layers or self.kl_weight > 0 or self.attention_weight > 0
+
 
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:

@@ -351,3 +351,34 @@ def test_espeak_only_corpus_has_no_other_engine(tiny_corpus):
     assert summary["other_engines"] is False and summary["synthesizer"].startswith("eSpeak NG")
     assert not (tiny_corpus / "test_engine").exists() and (tiny_corpus / "test_noisy").is_dir()
     assert not [s for s, _ in read_table(tiny_corpus / "train" / "spk2utt") if "festival" in s]
+
+
+def test_a_teacher_set_has_its_own_sentences_more_speakers_and_the_training_engines(tmp_path):
+    """With teacher_hours, teacher_train draws its sentences after every other split (which stay as
+    they were), has more speakers than train, and takes the Festival training voices from train."""
+    size = build.corpus_size("tiny", unseen_minutes=0, teacher_hours=150 / 3600)
+    teach = build_corpus(tmp_path / "teach", ["en"], size, seed=1, num_jobs=2)
+    plain = build_corpus(tmp_path / "plain", ["en"], build.corpus_size("tiny", unseen_minutes=0), seed=1, num_jobs=2)
+    for split in ("dev", "test", "unlabeled"):
+        assert snapshot(tmp_path / "teach" / split) == snapshot(tmp_path / "plain" / split)
+    texts = {split: {t for _, t in read_table(tmp_path / "teach" / split / "text")} for split in SPLITS}
+    texts["unlabeled"] = {t for _, t in read_table(tmp_path / "teach" / "unlabeled" / build.WITHHELD_TEXT)}
+    teacher_texts = {t for _, t in read_table(tmp_path / "teach" / build.TEACHER / "text")}
+    assert all(not teacher_texts & other for other in texts.values())
+    teacher_speakers = [s for s, _ in read_table(tmp_path / "teach" / build.TEACHER / "spk2utt")]
+    train_speakers = [s for s, _ in read_table(tmp_path / "teach" / "train" / "spk2utt")]
+    assert len(teacher_speakers) > len(train_speakers)
+    assert any(s.startswith("en-festival.") for s in teacher_speakers)
+    assert not any(s.startswith("en-festival.") for s in train_speakers)
+    assert any(s.startswith("en-festival.") for s, _ in read_table(tmp_path / "plain" / "train" / "spk2utt"))
+    assert teach["splits"][build.TEACHER]["en"]["hours"] >= 150 / 3600
+    assert build.TEACHER in teach["engines"] and build.TEACHER not in plain["splits"]
+    with pytest.raises(ConfigError, match="--teacher-hours must be 0 or more"):
+        build.corpus_size("tiny", teacher_hours=-1)
+
+
+def test_the_demo_sizes_are_the_teachers_world_and_the_same_hour_setting():
+    demo, same = build.SIZES["demo"], build.SIZES["demo-same-hour"]
+    assert (demo.teacher_hours, demo.train_hours, demo.unlabeled_hours) == (3.0, 0.25, 2.0)
+    assert (same.teacher_hours, same.train_hours, same.unlabeled_hours) == (0.0, 1.0, 2.0)
+    assert (demo.dev_minutes, demo.test_minutes) == (same.dev_minutes, same.test_minutes) == (8.0, 8.0)

@@ -178,3 +178,29 @@ def test_a_pool_in_a_language_without_a_teacher_is_refused(prepared, tiny_teache
     assert result.exit_code != 0
     assert "--unlabeled-set dev_unseen: language(s) cs, pl have no teacher (teachers: de, en, ru" in result.output
     assert not (tmp_path / "exp" / "final.pt").exists()
+
+
+def test_a_transcribed_set_as_the_pool_is_refused(prepared, tiny_teachers, tmp_path):
+    result = run_cli("distill", "--data", prepared, "--model-config", TINY_MODEL, "--unlabeled-set", "dev",
+                     "--max-steps", "2", *tiny_teachers.values(), tmp_path / "exp")
+    assert result.exit_code != 0
+    assert "--unlabeled-set dev: the set has transcripts, so it is not untranscribed audio" in result.output
+    assert "--train-set dev" in result.output and not (tmp_path / "exp" / "final.pt").exists()
+
+
+def test_the_pseudo_label_baseline_learns_teacher_transcripts_without_running_a_teacher(prepared, tiny_teachers,
+                                                                                      tmp_path):
+    """conf/kd/pseudo_label.yaml: the teachers transcribe the training set and the pool once; no
+    layer or posterior targets are computed or cached, no projection is trained."""
+    kd = Path(__file__).resolve().parents[2] / "conf" / "kd" / "pseudo_label.yaml"
+    exp = tmp_path / "baseline_pl"
+    result = run_cli("distill", "--data", prepared, "--model-config", TINY_MODEL, "--kd-config", kd,
+                     "--train-config", train_yaml(tmp_path / "t.yaml", max_steps=20), "--unlabeled-set", "unlabeled",
+                     *tiny_teachers.values(), exp)
+    assert result.exit_code == 0, result.output
+    assert (exp / "teacher_transcripts" / "en" / "transcripts.jsonl").is_file()
+    assert not (exp / "teacher_targets").exists()
+    records = train_records(exp)
+    assert all(r["kd"] == 0 and r["ctc"] > 0 for r in records) and "kl" not in records[0]
+    checkpoint = torch.load(sorted((exp / "ckpt").glob("step-*.pt"))[-1], weights_only=False)
+    assert not any(key.startswith("projections.") for key in checkpoint["task"])
