@@ -3,7 +3,8 @@
     python bench/kd_seeds.py --teachers EXP... -- LABEL:MODEL_DIR...
 
 Every model dir holds decode_test_ctc-greedy; models of one label are the seeds of one
-system. Ratios are taken per seed (student of seed s / baseline of seed s), then averaged.
+system (``baseline``: the no-KD baseline, ``baseline_pl``: the pseudo-label baseline). Ratios
+are taken per seed (student of seed s / baseline of seed s), then averaged.
 """
 
 from __future__ import annotations
@@ -42,16 +43,20 @@ def main(argv: list[str]) -> None:
     langs = sorted(teachers)
     print("test CER (%), mean ± sd over seeds; teachers: "
           + "  ".join(f"{lang} {100 * teachers[lang]:.2f}" for lang in langs) + f"  avg {100 * average(teachers):.2f}")
-    print("| system | seeds | " + " | ".join(langs) + " | avg | / baseline | / teachers |")
-    print("|:---|---:|" + "---:|" * (len(langs) + 3))
-    baseline = systems["baseline"]
+    references = [name for name in ("baseline", "baseline_pl") if name in systems]
+    print("| system | seeds | " + " | ".join(langs) + " | avg | " + " | ".join(f"/ {name}" for name in references)
+          + " | / teachers |")
+    print("|:---|---:|" + "---:|" * (len(langs) + 2 + len(references)))
     for label, runs in systems.items():
         cells = [mean_sd([r[lang] for r in runs], 100) for lang in langs]
         avgs = [average(r) for r in runs]
-        vs_base = [a / average(b) for a, b in zip(avgs, baseline)]
+        ratios = [mean_sd([a / average(b) for a, b in zip(avgs, systems[name])]) for name in references]
         vs_teachers = [a / average(teachers) for a in avgs]
         print(f"| {label} | {len(runs)} | " + " | ".join(cells) + f" | {mean_sd(avgs, 100)} | "
-              f"{mean_sd(vs_base)} | {mean_sd(vs_teachers)} |")
+              + " | ".join(ratios) + f" | {mean_sd(vs_teachers)} |")
+    if "plain" in systems and "nopool" in systems:
+        pool = [average(a) / average(b) for a, b in zip(systems["plain"], systems["nopool"])]
+        print(f"student with the pool / without it: {mean_sd(pool)}")
 
 
 if __name__ == "__main__":

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Is distillation's gain real? Trains the demo student (distill + finetune) and the no-KD
-# baseline (finetune from scratch, as many updates) with several seeds each, on data and
-# teachers made by local/run.sh (--stop-stage 2), decodes the test set greedily, and prints
-# mean ± standard deviation of each language's CER and of the ratios student / baseline and
-# student / mean of teachers (bench/kd_seeds.py).
+# Is distillation's gain real? Trains the demo student (distill + finetune), the no-KD baseline
+# (finetune from scratch, as many updates) and the pseudo-label baseline (distill with
+# conf/kd/pseudo_label.yaml, as many updates) with several seeds each, on data and teachers made
+# by local/run.sh (--stop-stage 2), decodes the test set greedily, and prints mean ± standard
+# deviation of each language's CER and of the ratios student / baseline, student / pseudo-label
+# baseline and student / mean of teachers (bench/kd_seeds.py).
 #   bench/kd_seeds.sh [--data data] [--exp exp] [--langs "en de es it ru"] [--seeds "0 1 2"]
-#                     [--variants "plain pool"] [--work bench/work/kd_seeds] [--preset demo]
-# Variants: plain (conf/kd/<preset>.yaml, transcribed data only) or a lever NAME
-# (bench/kd/NAME.yaml; also on the untranscribed pool, --unlabeled-set unlabeled, when it sets
-# unlabeled_share). The baseline cannot use untranscribed audio: one per seed serves every variant.
+#                     [--variants "plain nopool"] [--work bench/work/kd_seeds] [--preset demo]
+# Variants: plain (conf/kd/<preset>.yaml, as the recipe: also on the untranscribed pool when the
+# data has one), nopool (the same on the transcribed set alone) or a lever NAME (bench/kd/NAME.yaml,
+# with the pool). The baselines are one per seed for every variant.
 # Each command's output goes to WORK/seed<S>/<model>.log; finished runs are up to date on a re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=data exp=exp langs="en de es it ru" seeds="0 1 2" variants="plain" work=bench/work/kd_seeds preset=demo
+data=data exp=exp langs="en de es it ru" seeds="0 1 2" variants="plain nopool" work=bench/work/kd_seeds preset=demo
 while [ $# -gt 0 ]; do
   case "$1" in
     --data) data=$2;; --exp) exp=$2;; --langs) langs=$2;; --seeds) seeds=$2;; --variants) variants=$2;;
@@ -40,18 +41,23 @@ run() {  # NAME LOG mlkd-args...: time one training command, then decode the tes
   echo "$name: ${SECONDS} s"
 }
 
+pool=()
+if [ -f "$data/manifests/unlabeled_cuts.jsonl.gz" ]; then pool=(--unlabeled-set unlabeled); fi
 dirs=""
 for seed in $seeds; do
   out=$work/seed$seed
   mkdir -p "$out"
   run "seed $seed baseline" "$out/baseline.log" finetune --data "$data" --model-config "conf/model/student_$preset.yaml" \
     --lid-weight "$lid_weight" --train-config "conf/train/baseline_$preset.yaml" --seed "$seed" "$out/baseline"
-  dirs="$dirs baseline:$out/baseline"
+  # shellcheck disable=SC2086
+  run "seed $seed pseudo-label baseline" "$out/baseline_pl.log" distill --data "$data" \
+    --model-config "conf/model/student_$preset.yaml" --kd-config conf/kd/pseudo_label.yaml --lid-weight "$lid_weight" \
+    --train-config "conf/train/baseline_$preset.yaml" --seed "$seed" "${pool[@]}" $teachers "$out/baseline_pl"
+  dirs="$dirs baseline:$out/baseline baseline_pl:$out/baseline_pl"
   for variant in $variants; do
-    kd=bench/kd/$variant.yaml extra=()
-    if [ "$variant" = plain ]; then kd=conf/kd/$preset.yaml; fi
+    kd=bench/kd/$variant.yaml extra=("${pool[@]}")
+    case $variant in plain) kd=conf/kd/$preset.yaml;; nopool) kd=conf/kd/$preset.yaml extra=();; esac
     [ -f "$kd" ] || { echo "$0: variant $variant: no $kd" >&2; exit 1; }
-    if grep -q '^unlabeled_share:' "$kd"; then extra=(--unlabeled-set unlabeled); fi
     # shellcheck disable=SC2086
     run "seed $seed $variant: distill" "$out/student_kd_$variant.log" distill --data "$data" \
       --model-config "conf/model/student_$preset.yaml" --kd-config "$kd" --lid-weight "$lid_weight" \
