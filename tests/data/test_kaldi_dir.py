@@ -203,6 +203,8 @@ BAD_CASES = {
     "not UTF-8": (latin1_text, "text:1", "not valid UTF-8"),
     "blank line": (edit("wav.scp", insert_line(2, "")), "wav.scp:3", "blank line"),
     "3-column utt2spk": (edit("utt2spk", replace_line(2, "en_b-001 en_b extra")), "utt2spk:3", "expected 2"),
+    "3-column utt2lang": (edit("utt2lang", replace_line(2, "en_b-001 en extra")), "utt2lang:3",
+                          "expected 'UTT LANG' (2 columns), got 3"),
     "no speaker prefix": (speaker_of_second("en_x"), "utt2spk:2", "does not start with its speaker id en_x;"),
     "speaker id inside, not a prefix": (
         speaker_of_second("a"), "utt2spk:2", "utterance id en_a-002 does not start with its speaker id a;"

@@ -68,3 +68,15 @@ def test_train_tokenizer_lists_the_blank_in_every_language_inventory(tmp_path):
         assert ids[0] == 0 and ids == sorted(ids)
         pieces = {tokenizer.id_to_piece(i) for i in ids}
         assert set(own) <= pieces and not set(other) & pieces
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_prefix_beam_with_every_prefix_kept_is_exact(seed):
+    """With no pruning, prefix search sums every alignment of every prefix: its answer is the most
+    probable labelling (brute force), also where two source prefixes reach the same prefix in
+    one frame and their scores must be added, not maxed."""
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.full(3, 0.7), size=4)
+    totals = labelling_probabilities(np.log(probs))
+    best = max(totals, key=totals.get)
+    assert tuple(prefix_beam_search(np.log(probs), beam=64, token_beam=1e9)) == best

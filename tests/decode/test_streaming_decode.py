@@ -178,3 +178,19 @@ def test_pcm_blocks_need_whole_samples():
             w.setframerate(16000)
             w.writeframes(b"\x00" * 400)
         list(pcm_blocks(io.BytesIO(stereo.getvalue()), None, 0.01))
+
+
+def test_the_streaming_greedy_path_keeps_a_token_repeated_after_a_blank_even_across_chunks():
+    """a ∅ a is two a's; a a is one, also when the chunk boundary falls between them."""
+    from mlkd_cli.decode.streaming import GreedyPath
+
+    def frames(*tokens: int) -> np.ndarray:
+        return np.log(np.eye(4)[list(tokens)] * 0.97 + 0.01)
+
+    path = GreedyPath()
+    path.extend(frames(2, 0, 2, 2))
+    assert path.tokens == [2, 2]
+    path.extend(frames(2))  # continues the last a
+    path.extend(frames(0))
+    path.extend(frames(2, 3))
+    assert path.tokens == [2, 2, 2, 3]

@@ -40,3 +40,12 @@ def test_the_same_rate_keeps_frames_and_features_of_any_shape():
     pooled = align_frames(probs, torch.tensor([6]), 0.02, 0.04, torch.tensor([3]))
     assert pooled.sum(-1).squeeze().tolist() == pytest.approx([1.0, 1.0, 1.0])
     assert torch.allclose(pooled[0, 1], (probs[0, 2] + probs[0, 3]) / 2)
+
+
+def test_a_teacher_frame_belongs_to_the_student_frame_holding_its_centre():
+    """30 and 60 ms teachers, where the centre and the start of a frame fall in different 40 ms
+    windows (at 20 ms both rules agree): centres at 15, 45, 75, 105 ms and 30, 90, 150 ms."""
+    assert frame_index(4, 0.03, 0.04).tolist() == [0, 1, 1, 2]
+    assert frame_index(3, 0.06, 0.04).tolist() == [0, 2, 3]
+    out = align_frames(column([1, 2, 3, 4]), torch.tensor([4]), 0.03, 0.04, torch.tensor([3]))
+    assert out[0, :, 0].tolist() == [1.0, 2.5, 4.0]

@@ -37,3 +37,9 @@ def test_own_tokens_map_to_themselves_and_pieces_that_do_not_line_up_are_refused
     assert not bpe.frame_level and "bpe pieces" in bpe.reason
     pieces = build_vocab_map(["<pad>", "AB", "C"], 0, STUDENT, "char", ["abc"])
     assert not pieces.frame_level and "multi-character" in pieces.reason
+
+
+def test_a_teacher_blank_anywhere_maps_to_the_students_blank():
+    """Teachers that keep the blank last (NeMo, sherpa-onnx transducer exports): id 0 is a token."""
+    vocab = build_vocab_map(["a", "b", "c", "|", "<blank>"], 4, STUDENT, "char", ["abc"])
+    assert vocab.target == (3, 4, 5, 2, 0)

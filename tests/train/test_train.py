@@ -235,3 +235,33 @@ def test_bf16_on_a_cpu_without_native_bf16_computes_in_fp32(monkeypatch, caplog)
         assert dtype == (torch.bfloat16 if native else torch.float32)
     assert "no native bf16" in caplog.text
     loop.cpu_has_bf16.cache_clear()
+
+
+def test_finetuning_validates_as_decoding_runs_conditioned_on_the_predicted_language(tmp_path: Path):
+    """The dev metrics of a language-adaptive model come from the language its LID head predicts
+    (as at test time), not the true one: here the head always says de, the utterances are en."""
+    from mlkd_cli.data.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
+    from mlkd_cli.models import ModelConfig, build_model, ctc_loss
+    from mlkd_cli.train.batches import Batch
+    from mlkd_cli.train.finetune import FinetuneTask
+
+    lang_dir = train_tokenizer({"en": ["abc cab"], "de": ["bca"]}, tmp_path / "lang", TokenizerConfig(type="char"))
+    tokenizer = Tokenizer(lang_dir)
+    config = ModelConfig(d_model=32, num_layers=2, num_heads=2, ff_mult=2, conv_kernel=7, subsampling_channels=16,
+                         vocab_size=tokenizer.vocab_size, languages=("de", "en"))
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    with torch.no_grad():
+        model.language_embedding.weight.normal_(std=3.0)
+        model.lid_head.bias.copy_(torch.tensor([50.0, -50.0]))  # always de
+    features, lens = torch.randn(2, 60, 80), torch.tensor([60, 45])
+    batch = Batch(features, lens, [tokenizer.encode("abc"), tokenizer.encode("cab")], ["abc", "cab"], ["en", "en"],
+                  ["u1", "u2"], 1.05)
+    metrics = FinetuneTask(model, tokenizer, lid_weight=1.0).evaluate(batch)
+    with torch.no_grad():
+        predicted = model(features, lens, language=torch.tensor([0, 0]))
+        true = model(features, lens, language=torch.tensor([1, 1]))
+    expected = ctc_loss(predicted.log_probs, predicted.lengths, batch.targets, reduction="sum").item()
+    assert metrics["ctc"][0] == pytest.approx(expected, rel=1e-5)
+    assert ctc_loss(true.log_probs, true.lengths, batch.targets, reduction="sum").item() != pytest.approx(expected, rel=1e-3)
+    assert metrics["lid_acc"] == (0, 2)
