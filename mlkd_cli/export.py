@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mlkd_cli.contracts import TOKENS_FILE
 from mlkd_cli.data.features import NUM_MEL_BINS
 from mlkd_cli.data.tokenizer import BLANK
 from mlkd_cli.errors import DataError, MlkdError
@@ -45,7 +46,6 @@ logger = logging.getLogger("mlkd")
 EXPORT_DIR = "export"
 MODEL_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
-TOKENS_FILE = "tokens.txt"
 INPUT_NAMES = ("x", "x_lens")
 OUTPUT_NAMES = ("log_probs", "log_probs_len")
 PAD_VALUE = -23.025850929940457  # ln 1e-10: what sherpa-onnx pads a batch's features with

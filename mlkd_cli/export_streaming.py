@@ -50,13 +50,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlkd_cli.contracts import OUTPUT_FRAME_MS, TOKENS_FILE
 from mlkd_cli.data.features import NUM_MEL_BINS
 from mlkd_cli.errors import ConfigError, DataError, MlkdError
 from mlkd_cli.experiment.model_dir import TOKENIZER_DIR, load_model_dir
-from mlkd_cli.export import (MODEL_FILE, TOKENS_FILE, TOLERANCE, metadata, quiet_onnx_tools, read_tokens, session,
-                             write_tokens)
+from mlkd_cli.export import MODEL_FILE, TOLERANCE, metadata, quiet_onnx_tools, read_tokens, session, write_tokens
 from mlkd_cli.models import CtcModel
-from mlkd_cli.models.config import OUTPUT_FRAME_MS
 from mlkd_cli.models.streaming import RECEPTIVE_EXTRA, ModelStream, chunk_frames
 from mlkd_cli.stage import Stage, file_input, new_record
 

@@ -93,11 +93,20 @@ def directive_value(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def check_command(mlkd_args: Sequence[str], commands: Sequence[str]) -> None:
+    """Raise ConfigError unless ``mlkd_args`` run one of ``commands`` (mlkd's, from the CLI)."""
+    command = next((a for a in mlkd_args if a not in ROOT_FLAGS), None)
+    if command == "slurm":
+        raise ConfigError("a job cannot run `mlkd slurm` itself; after -- give the command it runs, e.g. -- decode ...")
+    if command not in commands:
+        choices = ", ".join(c for c in commands if c != "slurm")
+        raise ConfigError(f"after -- comes the mlkd command the job runs ({choices}); "
+                          f"got {repr(command) if command else 'nothing'}")
+
+
 def check_job(name: str, mlkd_args: Sequence[str], log_dir: Path, items: Sequence[str] | None,
               after: Sequence[str]) -> None:
     """Raise ConfigError unless every value of the job can be written into its script."""
-    from mlkd_cli.cli import COMMANDS  # the root command only; its subcommands load lazily
-
     if not re.fullmatch(r"[\w.-]+", name):
         raise ConfigError(f"--name {name!r}: a job name is letters, digits, '_', '-' or '.'")
     for item in items or []:
@@ -109,13 +118,6 @@ def check_job(name: str, mlkd_args: Sequence[str], log_dir: Path, items: Sequenc
     if LOG_UNSAFE.search(str(log_dir)):
         raise ConfigError(f"log dir {str(log_dir)!r} must not contain control characters, '%' or '\\' "
                           "(SLURM expands them in log file names); choose another EXP_DIR")
-    command = next((a for a in mlkd_args if a not in ROOT_FLAGS), None)
-    if command == "slurm":
-        raise ConfigError("a job cannot run `mlkd slurm` itself; after -- give the command it runs, e.g. -- decode ...")
-    if command not in COMMANDS:
-        choices = ", ".join(c for c in COMMANDS if c != "slurm")
-        raise ConfigError(f"after -- comes the mlkd command the job runs ({choices}); "
-                          f"got {repr(command) if command else 'nothing'}")
 
 
 def job_script(name: str, mlkd_args: list[str], config: SlurmConfig, log_dir: Path, workdir: Path,

@@ -1,5 +1,6 @@
-"""The package's layers: inference (decode, export, the model/experiment layer, scoring) never
-reaches the trainer, directly or through another module."""
+"""The package's layers: commands → engines (stages, training, distillation, decoding, scoring,
+export) → models and data → utilities, never upward; no import cycles; models do not read data;
+inference (decode, export, the model/experiment layer, scoring) never reaches the trainer."""
 
 from __future__ import annotations
 
@@ -56,3 +57,74 @@ def test_inference_never_imports_the_trainer(module):
 def test_the_check_sees_imports():
     assert "mlkd_cli.train.loop" in reachable("mlkd_cli.train.runner")  # the walk is not vacuous
     assert "mlkd_cli.experiment.model_dir" in reachable("mlkd_cli.decode.stage")
+
+
+UTILITIES = ("mlkd_cli", "mlkd_cli.config", "mlkd_cli.contracts", "mlkd_cli.errors", "mlkd_cli.fsutil", "mlkd_cli.log",
+             "mlkd_cli.stage", "mlkd_cli.version")
+
+
+def layer(module: str) -> int:
+    """0 utilities, 1 models and data, 2 engines, 3 commands (the CLI)."""
+    if module in UTILITIES:
+        return 0
+    if module.startswith(("mlkd_cli.models", "mlkd_cli.data")):
+        return 1
+    if module.startswith("mlkd_cli.commands") or module in ("mlkd_cli.cli", "mlkd_cli.__main__"):
+        return 3
+    return 2
+
+
+def upward_imports(graph: dict[str, frozenset[str]]) -> list[str]:
+    return sorted(f"{m} -> {n}" for m, targets in graph.items() for n in targets if layer(n) > layer(m))
+
+
+def cycles(graph: dict[str, frozenset[str]]) -> list[list[str]]:
+    """The import cycles of ``graph``: its strongly connected components of more than one module."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while not component or component[-1] != v:
+                component.append(stack.pop())
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return found
+
+
+GRAPH = {m: imports(m) for m in MODULES}
+
+
+def test_no_import_cycles():
+    assert cycles(GRAPH) == [], "\n".join(f"{m} -> {', '.join(sorted(GRAPH[m]))}" for m in sorted(GRAPH))
+
+
+def test_no_module_imports_a_higher_layer():
+    assert upward_imports(GRAPH) == []
+
+
+def test_models_do_not_read_data():
+    assert not sorted(f"{m} -> {n}" for m in MODULES if m.startswith("mlkd_cli.models")
+                      for n in reachable(m) if n.startswith("mlkd_cli.data"))
+
+
+def test_the_rules_catch_what_they_forbid():
+    graph = {"mlkd_cli.models.a": frozenset({"mlkd_cli.decode.b"}), "mlkd_cli.decode.b": frozenset({"mlkd_cli.models.a"}),
+             "mlkd_cli.errors": frozenset({"mlkd_cli.cli"}), "mlkd_cli.cli": frozenset()}
+    assert cycles(graph) == [["mlkd_cli.decode.b", "mlkd_cli.models.a"]]
+    assert upward_imports(graph) == ["mlkd_cli.errors -> mlkd_cli.cli", "mlkd_cli.models.a -> mlkd_cli.decode.b"]

@@ -43,7 +43,8 @@ def slurm(name: str, config_file: Path | None, partition, time_limit, cpus_per_t
     """
     from mlkd_cli.config import load_yaml
     from mlkd_cli.errors import ConfigError
-    from mlkd_cli.slurm import SlurmConfig, resource_problem, submit as sbatch, write_job
+    from mlkd_cli.cli import COMMANDS  # the root command only; its subcommands load lazily
+    from mlkd_cli.slurm import SlurmConfig, check_command, resource_problem, submit as sbatch, write_job
 
     if submit and dry_run:
         raise ConfigError("--submit and --dry-run contradict each other; pick one")
@@ -58,6 +59,7 @@ def slurm(name: str, config_file: Path | None, partition, time_limit, cpus_per_t
     config = load_yaml(SlurmConfig, config_file) if config_file else SlurmConfig()
     config = dataclasses.replace(config, **overrides)
     args = list(mlkd_args[1:] if mlkd_args and mlkd_args[0] == "--" else mlkd_args)
+    check_command(args, list(COMMANDS))
     script = write_job(exp_dir, name, args, config, items.split() if items else None, after)
     if submit:
         click.echo(sbatch(script))

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import resample_poly
 
+from mlkd_cli.contracts import SAMPLING_RATE as SAMPLE_RATE
 from mlkd_cli.errors import DataError
 
 LIBRARY = "libespeak-ng.so.1"
 INSTALL_HINT = "install it: apt-get install espeak-ng"
-SAMPLE_RATE = 16000
 ESPEAK_RATE = 22050
 
 # eSpeak voice names per ISO 639-1 code.

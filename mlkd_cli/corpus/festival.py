@@ -29,9 +29,9 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from mlkd_cli.contracts import SAMPLING_RATE as SAMPLE_RATE
 from mlkd_cli.errors import DataError
 
-SAMPLE_RATE = 16000
 TARGET_RMS = 2500.0  # int16 RMS at volume 1.0, about eSpeak's level at amplitude 90
 MIN_RMS = 30.0  # raw int16 RMS below which an utterance counts as silent
 TIMEOUT = 300  # seconds; a hung synthesizer must not hang the corpus build

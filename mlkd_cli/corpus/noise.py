@@ -19,8 +19,8 @@ import soundfile as sf
 from lhotse import CutSet, Recording
 from lhotse.cut import Cut
 
+from mlkd_cli.contracts import SAMPLING_RATE
 from mlkd_cli.data.audio_sets import mono_cut
-from mlkd_cli.data.features import SAMPLING_RATE
 from mlkd_cli.data.rooms import room_cuts
 from mlkd_cli.fsutil import atomic_write_text
 

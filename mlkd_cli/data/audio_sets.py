@@ -13,7 +13,7 @@ from pathlib import Path
 import soundfile as sf
 from lhotse import CutSet, Recording, RecordingSet
 
-from mlkd_cli.data.features import SAMPLING_RATE
+from mlkd_cli.contracts import SAMPLING_RATE
 from mlkd_cli.data.kaldi_table import read_table
 from mlkd_cli.errors import DataError
 

@@ -16,10 +16,10 @@ import numpy as np
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter
 from lhotse.utils import fastcopy
 
+from mlkd_cli.contracts import SAMPLING_RATE
 from mlkd_cli.errors import DataError
 from mlkd_cli.log import progress_bar
 
-SAMPLING_RATE = 16000
 NUM_MEL_BINS = 80
 CUTS_PER_CHUNK = 200
 POWER = "power"  # custom field: mean square of a cut's samples

@@ -17,7 +17,7 @@ from pathlib import Path
 from lhotse import CutSet, RecordingSet, SupervisionSet
 from lhotse.kaldi import get_duration, load_kaldi_data_dir
 
-from mlkd_cli.data.features import SAMPLING_RATE
+from mlkd_cli.contracts import SAMPLING_RATE
 from mlkd_cli.data.kaldi_dir import validate_kaldi_dir
 from mlkd_cli.data.language import normalize_language
 from mlkd_cli.data.text import normalize_transcript

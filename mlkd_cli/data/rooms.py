@@ -14,7 +14,7 @@ import soundfile as sf
 from lhotse import Recording
 from lhotse.cut import Cut
 
-from mlkd_cli.data.features import SAMPLING_RATE
+from mlkd_cli.contracts import SAMPLING_RATE
 from mlkd_cli.stage import Stage, new_record
 
 DIMENSIONS = ((3.0, 3.0, 2.4), (10.0, 8.0, 4.0))  # smallest and largest room, metres

@@ -13,12 +13,12 @@ import dataclasses
 import logging
 from pathlib import Path
 
+from mlkd_cli.contracts import BLANK_ID, TOKENS_FILE
 from mlkd_cli.errors import ConfigError, DataError
 
 logger = logging.getLogger("mlkd")
 
 BLANK = "<blk>"
-BLANK_ID = 0  # the CTC blank is token 0 of every mlkd vocabulary (models, decoding and export rely on it)
 UNK = "<unk>"
 MODEL_FILE = "tokenizer.model"
 TOKENIZER_TYPES = ("bpe", "unigram", "char")
@@ -89,7 +89,7 @@ def train_tokenizer(texts_by_lang: dict[str, list[str]], out_dir: Path, config: 
     tokenizer = Tokenizer(out_dir)
     if tokenizer.vocab_size < vocab_size:
         logger.warning("tokenizer: the training text supports only %d of the %d tokens asked for", tokenizer.vocab_size, vocab_size)
-    (out_dir / "tokens.txt").write_text(
+    (out_dir / TOKENS_FILE).write_text(
         "".join(f"{tokenizer.id_to_piece(i)} {i}\n" for i in range(tokenizer.vocab_size)), encoding="utf-8"
     )
     for lang, texts in texts_by_lang.items():

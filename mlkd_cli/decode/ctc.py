@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from mlkd_cli.data.tokenizer import BLANK_ID
+from mlkd_cli.contracts import BLANK_ID
 from mlkd_cli.models.asr import collapse
 
 NEG_INF = -math.inf

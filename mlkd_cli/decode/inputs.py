@@ -19,7 +19,7 @@ from typing import Optional
 
 from lhotse import CutSet, Recording
 
-from mlkd_cli.data.features import SAMPLING_RATE
+from mlkd_cli.contracts import SAMPLING_RATE
 from mlkd_cli.data.manifests import Source, load_source
 from mlkd_cli.decode.chunks import MIN_DURATION
 from mlkd_cli.errors import DataError

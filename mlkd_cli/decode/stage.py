@@ -21,6 +21,7 @@ from typing import Callable, Optional
 
 import torch
 
+from mlkd_cli.contracts import OUTPUT_FRAME_MS, SAMPLING_RATE
 from mlkd_cli.config import dump_yaml, record_dict
 from mlkd_cli.data.text import normalize_transcript
 from mlkd_cli.decode.decoder import DecodeConfig, Decoder, Result, load_for_decoding
@@ -28,13 +29,11 @@ from mlkd_cli.decode.graphs import wfst_search
 from mlkd_cli.data.language import UNKNOWN
 from mlkd_cli.decode.inputs import Inputs, Item
 from mlkd_cli.decode.rejection import CALIBRATION, read_calibration
-from mlkd_cli.data.features import SAMPLING_RATE
 from mlkd_cli.decode.streaming import STDIN, Partial, StreamingDecoder, Utterance, pcm_blocks
 from mlkd_cli.decode.wfst import SearchConfig
 from mlkd_cli.experiment.model_dir import ModelDir
 from mlkd_cli.fsutil import atomic_write_text, stat_digest
 from mlkd_cli.log import log_to_file
-from mlkd_cli.models.config import OUTPUT_FRAME_MS
 from mlkd_cli.stage import Stage, file_input, new_record
 
 logger = logging.getLogger("mlkd")

@@ -22,13 +22,12 @@ from typing import BinaryIO, Callable, Iterator, Optional
 
 import numpy as np
 
-from mlkd_cli.data.features import NUM_MEL_BINS, SAMPLING_RATE
-from mlkd_cli.data.tokenizer import BLANK_ID
+from mlkd_cli.contracts import BLANK_ID, OUTPUT_FRAME_MS, SAMPLING_RATE
+from mlkd_cli.data.features import NUM_MEL_BINS
 from mlkd_cli.decode.decoder import Decoder, Posteriors
 from mlkd_cli.decode.inputs import Item
 from mlkd_cli.errors import DataError
 from mlkd_cli.log import progress_bar
-from mlkd_cli.models.config import OUTPUT_FRAME_MS
 from mlkd_cli.models.streaming import ChunkOutput, StreamBatch
 
 STDIN = "-"

@@ -20,6 +20,7 @@ from lhotse import CutSet
 from torch import nn
 from torch.nn import functional as F
 
+from mlkd_cli.contracts import OUTPUT_FRAME_MS
 from mlkd_cli.data.features import global_stats
 from mlkd_cli.data.manifests import is_transcribed
 from mlkd_cli.data.prepare import languages
@@ -31,7 +32,6 @@ from mlkd_cli.distill.teachers import RoutedTargets, load_teachers, own_cuts, ru
 from mlkd_cli.errors import ConfigError, DataError
 from mlkd_cli.experiment.config import DistillConfig, KdConfig
 from mlkd_cli.models import CtcModel, CtcOutput, ModelConfig, build_model, ctc_loss, greedy_decode, num_parameters
-from mlkd_cli.models.config import OUTPUT_FRAME_MS
 from mlkd_cli.stage import file_input
 from mlkd_cli.teachers.base import Teacher, TeacherInputs
 from mlkd_cli.teachers.mlkd import MlkdTeacher

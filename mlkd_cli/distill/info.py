@@ -7,8 +7,8 @@ from typing import Optional
 
 from mlkd_cli.data.prepare import PreparedData, texts_by_language
 from mlkd_cli.errors import DataError
-from mlkd_cli.teachers.base import Teacher, parse_teacher_arg
-from mlkd_cli.teachers.load import load_teacher
+from mlkd_cli.teachers.base import Teacher
+from mlkd_cli.teachers.load import load_teacher, parse_teacher_arg
 from mlkd_cli.teachers.vocab import VocabMap
 
 

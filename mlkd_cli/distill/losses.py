@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from mlkd_cli.data.tokenizer import BLANK_ID
+from mlkd_cli.contracts import BLANK_ID
 from mlkd_cli.models.conformer import valid_mask
 
 

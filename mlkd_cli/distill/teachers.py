@@ -21,9 +21,9 @@ from mlkd_cli.data.prepare import PreparedData, texts_by_language
 from mlkd_cli.errors import ConfigError, DataError, MlkdError
 from mlkd_cli.experiment.config import FeatureSpec, KdConfig
 from mlkd_cli.models.subsampling import subsampled_lengths
-from mlkd_cli.teachers.base import Teacher, TeacherInputs, parse_teacher_arg
+from mlkd_cli.teachers.base import Teacher, TeacherInputs
 from mlkd_cli.teachers.frames import align_frames
-from mlkd_cli.teachers.load import load_teacher
+from mlkd_cli.teachers.load import load_teacher, parse_teacher_arg
 from mlkd_cli.teachers.mlkd import MlkdTeacher
 from mlkd_cli.teachers.vocab import VocabMap, build_vocab_map
 

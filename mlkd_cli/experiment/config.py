@@ -12,10 +12,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from mlkd_cli.contracts import OUTPUT_FRAME_MS
 from mlkd_cli.config import ADDED
 from mlkd_cli.data.tokenizer import TokenizerConfig
 from mlkd_cli.errors import ConfigError
-from mlkd_cli.models.config import OUTPUT_FRAME_MS, ModelConfig
+from mlkd_cli.models.config import ModelConfig
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 AVERAGE_BY = ("last", "best")

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 from lhotse import CutSet
 
+from mlkd_cli.contracts import TOKENS_FILE
 from mlkd_cli.config import from_dict, to_dict
 from mlkd_cli.data.prepare import PreparedData
 from mlkd_cli.data.tokenizer import MODEL_FILE as TOKENIZER_MODEL, Tokenizer
@@ -115,9 +116,9 @@ class ModelDir:
     def check_fits(self, data: PreparedData) -> None:
         """The model must read ``data``'s features and emit its tokenizer's tokens."""
         check_fits_data(self.model.config, data, self.path / CONFIG_FILE)
-        tokens = (self.path / TOKENIZER_DIR / "tokens.txt").read_text(encoding="utf-8")
-        if tokens != (data.lang_dir / "tokens.txt").read_text(encoding="utf-8"):
-            raise ConfigError(f"{self.path / TOKENIZER_DIR / 'tokens.txt'}: differs from {data.lang_dir / 'tokens.txt'}; "
+        tokens = (self.path / TOKENIZER_DIR / TOKENS_FILE).read_text(encoding="utf-8")
+        if tokens != (data.lang_dir / TOKENS_FILE).read_text(encoding="utf-8"):
+            raise ConfigError(f"{self.path / TOKENIZER_DIR / TOKENS_FILE}: differs from {data.lang_dir / TOKENS_FILE}; "
                               "the model was trained with another tokenizer")
 
 
@@ -162,7 +163,7 @@ def write_model_files(out: Path, command: str, config: StageConfig, data: Prepar
     tokenizer_dir = out / TOKENIZER_DIR
     tokenizer_dir.mkdir()
     languages = config.inference.languages
-    for name in (TOKENIZER_MODEL, "tokens.txt", *(f"tokens.{lang}.txt" for lang in languages)):
+    for name in (TOKENIZER_MODEL, TOKENS_FILE, *(f"tokens.{lang}.txt" for lang in languages)):
         shutil.copy2(data.lang_dir / name, tokenizer_dir / name)
     (out / TEXT_DIR).mkdir()
     texts: dict[str, list[str]] = {lang: [] for lang in languages}

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mlkd_cli.data.tokenizer import BLANK_ID
+from mlkd_cli.contracts import BLANK_ID
 from mlkd_cli.errors import ConfigError
 from mlkd_cli.models.config import ModelConfig
 from mlkd_cli.models.conformer import ConformerEncoder, valid_mask

@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from mlkd_cli.contracts import OUTPUT_FRAME_MS
 from mlkd_cli.config import ADDED
 from mlkd_cli.errors import ConfigError
 
 SUBSAMPLING_FACTORS = (4,)
-OUTPUT_FRAME_MS = 40  # one encoder output frame: 10 ms features, subsampled 4x
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from mlkd_cli.contracts import OUTPUT_FRAME_MS
 from mlkd_cli.errors import ConfigError
 from mlkd_cli.models.asr import CtcModel
-from mlkd_cli.models.config import OUTPUT_FRAME_MS
 from mlkd_cli.models.subsampling import subsampled_lengths
 
 RECEPTIVE_EXTRA = 3  # a chunk of C output frames reads 4C + 3 feature frames (the front end's 7-frame window)

@@ -1,14 +1,15 @@
 """Scoring of decode directories: WER, CER, language-ID accuracy, and comparison tables.
 
 ``alignment`` counts edit operations, ``metrics`` sums them per utterance and language
-(and language-ID confusion), ``reading`` reads decode dirs and references, ``report``
+(and language-ID confusion) into a ``ScoreReport``, ``reading`` reads decode dirs and references, ``report``
 scores a decode dir through the stage protocol, ``tables`` renders the results.
 """
 
 from mlkd_cli.score.alignment import BLANK, ErrorCounts, characters, count_errors, percent, primary_metric, words
-from mlkd_cli.score.metrics import LangScore, LidScore, UttScore, score_languages, score_lid, score_utterance, summarize
+from mlkd_cli.score.metrics import (SCORE_FORMAT, LangScore, LidScore, ScoreReport, UttScore, score_languages, score_lid,
+                                    score_utterance, summarize)
 from mlkd_cli.score.reading import load_inputs, read_predicted_languages, read_text, read_utt2lang
-from mlkd_cli.score.report import SCORE_FORMAT, ScoreReport, score_decode_dir, score_inputs
+from mlkd_cli.score.report import score_decode_dir, score_inputs
 from mlkd_cli.score.tables import (
     Comparison,
     ConditionComparison,

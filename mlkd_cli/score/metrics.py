@@ -157,3 +157,52 @@ def score_lid(utts: Iterable[UttScore], trained: Sequence[str] = ()) -> LidScore
     if not confusion:
         return None
     return LidScore({ref: dict(sorted(row.items())) for ref, row in sorted(confusion.items())}, tuple(trained))
+
+
+SCORE_FORMAT = 2  # version of score.json's layout
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    """All figures of one decode dir: what score.json holds."""
+
+    decode_dir: str
+    model_name: str
+    method: str | None
+    num_parameters: int | None
+    inputs: list[str]  # absolute paths of the files scored (to tell whether score.json is up to date)
+    overall: LangScore
+    languages: dict[str, LangScore]
+    lid: LidScore | None
+    missing: list[str]  # reference utterances without a hypothesis (scored as all deletions)
+    extra: list[str]  # hypotheses without a reference (ignored)
+
+    def to_dict(self) -> dict:
+        return {
+            "format": SCORE_FORMAT,
+            "decode_dir": self.decode_dir,
+            "model_name": self.model_name,
+            "method": self.method,
+            "num_parameters": self.num_parameters,
+            "inputs": self.inputs,
+            "overall": self.overall.to_dict(),
+            "languages": {lang: s.to_dict() for lang, s in self.languages.items()},
+            "lid": self.lid.to_dict() if self.lid else None,
+            "missing": self.missing,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ScoreReport:
+        return cls(
+            decode_dir=data["decode_dir"],
+            model_name=data["model_name"],
+            method=data["method"],
+            num_parameters=data["num_parameters"],
+            inputs=data["inputs"],
+            overall=LangScore.from_dict(data["overall"]),
+            languages={lang: LangScore.from_dict(s) for lang, s in data["languages"].items()},
+            lid=LidScore.from_dict(data["lid"]) if data["lid"] else None,
+            missing=data["missing"],
+            extra=data["extra"],
+        )

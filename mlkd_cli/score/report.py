@@ -13,66 +13,18 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from mlkd_cli.score.confusion import CONFUSION_PNG, plot_confusion
-from mlkd_cli.score.metrics import LangScore, LidScore, UttScore, score_languages, score_lid, score_utterance
+from mlkd_cli.score.metrics import SCORE_FORMAT, ScoreReport, UttScore, score_languages, score_lid, score_utterance
 from mlkd_cli.score.reading import DecodeInputs, load_inputs
 from mlkd_cli.score.tables import format_errs, format_summary, hypotheses
 from mlkd_cli.stage import Stage, file_input, new_record
 
 logger = logging.getLogger("mlkd")
 
-SCORE_FORMAT = 2  # version of score.json's layout
 SCORE_RECORD = "stage.score.json"
 _SHOWN_IDS = 5
-
-
-@dataclass(frozen=True)
-class ScoreReport:
-    """All figures of one decode dir: what score.json holds."""
-
-    decode_dir: str
-    model_name: str
-    method: str | None
-    num_parameters: int | None
-    inputs: list[str]  # absolute paths of the files scored (to tell whether score.json is up to date)
-    overall: LangScore
-    languages: dict[str, LangScore]
-    lid: LidScore | None
-    missing: list[str]  # reference utterances without a hypothesis (scored as all deletions)
-    extra: list[str]  # hypotheses without a reference (ignored)
-
-    def to_dict(self) -> dict:
-        return {
-            "format": SCORE_FORMAT,
-            "decode_dir": self.decode_dir,
-            "model_name": self.model_name,
-            "method": self.method,
-            "num_parameters": self.num_parameters,
-            "inputs": self.inputs,
-            "overall": self.overall.to_dict(),
-            "languages": {lang: s.to_dict() for lang, s in self.languages.items()},
-            "lid": self.lid.to_dict() if self.lid else None,
-            "missing": self.missing,
-            "extra": self.extra,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ScoreReport:
-        return cls(
-            decode_dir=data["decode_dir"],
-            model_name=data["model_name"],
-            method=data["method"],
-            num_parameters=data["num_parameters"],
-            inputs=data["inputs"],
-            overall=LangScore.from_dict(data["overall"]),
-            languages={lang: LangScore.from_dict(s) for lang, s in data["languages"].items()},
-            lid=LidScore.from_dict(data["lid"]) if data["lid"] else None,
-            missing=data["missing"],
-            extra=data["extra"],
-        )
 
 
 def score_inputs(decode_dir: Path, inputs: DecodeInputs) -> tuple[ScoreReport, list[UttScore]]:

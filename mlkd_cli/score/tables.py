@@ -5,17 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from rich.table import Table
 
 from mlkd_cli.score.alignment import BLANK, percent, primary_metric
 from mlkd_cli.score.confusion import confusion_labels
 from mlkd_cli.data.language import UNKNOWN
-from mlkd_cli.score.metrics import LidScore, UttScore
-
-if TYPE_CHECKING:
-    from mlkd_cli.score.report import ScoreReport
+from mlkd_cli.score.metrics import LidScore, ScoreReport, UttScore
 
 
 def format_alignment(pairs: Iterable[tuple[str, str]]) -> str:

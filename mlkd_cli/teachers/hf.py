@@ -19,9 +19,10 @@ from typing import Any, Optional
 
 import torch
 
+from mlkd_cli.contracts import SAMPLING_RATE
 from mlkd_cli.errors import ConfigError
 from mlkd_cli.fsutil import file_digest
-from mlkd_cli.teachers.base import SAMPLING_RATE, Teacher, TeacherInputs, TeacherOutput
+from mlkd_cli.teachers.base import Teacher, TeacherInputs, TeacherOutput
 
 REQUIRED = {
     "config.json": "model.save_pretrained(DIR)",

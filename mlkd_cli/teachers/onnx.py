@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 
+from mlkd_cli.contracts import SAMPLING_RATE, TOKENS_FILE
 from mlkd_cli.errors import ConfigError, MlkdError
-from mlkd_cli.export import INT8_FILE, MODEL_FILE, TOKENS_FILE, check_sherpa_model, read_tokens, session
+from mlkd_cli.export import INT8_FILE, MODEL_FILE, check_sherpa_model, read_tokens, session
 from mlkd_cli.fsutil import file_digest
-from mlkd_cli.teachers.base import SAMPLING_RATE, Teacher, TeacherInputs, Transcript
+from mlkd_cli.teachers.base import Teacher, TeacherInputs, Transcript
 
 LOADERS = ("zipformer-ctc", "nemo-ctc", "wenet-ctc")
 NEMO_METADATA = ("vocab_size", "subsampling_factor")

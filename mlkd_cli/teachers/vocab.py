@@ -16,7 +16,6 @@ from typing import Optional, Sequence
 
 import torch
 
-from mlkd_cli.data.tokenizer import BLANK_ID
 
 SPACE = "▁"
 DELIMITERS = {"|": SPACE, SPACE: SPACE}

@@ -16,7 +16,8 @@ from mlkd_cli.errors import ConfigError, DataError
 from mlkd_cli.distill.distill import DistillTask, LayerPlan, plan_layers
 from mlkd_cli.distill.losses import attention_kd_loss, even_layer_map, hidden_kd_loss, posterior_kl_loss
 from mlkd_cli.distill.teachers import run_teachers
-from mlkd_cli.teachers.base import Teacher, TeacherInputs, TeacherSpec, parse_teacher_arg
+from mlkd_cli.teachers.base import Teacher, TeacherInputs
+from mlkd_cli.teachers.load import TeacherSpec, parse_teacher_arg
 from mlkd_cli.teachers.mlkd import MlkdTeacher
 from mlkd_cli.models import ModelConfig, build_model, ctc_loss
 from mlkd_cli.models.checkpoint import load_model_state
