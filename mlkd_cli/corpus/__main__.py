@@ -22,7 +22,7 @@ from mlkd_cli.log import setup_console_logging
 @click.option("--unseen-langs", default=" ".join(DEFAULT_UNSEEN),
               help="Languages spoken only in dev_unseen/test_unseen (language-ID rejection); those in --langs are left out.")
 @click.option("--size", type=click.Choice(list(SIZES)), default="demo",
-              help="tiny: ~12/4/4 utterances per language (tests); demo: per language 3 h for the teachers "
+              help="tiny: ~12/4/4 utterances per language, ~17 for the teachers (tests); demo: per language 3 h for the teachers "
                    "(teacher_train), 15 min transcribed for the student (train), 2 h untranscribed, 8 min each of "
                    "dev and test, 4 min per unseen language in dev_unseen and test_unseen; demo-same-hour: the "
                    "earlier setting, 1 h of train for teachers and student alike, no teacher_train.")

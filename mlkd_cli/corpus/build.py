@@ -124,7 +124,8 @@ class CorpusSize:
 
 SIZES = {
     "tiny": CorpusSize(train_hours=45 / 3600, dev_minutes=0.25, test_minutes=0.25, unlabeled_hours=20 / 3600,
-                       unseen_minutes=0.15, name="tiny"),  # ~12/4/4 utts, ~6 untranscribed, ~3 per unseen split
+                       unseen_minutes=0.15, teacher_hours=60 / 3600, name="tiny"),
+    # ~12/4/4 utts, ~6 untranscribed, ~3 per unseen split, ~17 for the teachers
     "demo": CorpusSize(train_hours=0.25, dev_minutes=8.0, test_minutes=8.0, unlabeled_hours=2.0, unseen_minutes=4.0,
                        teacher_hours=3.0, name="demo"),
     "demo-same-hour": CorpusSize(train_hours=1.0, dev_minutes=8.0, test_minutes=8.0, unlabeled_hours=2.0,

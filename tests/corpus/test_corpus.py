@@ -296,8 +296,8 @@ def test_unseen_languages_only_in_their_own_splits(corpus):
         assert {lang for _, lang in read_table(corpus / split / "utt2lang")} == set(LANGS)
 
 
-def test_sizes_without_pool_or_unseen_languages_leave_those_splits_out(tmp_path):
-    size = build.corpus_size("tiny", unlabeled_hours=0, unseen_minutes=0)
+def test_sizes_without_pool_teacher_set_or_unseen_languages_leave_those_splits_out(tmp_path):
+    size = build.corpus_size("tiny", unlabeled_hours=0, unseen_minutes=0, teacher_hours=0)
     build_corpus(tmp_path / "c", ["en"], size, seed=1, num_jobs=1)
     assert sorted(p.name for p in (tmp_path / "c").iterdir() if p.is_dir()) == [
         "dev", "noise", "noise_test", "test", "test_engine", "test_noisy", "train", "wav"]
@@ -358,7 +358,8 @@ def test_a_teacher_set_has_its_own_sentences_more_speakers_and_the_training_engi
     they were), has more speakers than train, and takes the Festival training voices from train."""
     size = build.corpus_size("tiny", unseen_minutes=0, teacher_hours=150 / 3600)
     teach = build_corpus(tmp_path / "teach", ["en"], size, seed=1, num_jobs=2)
-    plain = build_corpus(tmp_path / "plain", ["en"], build.corpus_size("tiny", unseen_minutes=0), seed=1, num_jobs=2)
+    plain = build_corpus(tmp_path / "plain", ["en"], build.corpus_size("tiny", unseen_minutes=0, teacher_hours=0), seed=1,
+                         num_jobs=2)
     for split in ("dev", "test", "unlabeled"):
         assert snapshot(tmp_path / "teach" / split) == snapshot(tmp_path / "plain" / split)
     texts = {split: {t for _, t in read_table(tmp_path / "teach" / split / "text")} for split in SPLITS}
