@@ -1,5 +1,5 @@
 """Figures of bench/augment.sh: training throughput with and without augmentation, and greedy
-CER of every model on test, test_noisy and test_engine, with the ratios the README quotes."""
+CER of every model on test, test_noisy and test_engine, with the ratios bench/README.md records."""
 
 from __future__ import annotations
 

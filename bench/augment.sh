@@ -3,7 +3,7 @@
 # `augment:` block (noise from the corpus's noise/ set and babble, simulated rooms, telephone,
 # volume) and without it; the no-KD baseline once, with augmentation. Every model is decoded
 # (greedy) on test, test_noisy and test_engine; bench/augment.py prints each training run's
-# throughput and the ratios the README quotes.
+# throughput and the ratios bench/README.md records.
 #   bench/augment.sh [--langs "en ru"] [--scale 1.0] [--work bench/work/augment]
 # --scale multiplies every preset's number of updates (0.5: half the demo schedules).
 # Each command's output goes to WORK/<arm>/<model>.log; finished runs are up to date on a re-run.

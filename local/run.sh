@@ -136,9 +136,10 @@ record() {  # STAGE SECONDS [beside:WAIT]: it ran beside other stages, and the r
 }
 
 # cmd=local runs up to $max_jobs_run mlkd commands at once, as Kaldi's run.pl does: a stage's items
-# (teachers, decodes) side by side, and the baselines, which need no student, beside stages 2-4. Each command gets its share of the cores as torch threads (on 2 cores two 1-thread
-# teachers train 1.3 times as fast as one after the other with 2 threads: bench/README.md); one that
-# runs alone gets them all. A command beside others writes its output to $exp/log/NAME.log.
+# (teachers, decodes) side by side, and the baselines, which need no student, beside stages 2-4.
+# Each command gets its share of the cores as torch threads (on 2 cores, two 1-thread teachers
+# side by side trained 1.47 times as fast as one after the other with 2 threads: bench/README.md);
+# one that runs alone gets them all. A command beside others writes its output to $exp/log/NAME.log.
 cores=$(nproc)
 share=$(( cores / max_jobs_run > 0 ? cores / max_jobs_run : 1 ))
 declare -A job_name=() job_log=() job_start=()
@@ -202,7 +203,8 @@ step() {
     here "$@"
   fi
 }
-here() {  # MLKD_ARGS...: in the foreground, on the cores no background command uses
+here() {  # MLKD_ARGS...: in the foreground, in a free slot, on the cores no background command uses
+  while [ ${#job_name[@]} -ge "$max_jobs_run" ]; do reap; done
   echo "+ mlkd $*" >&2
   if [ ${#job_name[@]} -gt 0 ]; then OMP_NUM_THREADS=$(( cores - share * ${#job_name[@]} > 0 ? cores - share * ${#job_name[@]} : 1 )) mlkd "$@"
   else mlkd "$@"; fi
