@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from mlkd_cli.contracts import BLANK_ID
 
 SPACE = "▁"
 DELIMITERS = {"|": SPACE, SPACE: SPACE}
