@@ -51,7 +51,8 @@ UNSEEN_SPLITS = ("dev_unseen", "test_unseen")
 NOISY = "test_noisy"  # the test set in simulated rooms with noise types and SNRs training never has
 ENGINE = "test_engine"  # the test sentences spoken by an engine held out of the language's training data
 # Festival and flite voices (Debian main). English has both, so Festival speaks a share of its
-# training speakers (the teachers' set's, when there is one) and flite is held out; Italian, Russian and Czech have Festival only, held out.
+# training speakers (the teachers' set's, when there is one) and flite is held out; Italian,
+# Russian and Czech have Festival only, held out.
 # Festival's kal and slt are the same people as flite's kal and slt: English training uses
 # kal and ked, test_engine other people (awb, rms, slt).
 TRAIN_ENGINE_VOICES = {"en": (festival.FESTIVAL, ("kal_diphone", "ked_diphone"))}
@@ -177,8 +178,9 @@ def build_corpus(out_dir: str | Path, langs: Sequence[str] = DEFAULT_LANGS, size
                  seed: int = 0, num_jobs: int = 2, force: bool = False, argv: list[str] | None = None,
                  unseen_langs: Sequence[str] = DEFAULT_UNSEEN, other_engines: bool = True) -> dict:
     """Synthesize ``out_dir/{train,dev,test}`` (all ``langs`` in each), the untranscribed pool
-    ``out_dir/unlabeled``, the teachers' set ``out_dir/teacher_train``, ``out_dir/{dev,test}_unseen`` (``unseen_langs`` not in ``langs``)
-    and ``out_dir/corpus.json``; splits the size gives no audio are left out.
+    ``out_dir/unlabeled``, the teachers' set ``out_dir/teacher_train``, ``out_dir/{dev,test}_unseen``
+    (``unseen_langs`` not in ``langs``) and ``out_dir/corpus.json``; splits the size gives no audio
+    are left out.
 
     Returns the summary written to ``corpus.json``. Through the stage protocol: a complete
     corpus of the same languages, size and seed is left as it is (its files keep their
