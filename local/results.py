@@ -58,8 +58,11 @@ def stage_table(times: Path) -> str:
         stage, seconds, finished, *beside = line.split("\t")
         waited = int(beside[0].removeprefix("beside:")) if beside and beside[0].startswith("beside:") else None
         latest[stage] = (int(seconds), finished, waited)
-    rows = [f"| {stage} {STAGES[stage]}{'' if waited is None else f' (beside stages 2-4, then waited {duration(waited)})'}"
-            f" | {duration(s)} | {finished} |" for stage, (s, finished, waited) in sorted(latest.items())]
+    def name(stage: str, waited: int | None) -> str:
+        return STAGES[stage] + ("" if waited is None else f" (beside stages 2-4, then waited {duration(waited)})")
+
+    rows = [f"| {stage} {name(stage, waited)} | {duration(s)} | {finished} |"
+            for stage, (s, finished, waited) in sorted(latest.items())]
     total = sum(s if waited is None else waited for s, _, waited in latest.values())
     return "\n".join(["| stage | wall time | finished |", "|---|---:|---|", *rows, f"| total | {duration(total)} | |"])
 

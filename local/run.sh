@@ -206,7 +206,8 @@ step() {
 here() {  # MLKD_ARGS...: in the foreground, in a free slot, on the cores no background command uses
   while [ ${#job_name[@]} -ge "$max_jobs_run" ]; do reap; done
   echo "+ mlkd $*" >&2
-  if [ ${#job_name[@]} -gt 0 ]; then OMP_NUM_THREADS=$(( cores - share * ${#job_name[@]} > 0 ? cores - share * ${#job_name[@]} : 1 )) mlkd "$@"
+  local free=$(( cores - share * ${#job_name[@]} ))
+  if [ ${#job_name[@]} -gt 0 ]; then OMP_NUM_THREADS=$(( free > 0 ? free : 1 )) mlkd "$@"
   else mlkd "$@"; fi
 }
 

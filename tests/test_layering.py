@@ -124,7 +124,8 @@ def test_models_do_not_read_data():
 
 
 def test_the_rules_catch_what_they_forbid():
-    graph = {"mlkd_cli.models.a": frozenset({"mlkd_cli.decode.b"}), "mlkd_cli.decode.b": frozenset({"mlkd_cli.models.a"}),
+    graph = {"mlkd_cli.models.a": frozenset({"mlkd_cli.decode.b"}),
+             "mlkd_cli.decode.b": frozenset({"mlkd_cli.models.a"}),
              "mlkd_cli.errors": frozenset({"mlkd_cli.cli"}), "mlkd_cli.cli": frozenset()}
     assert cycles(graph) == [["mlkd_cli.decode.b", "mlkd_cli.models.a"]]
     assert upward_imports(graph) == ["mlkd_cli.errors -> mlkd_cli.cli", "mlkd_cli.models.a -> mlkd_cli.decode.b"]

@@ -84,7 +84,8 @@ def test_tiny_recipe_here_and_as_a_slurm_job_graph_agree(slurm_cluster, tmp_path
         for key, value in ours[name].items():
             # the local run trains side by side on 1 thread per command, the SLURM jobs on torch's default
             # threads: float sums in another order differ in the 6th digit
-            assert theirs[name][key] == (pytest.approx(value, rel=1e-4) if isinstance(value, float) else value), (name, key)
+            expected = pytest.approx(value, rel=1e-4) if isinstance(value, float) else value
+            assert theirs[name][key] == expected, (name, key)
     table = (tmp_path / "exp_slurm" / "slurm" / "log" / f"compare.{jobs[-1]}.out").read_text()
     assert "student" in table and "baseline" in table
     # resubmitting the graph: every training stage is up to date, nothing retrains

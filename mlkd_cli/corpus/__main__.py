@@ -43,7 +43,8 @@ from mlkd_cli.log import setup_console_logging
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(out_dir: Path, langs: str, unseen_langs: str, size: str, train_hours: float | None,
          dev_minutes: float | None, test_minutes: float | None, unlabeled_hours: float | None,
-         unseen_minutes: float | None, teacher_hours: float | None, espeak_only: bool, seed: int, num_jobs: int, force: bool, verbose: bool) -> None:
+         unseen_minutes: float | None, teacher_hours: float | None, espeak_only: bool, seed: int, num_jobs: int,
+         force: bool, verbose: bool) -> None:
     """Synthesize OUT_DIR/{train,dev,test}: Kaldi data dirs of eSpeak NG speech in every language.
 
     Sentences come from the Debian fortune collections; dev and test use held-out voices

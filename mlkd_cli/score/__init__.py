@@ -6,8 +6,8 @@ scores a decode dir through the stage protocol, ``tables`` renders the results.
 """
 
 from mlkd_cli.score.alignment import BLANK, ErrorCounts, characters, count_errors, percent, primary_metric, words
-from mlkd_cli.score.metrics import (SCORE_FORMAT, LangScore, LidScore, ScoreReport, UttScore, score_languages, score_lid,
-                                    score_utterance, summarize)
+from mlkd_cli.score.metrics import (SCORE_FORMAT, LangScore, LidScore, ScoreReport, UttScore, score_languages,
+                                    score_lid, score_utterance, summarize)
 from mlkd_cli.score.reading import load_inputs, read_predicted_languages, read_text, read_utt2lang
 from mlkd_cli.score.report import score_decode_dir, score_inputs
 from mlkd_cli.score.tables import (

@@ -360,8 +360,8 @@ def test_a_teacher_set_has_its_own_sentences_more_speakers_and_the_training_engi
     train (so train, and the pool after it, are spoken by other speakers)."""
     size = build.corpus_size("tiny", unseen_minutes=0, teacher_hours=150 / 3600)
     teach = build_corpus(tmp_path / "teach", ["en"], size, seed=1, num_jobs=2)
-    plain = build_corpus(tmp_path / "plain", ["en"], build.corpus_size("tiny", unseen_minutes=0, teacher_hours=0), seed=1,
-                         num_jobs=2)
+    plain_size = build.corpus_size("tiny", unseen_minutes=0, teacher_hours=0)
+    plain = build_corpus(tmp_path / "plain", ["en"], plain_size, seed=1, num_jobs=2)
     files = {name: snapshot(tmp_path / name) for name in ("teach", "plain")}
     for split in ("dev", "test"):
         teach_split, plain_split = ({k: v for k, v in files[name].items() if k.startswith(f"{split}/")}
