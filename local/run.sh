@@ -166,6 +166,13 @@ reap() {  # waits for one background command; a failed one stops the run and the
   echo "done: $name (${seconds} s)" >&2
   case $name in baseline|baseline_pl) baseline_seconds=$((baseline_seconds + seconds));; esac
 }
+reap_ended() {  # reaps the background commands that have ended, without waiting for the others
+  local pid running
+  running=" $(jobs -rp | tr '\n' ' ') "
+  for pid in "${!job_name[@]}"; do
+    if [[ $running != *" $pid "* ]]; then reap; fi
+  done
+}
 drain() {  # [KEEP]: waits for every background command but those whose names match the pattern KEEP
   local pid
   while :; do
@@ -192,8 +199,10 @@ step() {
       for a in "$@"; do args+=("${a//\{item\}/$item}"); done
       launch "$name.$(basename "$item")" -- "${args[@]}"
     done
+    launch_queued
     drain 'baseline*'
   elif [ -n "$items" ]; then
+    launch_queued
     for item in $items; do
       local args=()
       for a in "$@"; do args+=("${a//\{item\}/$item}"); done
@@ -203,7 +212,14 @@ step() {
     here "$@"
   fi
 }
+# A command that is off the critical path (a baseline) waits in $queued for the slot a stage's
+# items leave free: after them, so that they start first.
+queued=()
+launch_queued() {
+  if [ ${#queued[@]} -gt 0 ]; then launch "${queued[@]}"; queued=(); fi
+}
 here() {  # MLKD_ARGS...: in the foreground, in a free slot, on the cores no background command uses
+  reap_ended
   while [ ${#job_name[@]} -ge "$max_jobs_run" ]; do reap; done
   echo "+ mlkd $*" >&2
   local free=$(( cores - share * ${#job_name[@]} ))
@@ -269,14 +285,15 @@ baseline_args=(finetune --data "$data" --model-config "$student_config" --lid-we
 pl_baseline_args=(distill --data "$data" --model-config "$student_config" --kd-config conf/kd/pseudo_label.yaml
                   --lid-weight "$lid_weight" --train-config "conf/train/baseline_$preset.yaml" $noise_opts
                   $unlabeled_sets $teachers "$exp/baseline_pl")
-# cmd=local: the baselines train beside stages 2-4 (the no-KD one from stage 2 on, the pseudo-label
-# one, which needs the teachers, from stage 3 on); stage 5 then waits for them.
-beside=false baseline_seconds=0
+# cmd=local: the baselines train beside stages 2-4, after the commands on the critical path: the
+# no-KD one in the first slot the teachers leave free, the pseudo-label one (which needs the
+# teachers) beside distillation when a slot is free for both, else in stage 5; stage 5 waits for them.
+beside=false baseline_seconds=0 pl_started=false
 if runs 5 && runs 2 && [ "$cmd" = local ] && [ "$max_jobs_run" -gt 1 ]; then beside=true; fi
 
 if runs 2; then
   begin
-  if [ "$beside" = true ]; then launch baseline -- "${baseline_args[@]}"; fi
+  if [ "$beside" = true ]; then queued=(baseline -- "${baseline_args[@]}"); fi
   # Stage 2: one Conformer-CTC teacher per language, on its own set when the data has one.
   # shellcheck disable=SC2086
   step teachers "$langs" -- train-teacher --data "$data" --lang "{item}" --model-config "conf/model/$preset.yaml" \
@@ -286,7 +303,12 @@ fi
 
 if runs 3; then
   begin
-  if [ "$beside" = true ] && [ "$pl_baseline" = true ]; then launch baseline_pl -- "${pl_baseline_args[@]}"; fi
+  # the pseudo-label baseline starts beside distillation only where that leaves distillation a slot
+  reap_ended
+  if [ "$beside" = true ] && [ "$pl_baseline" = true ] && [ $(( ${#job_name[@]} + 2 )) -le "$max_jobs_run" ]; then
+    launch baseline_pl -- "${pl_baseline_args[@]}"
+    pl_started=true
+  fi
   # Stage 3: distill every teacher into one multilingual student (each utterance from its own
   # teacher), on the transcribed set and the untranscribed one (--unlabeled).
   # shellcheck disable=SC2086
@@ -310,7 +332,16 @@ if runs 5; then
   # run waited for them.
   begin
   if [ "$beside" = true ]; then
-    if [ "$pl_baseline" = true ] && ! runs 3; then launch baseline_pl -- "${pl_baseline_args[@]}"; fi
+    reap_ended
+    if [ "$pl_baseline" = true ] && [ "$pl_started" = false ]; then
+      if [ ${#job_name[@]} -gt 0 ]; then
+        launch baseline_pl -- "${pl_baseline_args[@]}"
+      else  # alone: on every core
+        pl_begin=$SECONDS
+        here "${pl_baseline_args[@]}"
+        baseline_seconds=$((baseline_seconds + SECONDS - pl_begin))
+      fi
+    fi
     drain
     record 5 "$baseline_seconds" "beside:$((SECONDS - started))"
   else

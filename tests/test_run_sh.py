@@ -195,20 +195,20 @@ def spans(tmp: Path) -> dict[str, tuple[float, float, str]]:
 
 
 def test_teachers_and_the_baselines_train_side_by_side_on_shares_of_the_cores(tmp_path, prepared_en_de):
-    """--max-jobs-run 2 (the default): the teachers train two at a time, the no-KD baseline beside
-    stages 2-4 and the pseudo-label baseline beside stages 3-4, each on half the cores; distillation
-    starts when both teachers are done, on the cores the baselines leave; the stage table counts
-    the baselines by the time the run waited for them."""
+    """--max-jobs-run 2 (the default): the teachers train two at a time, each on half the cores; the
+    no-KD baseline, off the critical path, takes the first slot they leave and trains beside
+    distillation, which starts when both teachers are done; the pseudo-label baseline waits for a
+    slot that leaves distillation one, here until stage 5, where it runs alone on every core.
+    The stage table counts the baselines by the time the run waited for them."""
     result = run_sh(tmp_path, "--stage", "2", "--stop-stage", "5", "--langs", "de en", "--preset", "tiny",
                     "--data", str(prepared_en_de), path=timing_mlkd(tmp_path, 0.5))
     assert result.returncode == 0, result.stderr
     s = spans(tmp_path)
     half = str(max(1, os.cpu_count() // 2))
-    assert s["baseline"][2] == s["teacher_de"][2] == s["teacher_en"][2] == half
-    assert s["baseline"][0] < s["teacher_de"][0] and s["baseline"][1] > s["teacher_de"][0]  # beside the teachers
-    assert s["student_kd"][0] > max(s["teacher_de"][1], s["teacher_en"][1])
-    assert s["baseline_pl"][0] > max(s["teacher_de"][1], s["teacher_en"][1]) and s["baseline_pl"][2] == half
-    assert s["baseline_pl"][0] < s["student_kd"][1] and s["student"][0] > s["student_kd"][1]
+    assert s["baseline"][2] == s["teacher_de"][2] == s["teacher_en"][2] == s["student_kd"][2] == half
+    assert s["baseline"][0] >= min(s["teacher_de"][1], s["teacher_en"][1])  # after a teacher, in its slot
+    assert s["student_kd"][0] > max(s["teacher_de"][1], s["teacher_en"][1]) and s["baseline"][1] > s["student_kd"][0]
+    assert s["baseline_pl"][0] > s["student"][1] and s["baseline_pl"][2] == ""  # alone: torch's default threads
     assert f"+ mlkd train-teacher --data {prepared_en_de} --lang de" in result.stderr
     assert f">{tmp_path}/exp/log/teachers.de.log" in result.stderr
     rows = [line.split("\t") for line in (tmp_path / "exp" / "stage_times.tsv").read_text().splitlines()]
@@ -233,7 +233,7 @@ def test_a_failed_job_stops_the_run_and_its_neighbours_with_one_line_naming_its_
     log = tmp_path / "exp" / "log" / "teachers.de.log"
     assert result.stderr.splitlines()[-1] == f"local/run.sh: teachers.de failed (exit 3); its log: {log}"
     s = spans(tmp_path)
-    assert sorted(s) == ["baseline", "teacher_de"] and all(end != end for _, end, _ in s.values())  # NaN: none ended
+    assert "teacher_de" in s and "student_kd" not in s and all(end != end for _, end, _ in s.values())  # NaN: none ended
 
 
 def test_teachers_learn_from_their_own_set_which_also_trains_the_tokenizer(tmp_path, prepared_en_de):
