@@ -193,21 +193,18 @@ step() {
     after=$(mlkd slurm --name "$name" $slurm_opts ${after:+--after "$after"} ${items:+--array "$items"} \
       --submit "$exp" -- "$@")
     echo "+ [slurm job $after] mlkd $*" >&2
-  elif [ -n "$items" ] && [ "$max_jobs_run" -gt 1 ] && [ "$(wc -w <<<"$items")" -gt 1 ]; then
-    for item in $items; do
-      local args=()
-      for a in "$@"; do args+=("${a//\{item\}/$item}"); done
-      launch "$name.$(basename "$item")" -- "${args[@]}"
-    done
-    launch_queued
-    drain 'baseline*'
   elif [ -n "$items" ]; then
-    launch_queued
+    local side_by_side=false
+    if [ "$max_jobs_run" -gt 1 ] && [ "$(wc -w <<<"$items")" -gt 1 ]; then side_by_side=true; else launch_queued; fi
     for item in $items; do
       local args=()
       for a in "$@"; do args+=("${a//\{item\}/$item}"); done
-      here "${args[@]}"
+      if [ "$side_by_side" = true ]; then launch "$name.$(basename "$item")" -- "${args[@]}"; else here "${args[@]}"; fi
     done
+    if [ "$side_by_side" = true ]; then
+      launch_queued
+      drain 'baseline*'
+    fi
   else
     here "$@"
   fi

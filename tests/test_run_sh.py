@@ -83,13 +83,18 @@ def test_a_language_without_training_data_is_refused(tmp_path, prepared_en_de):
                                      "--langs, or prepare data with them")
 
 
-def logging_mlkd(tmp: Path) -> str:
-    """A stand-in `mlkd` that appends its arguments to ``tmp``/mlkd.log; the PATH prefix that finds it."""
+def stand_in_mlkd(tmp: Path, body: str) -> str:
+    """A bash script ``body`` as `mlkd` in ``tmp``/bin; the PATH prefix that finds it."""
     bin_dir = tmp / "bin"
     bin_dir.mkdir()
-    (bin_dir / "mlkd").write_text(f'#!/usr/bin/env bash\necho "$*" >> {tmp}/mlkd.log\n')
+    (bin_dir / "mlkd").write_text(f"#!/usr/bin/env bash\n{body}")
     (bin_dir / "mlkd").chmod(0o755)
     return f"{bin_dir}:"
+
+
+def logging_mlkd(tmp: Path) -> str:
+    """A stand-in `mlkd` that appends its arguments to ``tmp``/mlkd.log; the PATH prefix that finds it."""
+    return stand_in_mlkd(tmp, f'echo "$*" >> {tmp}/mlkd.log\n')
 
 
 def test_valid_inputs_pass_the_checks_and_the_stages_run(tmp_path, prepared_en_de):
@@ -174,14 +179,9 @@ def test_a_run_times_its_stages_and_writes_results(tmp_path, prepared_en_de):
 def timing_mlkd(tmp: Path, seconds: float, fail: str = "") -> str:
     """A stand-in `mlkd` that logs "start|end ARGS @THREADS TIME" and sleeps ``seconds`` between;
     it exits 3 at once when its arguments contain ``fail``. The PATH prefix that finds it."""
-    bin_dir = tmp / "bin"
-    bin_dir.mkdir()
     failing = f'[[ "$*" == *"{fail}"* ]] && exit 3\n' if fail else ""
-    (bin_dir / "mlkd").write_text(
-        f'#!/usr/bin/env bash\necho "start $* @$OMP_NUM_THREADS $(date +%s.%N)" >> {tmp}/mlkd.log\n{failing}'
-        f'sleep {seconds}\necho "end $* @$OMP_NUM_THREADS $(date +%s.%N)" >> {tmp}/mlkd.log\n')
-    (bin_dir / "mlkd").chmod(0o755)
-    return f"{bin_dir}:"
+    return stand_in_mlkd(tmp, f'echo "start $* @$OMP_NUM_THREADS $(date +%s.%N)" >> {tmp}/mlkd.log\n{failing}'
+                              f'sleep {seconds}\necho "end $* @$OMP_NUM_THREADS $(date +%s.%N)" >> {tmp}/mlkd.log\n')
 
 
 def spans(tmp: Path) -> dict[str, tuple[float, float, str]]:

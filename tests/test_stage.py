@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -111,13 +112,21 @@ def _holder(out, started):
         time.sleep(60)
 
 
+def started_holder(target, out: Path) -> multiprocessing.Process:
+    """``target(out, started)`` in a forked process, returned once it holds the stage."""
+    started = multiprocessing.Event()
+    proc = multiprocessing.get_context("fork").Process(target=target, args=(out, started))
+    proc.start()
+    if not started.wait(30):
+        os.kill(proc.pid, signal.SIGKILL)
+        pytest.fail(f"{target.__name__} did not take the stage in 30 s")
+    return proc
+
+
 def test_a_second_command_on_the_same_directory_is_refused(tmp_path):
     out = tmp_path / "out"
-    started = multiprocessing.Event()
-    proc = multiprocessing.get_context("fork").Process(target=_holder, args=(out, started))
-    proc.start()
+    proc = started_holder(_holder, out)
     try:
-        assert started.wait(30)
         with pytest.raises(StageError, match=rf"{out}: in use by pid {proc.pid} \(`mlkd prepare`\)"):
             publish(out, {"a": "y"})
     finally:
@@ -136,11 +145,8 @@ def _shared_builder(out, started):
 def test_a_shared_cache_waits_for_the_first_builder_and_reads_its_output(tmp_path, caplog):
     """Caches that stages running at once all need (augmented copies for a job array of teachers)."""
     out = tmp_path / "cache"
-    started = multiprocessing.Event()
-    proc = multiprocessing.get_context("fork").Process(target=_shared_builder, args=(out, started))
-    proc.start()
+    proc = started_holder(_shared_builder, out)
     try:
-        assert started.wait(30)
         with caplog.at_level("INFO", logger="mlkd"):
             assert not publish(out, {"a": "built second"}, shared=True)  # up to date once the first published
         assert f"in use by pid {proc.pid}" in caplog.text and "waiting for it" in caplog.text

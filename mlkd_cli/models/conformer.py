@@ -78,8 +78,8 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
     """Scaled dot-product attention; in fp32 when bf16 autocast runs on a CPU, where torch's bf16
-    kernel is slow at these sizes (demo teacher: attention forward and backward 4x faster in fp32,
-    a training step 15% faster; bench/attention_precision.py)."""
+    kernel is slow at short sequences (a demo teacher's training step 1.25 times as fast:
+    bench/model_speed.py, record in bench/README.md)."""
     if q.device.type == "cpu" and q.dtype == torch.bfloat16:
         with torch.autocast("cpu", enabled=False):
             return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask).to(q.dtype)
@@ -88,8 +88,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[tor
 
 class Dropout(nn.Dropout):
     """``nn.Dropout`` whose CPU mask compares 16-bit random integers with the rate: torch's
-    ``bernoulli_`` draws a 32-bit number per element, which made dropout an eighth of a demo
-    teacher's training step; this cuts the step by 7% (bench/README.md). The keep rate is
+    ``bernoulli_`` draws a 32-bit number per element (a demo teacher's training step 1.11 times
+    as fast with this: bench/model_speed.py, record in bench/README.md). The keep rate is
     ``1 - p`` to within 2^-16; GPUs keep torch's dropout."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
