@@ -21,7 +21,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 steps() { python -c "print(max(1, round($1 * $scale)))"; }
 data=$work/data corpus=$work/corpus
 mkdir -p "$work"
-python -m mlkd_cli.corpus --langs "$langs" --size demo-same-hour --unlabeled-hours 0 --unseen-minutes 0 "$corpus" \
+mlkd make-corpus --langs "$langs" --size demo-same-hour --unlabeled-hours 0 --unseen-minutes 0 "$corpus" \
   >"$work/corpus.log" 2>&1
 mlkd prepare --tokenizer char -j 2 "$corpus/train" "$corpus/dev" "$corpus/test" "$corpus/test_noisy" \
   "$corpus/test_engine" "$data" >"$work/prepare.log" 2>&1

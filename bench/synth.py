@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from mlkd_cli.corpus.build import DEFAULT_LANGS, SIZES, build_corpus
-from mlkd_cli.corpus.text import load_sentences
+from mlkd_cli.recipes.corpus.build import build_corpus
+from mlkd_cli.recipes.corpus.splits import DEFAULT_LANGS, SIZES
+from mlkd_cli.recipes.corpus.text import load_sentences
 
 
 def main() -> None:

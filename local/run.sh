@@ -58,7 +58,7 @@ check_preset() {
 check_corpus_langs() {
   python - "$0" $langs <<'EOF'
 import sys
-from mlkd_cli.corpus.text import LANGUAGES
+from mlkd_cli.recipes.corpus.text import LANGUAGES
 script, langs = sys.argv[1], sys.argv[2:]
 unknown = [lang for lang in langs if lang not in LANGUAGES]
 if unknown:

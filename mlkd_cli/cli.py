@@ -25,6 +25,7 @@ COMMANDS = {
     "upgrade-model": "mlkd_cli.commands.upgrade_model:upgrade_model",
     "teacher-info": "mlkd_cli.commands.teacher_info:teacher_info",
     "calibrate-lid": "mlkd_cli.commands.calibrate_lid:calibrate_lid",
+    "make-corpus": "mlkd_cli.commands.make_corpus:make_corpus",
 }
 
 

@@ -1,6 +1,7 @@
-"""The package's layers: commands → engines (stages, training, distillation, decoding, scoring,
-export) → models and data → utilities, never upward; no import cycles; models do not read data;
-inference (decode, export, the model/experiment layer, scoring) never reaches the trainer."""
+"""The package's layers: commands → recipes (the demo corpus) → engines (stages, training,
+distillation, decoding, scoring, export) → models and data → utilities, never upward, so the
+library's core never imports the recipes; no import cycles; models do not read data; inference
+(decode, export, the model/experiment layer, scoring) never reaches the trainer."""
 
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ def test_inference_never_imports_the_trainer(module):
 def test_the_check_sees_imports():
     assert "mlkd_cli.train.loop" in reachable("mlkd_cli.train.runner")  # the walk is not vacuous
     assert "mlkd_cli.experiment.model_dir" in reachable("mlkd_cli.decode.stage")
+    assert "mlkd_cli.recipes.corpus.text" in reachable("mlkd_cli.commands.make_corpus")
 
 
 UTILITIES = ("mlkd_cli", "mlkd_cli.config", "mlkd_cli.contracts", "mlkd_cli.errors", "mlkd_cli.fsutil", "mlkd_cli.log",
@@ -64,13 +66,15 @@ UTILITIES = ("mlkd_cli", "mlkd_cli.config", "mlkd_cli.contracts", "mlkd_cli.erro
 
 
 def layer(module: str) -> int:
-    """0 utilities, 1 models and data, 2 engines, 3 commands (the CLI)."""
+    """0 utilities, 1 models and data, 2 engines (0-2: the library's core), 3 recipes, 4 commands (the CLI)."""
     if module in UTILITIES:
         return 0
     if module.startswith(("mlkd_cli.models", "mlkd_cli.data")):
         return 1
-    if module.startswith("mlkd_cli.commands") or module in ("mlkd_cli.cli", "mlkd_cli.__main__"):
+    if module.startswith("mlkd_cli.recipes"):
         return 3
+    if module.startswith("mlkd_cli.commands") or module in ("mlkd_cli.cli", "mlkd_cli.__main__"):
+        return 4
     return 2
 
 
@@ -126,6 +130,10 @@ def test_models_do_not_read_data():
 def test_the_rules_catch_what_they_forbid():
     graph = {"mlkd_cli.models.a": frozenset({"mlkd_cli.decode.b"}),
              "mlkd_cli.decode.b": frozenset({"mlkd_cli.models.a"}),
-             "mlkd_cli.errors": frozenset({"mlkd_cli.cli"}), "mlkd_cli.cli": frozenset()}
+             "mlkd_cli.errors": frozenset({"mlkd_cli.cli"}), "mlkd_cli.cli": frozenset(),
+             "mlkd_cli.train.c": frozenset({"mlkd_cli.recipes.corpus.text"}),
+             "mlkd_cli.recipes.corpus.text": frozenset({"mlkd_cli.commands.make_corpus"})}
     assert cycles(graph) == [["mlkd_cli.decode.b", "mlkd_cli.models.a"]]
-    assert upward_imports(graph) == ["mlkd_cli.errors -> mlkd_cli.cli", "mlkd_cli.models.a -> mlkd_cli.decode.b"]
+    assert upward_imports(graph) == ["mlkd_cli.errors -> mlkd_cli.cli", "mlkd_cli.models.a -> mlkd_cli.decode.b",
+                                     "mlkd_cli.recipes.corpus.text -> mlkd_cli.commands.make_corpus",
+                                     "mlkd_cli.train.c -> mlkd_cli.recipes.corpus.text"]

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from click.testing import CliRunner
 
-from mlkd_cli.corpus import build, espeak, text
-from mlkd_cli.corpus.__main__ import main
-from mlkd_cli.corpus.build import SPLIT_VARIANTS, build_corpus
-from mlkd_cli.corpus.text import Sentence, clean_sentence, normalize, split_sentences
+from conftest import run_cli
 from mlkd_cli.errors import ConfigError, DataError
+from mlkd_cli.recipes.corpus import build, espeak, splits, text
+from mlkd_cli.recipes.corpus.build import SPLIT_VARIANTS, build_corpus
+from mlkd_cli.recipes.corpus.text import Sentence, clean_sentence, normalize, split_sentences
 
 LANGS = ["en", "ru"]
 SPLITS = ["train", "dev", "test"]
@@ -266,30 +265,38 @@ def test_refuses_foreign_nonempty_dir(tmp_path):
         build_corpus(tmp_path, ["en"], "tiny")
 
 
-def test_cli_unknown_language_lists_supported(tmp_path):
-    result = CliRunner().invoke(main, ["--langs", "en xx", "--size", "tiny", str(tmp_path / "out")])
+def test_make_corpus_is_an_mlkd_command_with_its_options_and_one_error_line(tmp_path):
+    assert "make-corpus" in run_cli("--help").output
+    shown = run_cli("make-corpus", "--help")
+    assert shown.exit_code == 0
+    for option in ("--langs", "--unseen-langs", "--size", "--train-hours", "--dev-minutes", "--test-minutes",
+                   "--unlabeled-hours", "--teacher-hours", "--unseen-minutes", "--espeak-only", "--seed",
+                   "-j, --num-jobs", "-f, --force"):
+        assert option in shown.output, option
+    result = run_cli("make-corpus", "--langs", "en xx", "--size", "tiny", tmp_path / "out")
     assert result.exit_code == 1
-    assert "Error: unsupported language 'xx'; choose from: en de es it fr ru pl cs" in result.stderr
+    assert result.stderr.splitlines() == ["Error: unsupported language 'xx'; choose from: en de es it fr ru pl cs"]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_untranscribed_pool_has_new_sentences_and_voices_and_no_text(corpus):
-    pool = corpus / build.UNLABELED
+    pool = corpus / splits.UNLABELED
     assert not (pool / "text").exists() and (pool / build.WITHHELD_TEXT).is_file()
     utts = [u for u, _ in read_table(pool / "utt2spk")]
     assert utts == [u for u, _ in read_table(pool / build.WITHHELD_TEXT)] and len(utts) >= 4
     assert {lang for _, lang in read_table(pool / "utt2lang")} == set(LANGS)
     variants = {spk.split("-")[1].split("p")[0] for spk, _ in read_table(pool / "spk2utt")}
-    assert variants <= set(SPLIT_VARIANTS[build.UNLABELED])
+    assert variants <= set(SPLIT_VARIANTS[splits.UNLABELED])
     withheld = {t for _, t in read_table(pool / build.WITHHELD_TEXT)}
     for split in SPLITS:
         assert not withheld & {t for _, t in read_table(corpus / split / "text")}
-        assert not set(SPLIT_VARIANTS[build.UNLABELED]) & set(SPLIT_VARIANTS[split])
+        assert not set(SPLIT_VARIANTS[splits.UNLABELED]) & set(SPLIT_VARIANTS[split])
 
 
 def test_unseen_languages_only_in_their_own_splits(corpus):
     summary = json.loads((corpus / "corpus.json").read_text())
     assert summary["unseen_langs"] == ["pl", "cs"]
-    for split in build.UNSEEN_SPLITS:
+    for split in splits.UNSEEN_SPLITS:
         assert {lang for _, lang in read_table(corpus / split / "utt2lang")} == {"pl", "cs"}
         assert set(summary["splits"][split]) == {"pl", "cs"}
     for split in SPLITS:
@@ -297,16 +304,16 @@ def test_unseen_languages_only_in_their_own_splits(corpus):
 
 
 def test_sizes_without_pool_teacher_set_or_unseen_languages_leave_those_splits_out(tmp_path):
-    size = build.corpus_size("tiny", unlabeled_hours=0, unseen_minutes=0, teacher_hours=0)
+    size = splits.corpus_size("tiny", unlabeled_hours=0, unseen_minutes=0, teacher_hours=0)
     build_corpus(tmp_path / "c", ["en"], size, seed=1, num_jobs=1)
     assert sorted(p.name for p in (tmp_path / "c").iterdir() if p.is_dir()) == [
         "dev", "noise", "noise_test", "test", "test_engine", "test_noisy", "train", "wav"]
     with pytest.raises(ConfigError, match="--unlabeled-hours must be 0 or more"):
-        build.corpus_size("tiny", unlabeled_hours=-1)
+        splits.corpus_size("tiny", unlabeled_hours=-1)
 
 
 def test_noisy_test_is_the_test_set_in_rooms_with_unseen_noise_at_low_snr(corpus):
-    from mlkd_cli.corpus.noise import TEST_SNR, TRAIN_COLOURS
+    from mlkd_cli.recipes.corpus.noise import TEST_SNR, TRAIN_COLOURS
     from mlkd_cli.data.audio_sets import load_audio_set
 
     for name in ("text", "utt2spk", "utt2lang"):
@@ -339,7 +346,7 @@ def test_engine_test_speaks_the_test_sentences_with_a_held_out_engine(corpus):
         assert speaker.split("-")[1].split(".")[:2] in [[engine, name] for name in names]
     # where the held-out engine is not Festival, Festival speaks some of the teachers' training speakers:
     # other people
-    train_speakers = [spk for spk, _ in read_table(corpus / build.TEACHER / "spk2utt")]
+    train_speakers = [spk for spk, _ in read_table(corpus / splits.TEACHER / "spk2utt")]
     for lang, (engine, voices) in build.TRAIN_ENGINE_VOICES.items():
         if lang in LANGS:
             others = [s for s in train_speakers if s.startswith(f"{lang}-{engine}.")]
@@ -358,9 +365,9 @@ def test_a_teacher_set_has_its_own_sentences_more_speakers_and_the_training_engi
     """With teacher_hours, teacher_train draws its sentences after every other split (dev and test
     stay as they were), has more speakers than train, and takes the Festival training voices from
     train (so train, and the pool after it, are spoken by other speakers)."""
-    size = build.corpus_size("tiny", unseen_minutes=0, teacher_hours=150 / 3600)
+    size = splits.corpus_size("tiny", unseen_minutes=0, teacher_hours=150 / 3600)
     teach = build_corpus(tmp_path / "teach", ["en"], size, seed=1, num_jobs=2)
-    plain_size = build.corpus_size("tiny", unseen_minutes=0, teacher_hours=0)
+    plain_size = splits.corpus_size("tiny", unseen_minutes=0, teacher_hours=0)
     plain = build_corpus(tmp_path / "plain", ["en"], plain_size, seed=1, num_jobs=2)
     files = {name: snapshot(tmp_path / name) for name in ("teach", "plain")}
     for split in ("dev", "test"):
@@ -369,22 +376,22 @@ def test_a_teacher_set_has_its_own_sentences_more_speakers_and_the_training_engi
         assert teach_split and teach_split == plain_split
     texts = {split: {t for _, t in read_table(tmp_path / "teach" / split / "text")} for split in SPLITS}
     texts["unlabeled"] = {t for _, t in read_table(tmp_path / "teach" / "unlabeled" / build.WITHHELD_TEXT)}
-    teacher_texts = {t for _, t in read_table(tmp_path / "teach" / build.TEACHER / "text")}
+    teacher_texts = {t for _, t in read_table(tmp_path / "teach" / splits.TEACHER / "text")}
     assert all(not teacher_texts & other for other in texts.values())
-    teacher_speakers = [s for s, _ in read_table(tmp_path / "teach" / build.TEACHER / "spk2utt")]
+    teacher_speakers = [s for s, _ in read_table(tmp_path / "teach" / splits.TEACHER / "spk2utt")]
     train_speakers = [s for s, _ in read_table(tmp_path / "teach" / "train" / "spk2utt")]
     assert len(teacher_speakers) > len(train_speakers)
     assert any(s.startswith("en-festival.") for s in teacher_speakers)
     assert not any(s.startswith("en-festival.") for s in train_speakers)
     assert any(s.startswith("en-festival.") for s, _ in read_table(tmp_path / "plain" / "train" / "spk2utt"))
-    assert teach["splits"][build.TEACHER]["en"]["hours"] >= 150 / 3600
-    assert build.TEACHER in teach["engines"] and build.TEACHER not in plain["splits"]
+    assert teach["splits"][splits.TEACHER]["en"]["hours"] >= 150 / 3600
+    assert splits.TEACHER in teach["engines"] and splits.TEACHER not in plain["splits"]
     with pytest.raises(ConfigError, match="--teacher-hours must be 0 or more"):
-        build.corpus_size("tiny", teacher_hours=-1)
+        splits.corpus_size("tiny", teacher_hours=-1)
 
 
 def test_the_demo_sizes_are_the_teachers_world_and_the_same_hour_setting():
-    demo, same = build.SIZES["demo"], build.SIZES["demo-same-hour"]
+    demo, same = splits.SIZES["demo"], splits.SIZES["demo-same-hour"]
     assert (demo.teacher_hours, demo.train_hours, demo.unlabeled_hours) == (3.0, 0.25, 2.0)
     assert (same.teacher_hours, same.train_hours, same.unlabeled_hours) == (0.0, 1.0, 2.0)
     assert (demo.dev_minutes, demo.test_minutes) == (same.dev_minutes, same.test_minutes) == (8.0, 8.0)

@@ -12,9 +12,9 @@ import re
 import numpy as np
 import pytest
 
-from mlkd_cli.corpus import festival
-from mlkd_cli.corpus.festival import FESTIVAL, FLITE, SynthVoice, VoiceInfo, synthesize
 from mlkd_cli.errors import DataError
+from mlkd_cli.recipes.corpus import festival
+from mlkd_cli.recipes.corpus.festival import FESTIVAL, FLITE, SynthVoice, VoiceInfo, synthesize
 
 # One short sentence per language (as text.Sentence.spoken has them), with its word count.
 SENTENCES = {

@@ -3,7 +3,7 @@
 The library keeps its state in globals, so there is one engine per process (``engine()``).
 That state carries over from one utterance to the next (the same text spoken twice in a
 process gives different samples), so reproducible output needs a fresh process for each
-fixed sequence of utterances: ``mlkd_cli.corpus.build`` runs one speaker per worker process.
+fixed sequence of utterances: ``mlkd_cli.recipes.corpus.build`` runs one speaker per worker process.
 """
 
 from __future__ import annotations

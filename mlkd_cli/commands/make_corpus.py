@@ -1,21 +1,18 @@
-"""``python -m mlkd_cli.corpus OUT_DIR``: synthesize the demo corpus."""
+"""`mlkd make-corpus OUT_DIR`: the embedded demo corpus (mlkd_cli.recipes.corpus)."""
 
 from __future__ import annotations
 
-import logging
 import re
 import sys
 from pathlib import Path
 
 import click
 
-from mlkd_cli.corpus.build import DEFAULT_LANGS, DEFAULT_UNSEEN, SIZES, build_corpus, corpus_size
-from mlkd_cli.corpus.text import LANGUAGES
-from mlkd_cli.errors import MlkdError
-from mlkd_cli.log import setup_console_logging
+from mlkd_cli.recipes.corpus.splits import DEFAULT_LANGS, DEFAULT_UNSEEN, SIZES, corpus_size
+from mlkd_cli.recipes.corpus.text import LANGUAGES
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.command(context_settings={"show_default": True})
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--langs", default=" ".join(DEFAULT_LANGS),
               help=f"Languages (ISO 639-1), separated by spaces or commas; supported: {' '.join(LANGUAGES)}.")
@@ -40,11 +37,10 @@ from mlkd_cli.log import setup_console_logging
 @click.option("--seed", type=int, default=0, help="Seed for sentences and speakers; same seed, same corpus.")
 @click.option("-j", "--num-jobs", type=int, default=2, help="Synthesis processes (the output does not depend on it).")
 @click.option("-f", "--force", is_flag=True, help="Synthesize again even if OUT_DIR holds this corpus already.")
-@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
-def main(out_dir: Path, langs: str, unseen_langs: str, size: str, train_hours: float | None,
-         dev_minutes: float | None, test_minutes: float | None, unlabeled_hours: float | None,
-         unseen_minutes: float | None, teacher_hours: float | None, espeak_only: bool, seed: int, num_jobs: int,
-         force: bool, verbose: bool) -> None:
+def make_corpus(out_dir: Path, langs: str, unseen_langs: str, size: str, train_hours: float | None,
+                dev_minutes: float | None, test_minutes: float | None, unlabeled_hours: float | None,
+                unseen_minutes: float | None, teacher_hours: float | None, espeak_only: bool, seed: int,
+                num_jobs: int, force: bool) -> None:
     """Synthesize OUT_DIR/{train,dev,test}: Kaldi data dirs of eSpeak NG speech in every language.
 
     Sentences come from the Debian fortune collections; dev and test use held-out voices
@@ -52,23 +48,19 @@ def main(out_dir: Path, langs: str, unseen_langs: str, size: str, train_hours: f
     untranscribed audio (new sentences, voices of its own; no text file), OUT_DIR/{dev,test}_unseen speech in languages left out of training,
     OUT_DIR/test_noisy and OUT_DIR/test_engine test conditions, OUT_DIR/noise for augmentation.
     OUT_DIR/corpus.json describes what was made.
+
+    \b
+    Example:
+      mlkd make-corpus --langs "en de" --size tiny data/corpus
     """
-    setup_console_logging(logging.DEBUG if verbose else logging.INFO)
-    try:
-        build_corpus(out_dir, _split(langs),
-                     corpus_size(size, train_hours, dev_minutes, test_minutes, unlabeled_hours, unseen_minutes,
-                                 teacher_hours),
-                     seed, num_jobs, force, argv=["python", "-m", "mlkd_cli.corpus", *sys.argv[1:]],
-                     unseen_langs=_split(unseen_langs), other_engines=not espeak_only)
-    except MlkdError as e:
-        logging.getLogger("mlkd").debug("failed", exc_info=True)
-        click.echo(f"Error: {e}", err=True)
-        sys.exit(1)
+    from mlkd_cli.recipes.corpus.build import build_corpus  # numpy, lhotse: only when it runs
+
+    build_corpus(out_dir, _split(langs),
+                 corpus_size(size, train_hours, dev_minutes, test_minutes, unlabeled_hours, unseen_minutes,
+                             teacher_hours),
+                 seed, num_jobs, force, argv=["mlkd", *sys.argv[1:]],
+                 unseen_langs=_split(unseen_langs), other_engines=not espeak_only)
 
 
 def _split(langs: str) -> list[str]:
     return [lang for lang in re.split(r"[\s,]+", langs) if lang]
-
-
-if __name__ == "__main__":
-    main()
