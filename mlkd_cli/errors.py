@@ -19,3 +19,7 @@ class ConfigError(MlkdError):
 
 class StageError(MlkdError):
     """An experiment directory is in a state that forbids running this stage."""
+
+
+class OnnxLoadError(DataError):
+    """ONNX Runtime cannot load a model file (not ONNX, truncated, an operator it lacks)."""

@@ -21,9 +21,10 @@ from fixtures.exports import RATE, make_experiment, run_export
 from mlkd_cli.data.features import fbank_extractor
 from mlkd_cli.errors import DataError
 from mlkd_cli.experiment.model_dir import load_model_dir
-from mlkd_cli.export import PAD_VALUE, check_sherpa_model, compare_onnx, session
+from mlkd_cli.export.contract import check_offline_model, session
+from mlkd_cli.export.offline import PAD_VALUE, compare_onnx
 
-# sherpa-onnx kills the process on a bad model: it runs in a child process, after check_sherpa_model.
+# sherpa-onnx kills the process on a bad model: it runs in a child process, after check_offline_model.
 SHERPA = """
 import json, sys
 import sherpa_onnx, soundfile as sf
@@ -70,8 +71,8 @@ def test_export_writes_model_and_sherpa_token_table(plain, data_dir):
     assert [o.name for o in proto.graph.output] == ["log_probs", "log_probs_len"]
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["vocab_size"] == str(len((out / "tokens.txt").read_text().splitlines())) and meta["languages"] == ""
-    check_sherpa_model(out / "model.onnx", out / "tokens.txt")
-    check_sherpa_model(out / "model.int8.onnx", out / "tokens.txt")
+    check_offline_model(out / "model.onnx", out / "tokens.txt")
+    check_offline_model(out / "model.int8.onnx", out / "tokens.txt")
 
 
 @pytest.mark.parametrize("which", ["plain", "adaptive"])
@@ -123,7 +124,7 @@ def test_sherpa_onnx_gets_the_same_text_as_mlkd_decode(which, request, wavs):
     result = run_cli("decode", exp, *wavs)
     assert result.exit_code == 0, result.output
     ours = {Path(p).name: text for p, _, text in (line.split("\t") for line in result.stdout.splitlines() if "\t" in line)}
-    check_sherpa_model(out / "model.onnx", out / "tokens.txt")
+    check_offline_model(out / "model.onnx", out / "tokens.txt")
     sherpa = subprocess.run([sys.executable, "-c", SHERPA, out / "model.onnx", out / "tokens.txt", *wavs],
                             capture_output=True, text=True, timeout=120)
     assert sherpa.returncode == 0, sherpa.stderr
@@ -177,7 +178,7 @@ def test_contract_check_refuses_a_single_output_model(tmp_path, plain):
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "one_output", [x, lens], [y])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "bad.onnx"))
     with pytest.raises(DataError, match="sherpa-onnx needs outputs"):
-        check_sherpa_model(tmp_path / "bad.onnx", plain / "export" / "tokens.txt")
+        check_offline_model(tmp_path / "bad.onnx", plain / "export" / "tokens.txt")
 
 
 # -- --int8 really quantizes: integer matrix products, int8 weights ----------------------------

@@ -17,9 +17,8 @@ import torch
 from mlkd_cli.data.features import fbank_extractor
 from mlkd_cli.errors import DataError
 from mlkd_cli.experiment.model_dir import load_model_dir
-from mlkd_cli.export import session
-from mlkd_cli.export_streaming import (SAMPLE_SCALE_LOG, check_streaming_model, geometry, initial_inputs, run_chunks,
-                                         sherpa_mask)
+from mlkd_cli.export.contract import check_streaming_model, session
+from mlkd_cli.export.streaming import SAMPLE_SCALE_LOG, geometry, initial_inputs, run_chunks, sherpa_mask
 from mlkd_cli.fsutil import file_digest
 from mlkd_cli.models.asr import collapse
 from mlkd_cli.models.config import StreamingConfig

@@ -1,7 +1,8 @@
 """The package's layers: commands → recipes (the demo corpus) → engines (stages, training,
 distillation, decoding, scoring, export) → models and data → utilities, never upward, so the
 library's core never imports the recipes; no import cycles; models do not read data; inference
-(decode, export, the model/experiment layer, scoring) never reaches the trainer."""
+(decode, export, the model/experiment layer, scoring) never reaches the trainer; distillation
+reaches nothing of export but sherpa-onnx's file contract."""
 
 from __future__ import annotations
 
@@ -35,19 +36,25 @@ def imports(module: str) -> frozenset[str]:
     return frozenset(m for m in found if m in MODULES)
 
 
-def reachable(module: str) -> set[str]:
+def reachable(module: str, graph: dict[str, frozenset[str]] | None = None) -> set[str]:
+    """What ``module`` imports, directly or not, in ``graph`` (default: the package)."""
+    edges = imports if graph is None else (lambda m: graph.get(m, frozenset()))
     seen, todo = set(), [module]
     while todo:
         current = todo.pop()
-        for nxt in imports(current) - seen:
+        for nxt in edges(current) - seen:
             seen.add(nxt)
             todo.append(nxt)
     return seen
 
 
+def is_export(module: str) -> bool:
+    return module == "mlkd_cli.export" or module.startswith("mlkd_cli.export.")
+
+
 INFERENCE = sorted(m for m in MODULES if m.startswith(("mlkd_cli.decode", "mlkd_cli.experiment", "mlkd_cli.score"))
-                   or m in ("mlkd_cli.export", "mlkd_cli.commands.decode", "mlkd_cli.commands.export",
-                            "mlkd_cli.commands.score"))
+                   or is_export(m) or m in ("mlkd_cli.commands.decode", "mlkd_cli.commands.export",
+                                            "mlkd_cli.commands.score"))
 
 
 @pytest.mark.parametrize("module", INFERENCE)
@@ -127,6 +134,28 @@ def test_models_do_not_read_data():
                       for n in reachable(m) if n.startswith("mlkd_cli.data"))
 
 
+DISTILLATION = ("mlkd_cli.distill", "mlkd_cli.teachers", "mlkd_cli.commands.distill", "mlkd_cli.commands.teacher_info")
+EXPORT_CONTRACT = ("mlkd_cli.export", "mlkd_cli.export.contract")  # the package's __init__ imports nothing
+
+
+def deployment_imports(graph: dict[str, frozenset[str]]) -> list[str]:
+    """Export modules beyond the contract that distillation reaches; reaching a module of the export
+    package runs its ``__init__`` first, so that counts too."""
+    found = set()
+    for module in graph:
+        if module.startswith(DISTILLATION):
+            reached = reachable(module, graph)
+            if any(is_export(n) for n in reached):
+                reached |= {"mlkd_cli.export"} | reachable("mlkd_cli.export", graph)
+            found |= {f"{module} -> {n}" for n in reached if is_export(n) and n not in EXPORT_CONTRACT}
+    return sorted(found)
+
+
+def test_distillation_uses_only_the_export_contract():
+    assert deployment_imports(GRAPH) == []
+    assert "mlkd_cli.export.contract" in reachable("mlkd_cli.teachers.load")  # the rule is not vacuous
+
+
 def test_the_rules_catch_what_they_forbid():
     graph = {"mlkd_cli.models.a": frozenset({"mlkd_cli.decode.b"}),
              "mlkd_cli.decode.b": frozenset({"mlkd_cli.models.a"}),
@@ -137,3 +166,11 @@ def test_the_rules_catch_what_they_forbid():
     assert upward_imports(graph) == ["mlkd_cli.errors -> mlkd_cli.cli", "mlkd_cli.models.a -> mlkd_cli.decode.b",
                                      "mlkd_cli.recipes.corpus.text -> mlkd_cli.commands.make_corpus",
                                      "mlkd_cli.train.c -> mlkd_cli.recipes.corpus.text"]
+    contract = {"mlkd_cli.export": frozenset(), "mlkd_cli.export.contract": frozenset(),
+                "mlkd_cli.export.offline": frozenset({"mlkd_cli.export.contract"}),
+                "mlkd_cli.teachers.a": frozenset({"mlkd_cli.export.contract"})}
+    assert deployment_imports(contract) == []
+    routine = {**contract, "mlkd_cli.distill.b": frozenset({"mlkd_cli.teachers.a", "mlkd_cli.export.offline"})}
+    assert deployment_imports(routine) == ["mlkd_cli.distill.b -> mlkd_cli.export.offline"]
+    package = {**contract, "mlkd_cli.export": frozenset({"mlkd_cli.export.offline"})}
+    assert deployment_imports(package) == ["mlkd_cli.teachers.a -> mlkd_cli.export.offline"]

@@ -96,7 +96,7 @@ CASES = [
          record="stage.score.json"),
     # first with --int8, then without: the redone export must not keep the earlier model.int8.onnx
     Case("export", lambda w, o, c: ["export", w["adaptive"], "-o", o, *flag(not c, "--int8")], "changed: config.int8",
-         "mlkd_cli.export:export_onnx"),
+         "mlkd_cli.export.offline:Offline.write"),
 ]
 
 

@@ -51,7 +51,7 @@ def export(model_dir: Path, out_dir: Path | None, int8: bool, tokens: Path | Non
     import sys
 
     from mlkd_cli.errors import ConfigError
-    from mlkd_cli.export import export_experiment
+    from mlkd_cli.export.offline import export_experiment
 
     if streaming:
         if int8:
@@ -74,7 +74,7 @@ def export(model_dir: Path, out_dir: Path | None, int8: bool, tokens: Path | Non
 
 def _export_streaming(model_dir: Path, out_dir: Path | None, tokens: Path | None, force: bool, chunk_ms: int | None,
                       argv: list[str]) -> None:
-    from mlkd_cli.export_streaming import export_streaming
+    from mlkd_cli.export.streaming import export_streaming
 
     result = export_streaming(model_dir, chunk_ms, out_dir, force=force, argv=argv, tokens=tokens)
     if result is None:

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from mlkd_cli.contracts import SAMPLING_RATE, TOKENS_FILE
 from mlkd_cli.errors import ConfigError, MlkdError
-from mlkd_cli.export import INT8_FILE, MODEL_FILE, check_sherpa_model, read_tokens, session
+from mlkd_cli.export.contract import INT8_FILE, MODEL_FILE, check_offline_model, read_tokens, session
 from mlkd_cli.fsutil import file_digest
 from mlkd_cli.teachers.base import Teacher, TeacherInputs, Transcript
 
@@ -98,14 +98,10 @@ def import_sherpa_onnx():
 def _check_contract(loader: str, model: Path, tokens: Path) -> int:
     """Raise unless ``loader`` can run these files; the model's parameter count."""
     if loader == "zipformer-ctc":
-        check_sherpa_model(model, tokens)
+        check_offline_model(model, tokens)
     else:
         read_tokens(tokens, blank_first=False)
-        try:
-            sess = session(model)
-        except Exception as e:  # onnxruntime raises its own exception types for unreadable models
-            raise ConfigError(f"{model}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from None
-        meta = sess.get_modelmeta().custom_metadata_map
+        meta = session(model).get_modelmeta().custom_metadata_map
         missing = [key for key in NEMO_METADATA if key not in meta] if loader == "nemo-ctc" else []
         if missing:
             raise ConfigError(f"{model}: sherpa-onnx's nemo-ctc loader needs metadata {', '.join(missing)}; "

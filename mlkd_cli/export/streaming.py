@@ -1,4 +1,4 @@
-"""`mlkd export --streaming`: a streaming model as ONNX for sherpa-onnx's online CTC recognizer.
+"""`mlkd export --streaming`: the flavour for sherpa-onnx's online CTC recognizer.
 
 The graph follows the WeNet CTC contract of ``sherpa_onnx.OnlineRecognizer.from_wenet_ctc``
 (sherpa-onnx/csrc/online-wenet-ctc-model.cc, online-recognizer-ctc-impl.h), one chunk of C
@@ -34,8 +34,8 @@ elements (flattened) hold the sum and the count; ``conv_cache`` gets the extra b
 as ModelStream does.
 
 The export is verified chunk by chunk with onnxruntime against ModelStream (sherpa's offsets and
-masks); sherpa-onnx kills the process on a model outside its contract, so
-:func:`check_streaming_model` checks inputs, outputs and metadata in Python first.
+masks), after :func:`~mlkd_cli.export.contract.check_streaming_model` has checked its inputs,
+outputs and metadata.
 """
 
 from __future__ import annotations
@@ -43,87 +43,34 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from mlkd_cli.contracts import OUTPUT_FRAME_MS, TOKENS_FILE
+from mlkd_cli.contracts import OUTPUT_FRAME_MS
 from mlkd_cli.data.features import NUM_MEL_BINS
-from mlkd_cli.errors import ConfigError, DataError, MlkdError
-from mlkd_cli.experiment.model_dir import TOKENIZER_DIR, load_model_dir
-from mlkd_cli.export import MODEL_FILE, TOLERANCE, metadata, quiet_onnx_tools, read_tokens, session, write_tokens
+from mlkd_cli.errors import ConfigError, MlkdError
+from mlkd_cli.export.contract import Geometry, check_streaming_model, session
+from mlkd_cli.export.routine import ExportResult, Flavour, export_model_dir, write_onnx
 from mlkd_cli.models import CtcModel
 from mlkd_cli.models.streaming import RECEPTIVE_EXTRA, ModelStream, chunk_frames
-from mlkd_cli.stage import Stage, file_input, new_record
 
 logger = logging.getLogger("mlkd")
 
-EXPORT_DIR = "export_streaming_{ms}ms"
 INPUT_NAMES = ("x", "offset", "required_cache_size", "attn_cache", "conv_cache", "attn_mask")
 OUTPUT_NAMES = ("log_probs", "next_att_cache", "next_conv_cache")
 SAMPLE_SCALE_LOG = 2 * math.log(32768.0)  # fbank of samples * 32768 = fbank of samples + this
 LOG_FLT_EPSILON = math.log(float(np.finfo(np.float32).eps))  # Kaldi's floor of the log mel energies
 RIGHT_CONTEXT = 6  # frames after a chunk's last output frame's first input frame: 4C + 3 = 4(C - 1) + 6 + 1
-SHERPA_KEYS = ("head", "num_blocks", "output_size", "cnn_module_kernel", "right_context", "subsampling_factor",
-               "vocab_size")
 
 
 @dataclasses.dataclass(frozen=True)
-class StreamingExportResult:
-    out_dir: Path
+class StreamingResult(ExportResult):
     chunk_ms: int
     chunk_size: int  # output frames per chunk: sherpa's chunk_size
     num_left_chunks: int
-    seconds: float  # export time, verification excluded
-    max_diff: float  # onnxruntime vs ModelStream, every frame of the verification chunks
-
-    @property
-    def model(self) -> Path:
-        return self.out_dir / MODEL_FILE
-
-    @property
-    def tokens(self) -> Path:
-        return self.out_dir / TOKENS_FILE
-
-
-@dataclasses.dataclass(frozen=True)
-class Geometry:
-    """The fixed shapes of one export."""
-
-    chunk: int  # C, output frames per call
-    left_chunks: int  # num_left_chunks
-    layers: int
-    blocks: int  # cache blocks: layers, + 1 for a language-adaptive model's LID state
-    heads: int
-    width: int  # d_model
-    kernel: int
-    vocab: int
-
-    @property
-    def cache(self) -> int:  # R
-        return self.chunk * self.left_chunks
-
-    @property
-    def frames(self) -> int:  # feature frames per call
-        return 4 * self.chunk + RECEPTIVE_EXTRA
-
-    def input_shapes(self) -> dict[str, tuple[list[int], str]]:
-        r, head_dim = self.cache, self.width // self.heads
-        return {
-            "x": ([1, self.frames, NUM_MEL_BINS], "tensor(float)"),
-            "offset": ([1], "tensor(int64)"),
-            "required_cache_size": ([1], "tensor(int64)"),
-            "attn_cache": ([self.blocks, self.heads, r, 2 * head_dim], "tensor(float)"),
-            "conv_cache": ([self.blocks, 1, self.width, self.kernel - 1], "tensor(float)"),
-            "attn_mask": ([1, 1, r + self.chunk], "tensor(bool)"),
-        }
-
-    def output_shapes(self) -> list[tuple[list[int], str]]:
-        shapes = self.input_shapes()
-        return [([1, self.chunk, self.vocab], "tensor(float)"), shapes["attn_cache"], shapes["conv_cache"]]
 
 
 def geometry(model: CtcModel, chunk_ms: int | None) -> tuple[int, Geometry]:
@@ -197,74 +144,71 @@ class WenetCtcChunk(nn.Module):
         return model._log_probs(x), torch.cat(keys), torch.cat(convs)
 
 
+@dataclasses.dataclass(frozen=True)
+class Streaming(Flavour):
+    model: CtcModel
+    chunk_ms: int
+    geo: Geometry
+    reference = "ModelStream"
+
+    @property
+    def dir_name(self) -> str:
+        return f"export_streaming_{self.chunk_ms}ms"
+
+    @property
+    def details(self) -> str:
+        return f" ({self.chunk_ms} ms chunks, {self.geo.left_chunks} left chunks)"
+
+    @property
+    def settings(self) -> dict[str, object]:
+        return {"streaming": True, "chunk_ms": self.chunk_ms}
+
+    def metadata(self) -> dict[str, str]:
+        """sherpa-onnx's WeNet keys (the rest of ``SHERPA_KEYS`` every export carries), the chunking, mlkd's own."""
+        geo, config = self.geo, self.model.config
+        return {
+            "model_type": "conformer_ctc_streaming",
+            "head": str(geo.heads),
+            "num_blocks": str(geo.blocks),
+            "output_size": str(geo.width),
+            "cnn_module_kernel": str(geo.kernel),
+            "right_context": str(RIGHT_CONTEXT),
+            "chunk_size": str(geo.chunk),
+            "chunk_ms": str(self.chunk_ms),
+            "num_left_chunks": str(geo.left_chunks),
+            "left_context_ms": str(config.streaming.left_context_ms),
+            "num_layers": str(geo.layers),
+            "comment": ("sherpa-onnx OnlineRecognizer.from_wenet_ctc(chunk_size=chunk_size, num_left_chunks="
+                        "num_left_chunks); input: 80-bin Kaldi fbank of samples scaled to +-32768 (the WeNet path); "
+                        "CMVN is inside the graph"
+                        + ("; attn_cache block num_layers holds the running language-ID sum and count"
+                           if config.languages else "")),
+        }
+
+    def write(self, path: Path, props: dict[str, str]) -> None:
+        """The chunk graph, all shapes fixed."""
+        example = initial_inputs(self.geo, np.zeros((1, self.geo.frames, NUM_MEL_BINS), np.float32))
+        write_onnx(WenetCtcChunk(self.model, self.geo), tuple(torch.from_numpy(example[name]) for name in INPUT_NAMES),
+                   path, props, INPUT_NAMES, OUTPUT_NAMES)
+
+    def check(self, model_path: Path, tokens_path: Path) -> None:
+        check_streaming_model(model_path, tokens_path, self.geo.chunk, self.geo.left_chunks)
+
+    def compare(self, path: Path) -> float:
+        return compare_streaming(self.model, self.geo, path)
+
+    def result(self, staged: Path, exported: ExportResult) -> StreamingResult:
+        return StreamingResult(**vars(exported), chunk_ms=self.chunk_ms, chunk_size=self.geo.chunk,
+                               num_left_chunks=self.geo.left_chunks)
+
+
 def export_streaming(exp_dir: str | Path, chunk_ms: int | None = None, out_dir: str | Path | None = None,
                      force: bool = False, argv: list[str] | None = None,
-                     tokens: str | Path | None = None) -> StreamingExportResult | None:
+                     tokens: str | Path | None = None) -> StreamingResult | None:
     """Export ``exp_dir``'s streaming model for ``chunk_ms`` chunks (None: its largest trained size) to
     ``out_dir`` (default ``exp_dir/export_streaming_<ms>ms``); None when that export is up to date."""
-    exp_dir = Path(exp_dir)
-    loaded = load_model_dir(exp_dir)
-    model = loaded.model.eval().requires_grad_(False)
-    ms, geo = geometry(model, chunk_ms)
-    out_dir = Path(out_dir) if out_dir is not None else exp_dir / EXPORT_DIR.format(ms=ms)
-    tokens_path = Path(tokens) if tokens is not None else loaded.path / TOKENIZER_DIR / TOKENS_FILE
-    symbols = read_tokens(tokens_path, model.config.vocab_size)
-    record = new_record("export", {"model": file_input(loaded.weights), "tokens": file_input(tokens_path)},
-                        {"streaming": True, "chunk_ms": ms}, argv)
-    with Stage(out_dir, record, force=force).run() as staged:
-        if staged is None:
-            return None
-        write_tokens(symbols, staged / TOKENS_FILE)
-        start = time.perf_counter()
-        export_onnx(model, geo, staged / MODEL_FILE, streaming_metadata(model, loaded.weights, geo, ms))
-        seconds = time.perf_counter() - start
-        check_streaming_model(staged / MODEL_FILE, staged / TOKENS_FILE, geo.chunk, geo.left_chunks)
-        max_diff = verify_streaming(model, geo, staged / MODEL_FILE)
-        logger.info("exported %s (%d ms chunks, %d left chunks) in %.1f s; onnxruntime vs ModelStream: max |diff| %.2e",
-                    out_dir / MODEL_FILE, ms, geo.left_chunks, seconds, max_diff)
-    return StreamingExportResult(out_dir, ms, geo.chunk, geo.left_chunks, seconds, max_diff)
-
-
-def streaming_metadata(model: CtcModel, weights: Path, geo: Geometry, chunk_ms: int) -> dict[str, str]:
-    config = model.config
-    props = metadata(model, weights)
-    props.update({
-        "model_type": "conformer_ctc_streaming",
-        "head": str(geo.heads),
-        "num_blocks": str(geo.blocks),
-        "output_size": str(geo.width),
-        "cnn_module_kernel": str(geo.kernel),
-        "right_context": str(RIGHT_CONTEXT),
-        "subsampling_factor": str(config.subsampling),
-        "vocab_size": str(geo.vocab),
-        "chunk_size": str(geo.chunk),
-        "chunk_ms": str(chunk_ms),
-        "num_left_chunks": str(geo.left_chunks),
-        "left_context_ms": str(config.streaming.left_context_ms),
-        "num_layers": str(geo.layers),
-        "comment": ("sherpa-onnx OnlineRecognizer.from_wenet_ctc(chunk_size=chunk_size, num_left_chunks="
-                    "num_left_chunks); input: 80-bin Kaldi fbank of samples scaled to +-32768 (the WeNet path); "
-                    "CMVN is inside the graph"
-                    + ("; attn_cache block num_layers holds the running language-ID sum and count" if config.languages
-                       else "")),
-    })
-    return props
-
-
-def export_onnx(model: CtcModel, geo: Geometry, path: Path, props: dict[str, str]) -> None:
-    """Write the chunk graph to ``path``, one self-contained ONNX file with fixed shapes."""
-    import onnx
-
-    wrapper = WenetCtcChunk(model, geo).eval()
-    example = initial_inputs(geo, np.zeros((1, geo.frames, NUM_MEL_BINS), np.float32))
-    with quiet_onnx_tools(), torch.no_grad():
-        program = torch.onnx.export(
-            wrapper, tuple(torch.from_numpy(example[name]) for name in INPUT_NAMES), dynamo=True,
-            input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES), verbose=False,
-        )
-    proto = program.model_proto
-    onnx.helper.set_model_props(proto, props)
-    onnx.save(proto, str(path))
+    return export_model_dir(exp_dir, lambda model: Streaming(model, *geometry(model, chunk_ms)), out_dir, tokens,
+                            force, argv)
 
 
 def initial_inputs(geo: Geometry, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -323,55 +267,3 @@ def compare_streaming(model: CtcModel, geo: Geometry, path: Path) -> float:
         raise MlkdError(f"{path}: onnxruntime gave {len(theirs)} chunks where ModelStream gives {len(ours)}; "
                         "the export is wrong (please report this)")
     return max(float(np.abs(a - b).max()) for a, b in zip(ours, theirs))
-
-
-def verify_streaming(model: CtcModel, geo: Geometry, path: Path, tolerance: float = TOLERANCE) -> float:
-    diff = compare_streaming(model, geo, path)
-    if not diff <= tolerance:
-        raise MlkdError(
-            f"{path}: onnxruntime's log-probs differ from ModelStream's by up to {diff:.3g} (tolerance {tolerance}); "
-            "the export is wrong (please report this with your torch and onnxruntime versions)"
-        )
-    return diff
-
-
-def check_streaming_model(model_path: Path, tokens_path: Path, chunk_size: int, num_left_chunks: int) -> None:
-    """Raise DataError unless ``from_wenet_ctc(tokens, model, chunk_size, num_left_chunks)`` can load and
-    run these files (sherpa-onnx exits the process on a missing metadata key or a bad shape)."""
-    symbols = read_tokens(tokens_path)
-    try:
-        sess = session(model_path)
-    except Exception as e:  # onnxruntime raises its own exception types for unreadable models
-        raise DataError(f"{model_path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from None
-    meta = sess.get_modelmeta().custom_metadata_map
-    values = {}
-    for key in SHERPA_KEYS:
-        value = meta.get(key, "")
-        if not value.isdigit():
-            raise DataError(f"{model_path}: sherpa-onnx's WeNet CTC model needs metadata {key!r} (a non-negative "
-                            f"integer), the model has {value!r}; export it with `mlkd export --streaming`")
-        values[key] = int(value)
-    if values["head"] < 1 or values["output_size"] % values["head"]:
-        raise DataError(f"{model_path}: metadata output_size {values['output_size']} is not a multiple of "
-                        f"head {values['head']}")
-    if values["vocab_size"] != len(symbols):
-        raise DataError(f"{model_path}: the model emits {values['vocab_size']} tokens but {tokens_path} has "
-                        f"{len(symbols)}")
-    frames = (chunk_size - 1) * values["subsampling_factor"] + values["right_context"] + 1
-    geo = Geometry(chunk_size, num_left_chunks, values["num_blocks"], values["num_blocks"], values["head"],
-                   values["output_size"], values["cnn_module_kernel"], values["vocab_size"])
-    want_inputs = geo.input_shapes()
-    want_inputs["x"] = ([1, frames, NUM_MEL_BINS], "tensor(float)")
-    got_inputs = [(arg.shape, arg.type) for arg in sess.get_inputs()]
-    if got_inputs != list(want_inputs.values()):
-        raise DataError(f"{model_path}: sherpa-onnx feeds chunk_size {chunk_size}, num_left_chunks {num_left_chunks} "
-                        f"inputs {describe(list(want_inputs.values()))}; the model takes {describe(got_inputs)} "
-                        "(export it for this chunk size with `mlkd export --streaming --chunk-ms`)")
-    got_outputs = [(arg.shape, arg.type) for arg in sess.get_outputs()]
-    if got_outputs != geo.output_shapes():
-        raise DataError(f"{model_path}: sherpa-onnx needs outputs {describe(geo.output_shapes())}; "
-                        f"the model has {describe(got_outputs)}")
-
-
-def describe(args: list[tuple[list, str]]) -> str:
-    return "(" + ", ".join(f"{kind.removeprefix('tensor(').rstrip(')')} {list(shape)}" for shape, kind in args) + ")"
