@@ -13,12 +13,11 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from mlkd_cli.contracts import BLANK_ID, TOKENS_FILE
+from mlkd_cli.contracts import BLANK, BLANK_ID, TOKENS_FILE, read_token_table, write_tokens
 from mlkd_cli.errors import ConfigError, DataError
 
 logger = logging.getLogger("mlkd")
 
-BLANK = "<blk>"
 UNK = "<unk>"
 MODEL_FILE = "tokenizer.model"
 TOKENIZER_TYPES = ("bpe", "unigram", "char")
@@ -89,14 +88,10 @@ def train_tokenizer(texts_by_lang: dict[str, list[str]], out_dir: Path, config: 
     tokenizer = Tokenizer(out_dir)
     if tokenizer.vocab_size < vocab_size:
         logger.warning("tokenizer: the training text supports only %d of the %d tokens asked for", tokenizer.vocab_size, vocab_size)
-    (out_dir / TOKENS_FILE).write_text(
-        "".join(f"{tokenizer.id_to_piece(i)} {i}\n" for i in range(tokenizer.vocab_size)), encoding="utf-8"
-    )
+    write_tokens([tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size)], out_dir / TOKENS_FILE)
     for lang, texts in texts_by_lang.items():
-        used = sorted({BLANK_ID} | {i for t in texts for i in tokenizer.encode(t)})
-        (out_dir / f"tokens.{lang}.txt").write_text(
-            "".join(f"{tokenizer.id_to_piece(i)} {i}\n" for i in used), encoding="utf-8"
-        )
+        used = {BLANK_ID} | {i for t in texts for i in tokenizer.encode(t)}
+        write_tokens({i: tokenizer.id_to_piece(i) for i in used}, out_dir / f"tokens.{lang}.txt")
     return out_dir
 
 
@@ -136,7 +131,7 @@ class Tokenizer:
         if not path.is_file():
             known = sorted(p.name[len("tokens.") : -len(".txt")] for p in self.lang_dir.glob("tokens.*.txt"))
             raise DataError(f"{path}: no token inventory for language {lang!r}; known languages: {', '.join(known)}")
-        return [int(line.split()[-1]) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        return sorted(read_token_table(path))
 
     @staticmethod
     def unk_ratio(ids: list[int]) -> float:

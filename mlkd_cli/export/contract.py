@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 
 from mlkd_cli.data.features import NUM_MEL_BINS
-from mlkd_cli.data.tokenizer import BLANK
+from mlkd_cli.contracts import read_tokens
 from mlkd_cli.errors import DataError, OnnxLoadError
 from mlkd_cli.models.streaming import RECEPTIVE_EXTRA
 
@@ -21,33 +21,6 @@ MODEL_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 SHERPA_KEYS = ("head", "num_blocks", "output_size", "cnn_module_kernel", "right_context", "subsampling_factor",
                "vocab_size")  # the metadata sherpa-onnx's WeNet CTC model reads
-
-
-def read_tokens(path: Path, vocab_size: int | None = None, blank_first: bool = True) -> list[str]:
-    """Symbols by id from a ``symbol id`` table; every id 0..V-1 once, ``<blk>`` at 0 (``blank_first``)."""
-    if not path.is_file():
-        raise DataError(f"{path}: token table not found")
-    symbols: dict[int, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        fields = line.split()
-        if len(fields) != 2 or not fields[1].isdigit():
-            raise DataError(f"{path}:{number}: expected `symbol id`, got {line!r}")
-        symbol, i = fields[0], int(fields[1])
-        if i in symbols:
-            raise DataError(f"{path}:{number}: id {i} appears twice ({symbols[i]!r} and {symbol!r})")
-        symbols[i] = symbol
-    missing = sorted(set(range(len(symbols))) - set(symbols))
-    if missing:
-        raise DataError(f"{path}: ids must run 0..{len(symbols) - 1} without gaps; missing {missing[:5]}")
-    if blank_first and symbols.get(0) != BLANK:
-        raise DataError(f"{path}: id 0 must be the CTC blank {BLANK}, not {symbols.get(0)!r}")
-    if vocab_size is not None and len(symbols) != vocab_size:
-        raise DataError(f"{path}: {len(symbols)} tokens, but the model emits {vocab_size}; pass the model's own token table")
-    return [symbols[i] for i in range(len(symbols))]
-
-
-def write_tokens(symbols: list[str], path: Path) -> None:
-    path.write_text("".join(f"{symbol} {i}\n" for i, symbol in enumerate(symbols)), encoding="utf-8")
 
 
 def session(path: Path):

@@ -19,10 +19,10 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from mlkd_cli.contracts import TOKENS_FILE
+from mlkd_cli.contracts import TOKENS_FILE, read_tokens, write_tokens
 from mlkd_cli.errors import MlkdError
 from mlkd_cli.experiment.model_dir import TOKENIZER_DIR, load_model_dir
-from mlkd_cli.export.contract import MODEL_FILE, read_tokens, write_tokens
+from mlkd_cli.export.contract import MODEL_FILE
 from mlkd_cli.fsutil import file_digest
 from mlkd_cli.models import CtcModel
 from mlkd_cli.stage import Stage, file_input, new_record

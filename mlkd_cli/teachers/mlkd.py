@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 
-from mlkd_cli.contracts import TOKENS_FILE
+from mlkd_cli.contracts import TOKENS_FILE, read_tokens
 from mlkd_cli.errors import ConfigError
 from mlkd_cli.experiment.model_dir import TOKENIZER_DIR, ModelDir, load_model_dir
 from mlkd_cli.fsutil import file_digest
@@ -66,7 +66,7 @@ def load_mlkd_teacher(lang: Optional[str], path: Path) -> MlkdTeacher:
     if not lang:
         raise ConfigError(f"{path / 'config.yaml'}: not a teacher of one language; name its language as LANG={path}")
     tokens_file = path / TOKENIZER_DIR / TOKENS_FILE
-    tokens = tuple(line.rsplit(" ", 1)[0] for line in tokens_file.read_text(encoding="utf-8").splitlines())
+    tokens = tuple(read_tokens(tokens_file))
     loaded.model.eval().requires_grad_(False)
     return MlkdTeacher(lang, path, file_digest(loaded.weights), loaded.model, loaded.inference.features.frame_shift,
                        tokens, loaded)

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 
-from mlkd_cli.contracts import SAMPLING_RATE, TOKENS_FILE
+from mlkd_cli.contracts import SAMPLING_RATE, TOKENS_FILE, read_tokens
 from mlkd_cli.errors import ConfigError, MlkdError
-from mlkd_cli.export.contract import INT8_FILE, MODEL_FILE, check_offline_model, read_tokens, session
+from mlkd_cli.export.contract import INT8_FILE, MODEL_FILE, check_offline_model, session
 from mlkd_cli.fsutil import file_digest
 from mlkd_cli.teachers.base import Teacher, TeacherInputs, Transcript
 
