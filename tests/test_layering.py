@@ -1,8 +1,10 @@
-"""The package's layers: commands → recipes (the demo corpus) → engines (stages, training,
-distillation, decoding, scoring, export) → models and data → utilities, never upward, so the
-library's core never imports the recipes; no import cycles; models do not read data; inference
-(decode, export, the model/experiment layer, scoring) never reaches the trainer; distillation
-reaches nothing of export but sherpa-onnx's file contract."""
+"""The package's layers: commands → recipes (the demo corpus) → training stages (teacher,
+distill, finetune) → engines (training, distillation, teachers, decoding, scoring, export) →
+models and data → utilities, never upward, so the library's core never imports the recipes and
+the engines never import a stage; no import cycles; models do not read data; inference (decode,
+export, the model/experiment layer, scoring) never reaches the trainer or a training stage;
+every training stage lives in ``mlkd_cli.training_stages``; distillation reaches nothing of
+export but sherpa-onnx's file contract."""
 
 from __future__ import annotations
 
@@ -21,6 +23,14 @@ def module_name(path: Path) -> str:
 
 
 MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+STAGES = "mlkd_cli.training_stages"
+TRAINING = ("mlkd_cli.train", STAGES)  # what inference never reaches
+
+
+def in_package(module: str, *packages: str) -> bool:
+    """Whether ``module`` is one of ``packages`` or inside one (``mlkd_cli.training_stages`` is not inside
+    ``mlkd_cli.train``)."""
+    return any(module == p or module.startswith(p + ".") for p in packages)
 
 
 @functools.cache
@@ -37,35 +47,39 @@ def imports(module: str) -> frozenset[str]:
 
 
 def reachable(module: str, graph: dict[str, frozenset[str]] | None = None) -> set[str]:
-    """What ``module`` imports, directly or not, in ``graph`` (default: the package)."""
-    edges = imports if graph is None else (lambda m: graph.get(m, frozenset()))
+    """Every module ``module`` imports, directly or through others (in ``graph``; the package's by default)."""
+    edges = graph.get if graph is not None else imports
     seen, todo = set(), [module]
     while todo:
         current = todo.pop()
-        for nxt in edges(current) - seen:
+        for nxt in set(edges(current) or ()) - seen:
             seen.add(nxt)
             todo.append(nxt)
     return seen
 
 
-def is_export(module: str) -> bool:
-    return module == "mlkd_cli.export" or module.startswith("mlkd_cli.export.")
+INFERENCE = sorted(m for m in MODULES if in_package(m, "mlkd_cli.decode", "mlkd_cli.experiment", "mlkd_cli.score",
+                              "mlkd_cli.export")
+                   or m in ("mlkd_cli.commands.decode", "mlkd_cli.commands.export",
+                            "mlkd_cli.commands.score"))
 
 
-INFERENCE = sorted(m for m in MODULES if m.startswith(("mlkd_cli.decode", "mlkd_cli.experiment", "mlkd_cli.score"))
-                   or is_export(m) or m in ("mlkd_cli.commands.decode", "mlkd_cli.commands.export",
-                                            "mlkd_cli.commands.score"))
+def training_reached(module: str, graph: dict[str, frozenset[str]] | None = None) -> list[str]:
+    """The trainer's and the training stages' modules that ``module`` reaches."""
+    return sorted(m for m in reachable(module, graph) if in_package(m, *TRAINING))
 
 
 @pytest.mark.parametrize("module", INFERENCE)
 def test_inference_never_imports_the_trainer(module):
-    assert not sorted(m for m in reachable(module) if m.startswith("mlkd_cli.train")), module
+    assert not training_reached(module), module
 
 
 def test_the_check_sees_imports():
     assert "mlkd_cli.train.loop" in reachable("mlkd_cli.train.runner")  # the walk is not vacuous
     assert "mlkd_cli.experiment.model_dir" in reachable("mlkd_cli.decode.stage")
     assert "mlkd_cli.recipes.corpus.text" in reachable("mlkd_cli.commands.make_corpus")
+    assert {"mlkd_cli.train.runner", "mlkd_cli.distill.ensemble"} <= reachable("mlkd_cli.training_stages.distill")
+    assert "mlkd_cli.training_stages.teacher" in reachable("mlkd_cli.commands.train_teacher")
 
 
 UTILITIES = ("mlkd_cli", "mlkd_cli.config", "mlkd_cli.contracts", "mlkd_cli.errors", "mlkd_cli.fsutil", "mlkd_cli.log",
@@ -73,15 +87,24 @@ UTILITIES = ("mlkd_cli", "mlkd_cli.config", "mlkd_cli.contracts", "mlkd_cli.erro
 
 
 def layer(module: str) -> int:
-    """0 utilities, 1 models and data, 2 engines (0-2: the library's core), 3 recipes, 4 commands (the CLI)."""
+    """0 utilities, 1 models and data, 2 engines, 3 training stages (0-3: the library's core),
+    4 recipes, 5 commands (the CLI).
+
+    The stages are a layer of their own above the engines: each builds its objective from the
+    engines' parts (the trainer in ``train/``, targets, losses and caches in ``distill/``), and
+    no engine knows a stage. Nothing in the recipes (the demo corpus) needs a stage; a recipe
+    that ran one would sit above it.
+    """
     if module in UTILITIES:
         return 0
-    if module.startswith(("mlkd_cli.models", "mlkd_cli.data")):
+    if in_package(module, "mlkd_cli.models", "mlkd_cli.data"):
         return 1
-    if module.startswith("mlkd_cli.recipes"):
+    if in_package(module, STAGES):
         return 3
-    if module.startswith("mlkd_cli.commands") or module in ("mlkd_cli.cli", "mlkd_cli.__main__"):
+    if in_package(module, "mlkd_cli.recipes"):
         return 4
+    if in_package(module, "mlkd_cli.commands", "mlkd_cli.cli", "mlkd_cli.__main__"):
+        return 5
     return 2
 
 
@@ -130,8 +153,28 @@ def test_no_module_imports_a_higher_layer():
 
 
 def test_models_do_not_read_data():
-    assert not sorted(f"{m} -> {n}" for m in MODULES if m.startswith("mlkd_cli.models")
-                      for n in reachable(m) if n.startswith("mlkd_cli.data"))
+    assert not sorted(f"{m} -> {n}" for m in MODULES if in_package(m, "mlkd_cli.models")
+                      for n in reachable(m) if in_package(n, "mlkd_cli.data"))
+
+
+def stage_classes(sources: dict[str, str]) -> dict[str, str]:
+    """Every subclass of ``TrainingStage`` (directly or through another one) → the module that defines it."""
+    defined = {(node.name, module, tuple(ast.unparse(b).rsplit(".", 1)[-1] for b in node.bases))
+               for module, source in sources.items() for node in ast.walk(ast.parse(source))
+               if isinstance(node, ast.ClassDef)}
+    found: dict[str, str] = {}
+    while True:
+        more = {name: module for name, module, bases in defined
+                if name not in found and any(b == "TrainingStage" or b in found for b in bases)}
+        if not more:
+            return found
+        found.update(more)
+
+
+def test_the_training_stages_have_one_home():
+    homes = stage_classes({m: p.read_text() for m, p in MODULES.items()})
+    assert {"TeacherStage", "DistillStage", "FinetuneStage"} <= set(homes)  # the search is not vacuous
+    assert sorted(f"{name} in {m}" for name, m in homes.items() if not in_package(m, STAGES)) == []
 
 
 DISTILLATION = ("mlkd_cli.distill", "mlkd_cli.teachers", "mlkd_cli.commands.distill", "mlkd_cli.commands.teacher_info")
@@ -145,9 +188,9 @@ def deployment_imports(graph: dict[str, frozenset[str]]) -> list[str]:
     for module in graph:
         if module.startswith(DISTILLATION):
             reached = reachable(module, graph)
-            if any(is_export(n) for n in reached):
+            if any(in_package(n, "mlkd_cli.export") for n in reached):
                 reached |= {"mlkd_cli.export"} | reachable("mlkd_cli.export", graph)
-            found |= {f"{module} -> {n}" for n in reached if is_export(n) and n not in EXPORT_CONTRACT}
+            found |= {f"{module} -> {n}" for n in reached if in_package(n, "mlkd_cli.export") and n not in EXPORT_CONTRACT}
     return sorted(found)
 
 
@@ -160,12 +203,25 @@ def test_the_rules_catch_what_they_forbid():
     graph = {"mlkd_cli.models.a": frozenset({"mlkd_cli.decode.b"}),
              "mlkd_cli.decode.b": frozenset({"mlkd_cli.models.a"}),
              "mlkd_cli.errors": frozenset({"mlkd_cli.cli"}), "mlkd_cli.cli": frozenset(),
-             "mlkd_cli.train.c": frozenset({"mlkd_cli.recipes.corpus.text"}),
-             "mlkd_cli.recipes.corpus.text": frozenset({"mlkd_cli.commands.make_corpus"})}
+             "mlkd_cli.train.c": frozenset({"mlkd_cli.recipes.corpus.text", "mlkd_cli.training_stages.d"}),
+             "mlkd_cli.training_stages.d": frozenset({"mlkd_cli.recipes.corpus.text", "mlkd_cli.train.e"}),
+             "mlkd_cli.recipes.corpus.text": frozenset({"mlkd_cli.commands.make_corpus"}),
+             "mlkd_cli.decode.f": frozenset({"mlkd_cli.score.g"}),
+             "mlkd_cli.score.g": frozenset({"mlkd_cli.training_stages.d"})}
     assert cycles(graph) == [["mlkd_cli.decode.b", "mlkd_cli.models.a"]]
     assert upward_imports(graph) == ["mlkd_cli.errors -> mlkd_cli.cli", "mlkd_cli.models.a -> mlkd_cli.decode.b",
                                      "mlkd_cli.recipes.corpus.text -> mlkd_cli.commands.make_corpus",
-                                     "mlkd_cli.train.c -> mlkd_cli.recipes.corpus.text"]
+                                     "mlkd_cli.score.g -> mlkd_cli.training_stages.d",
+                                     "mlkd_cli.train.c -> mlkd_cli.recipes.corpus.text",
+                                     "mlkd_cli.train.c -> mlkd_cli.training_stages.d",
+                                     "mlkd_cli.training_stages.d -> mlkd_cli.recipes.corpus.text"]
+    # inference reaches the trainer and the stages through other modules too; a name alike is not the trainer
+    assert training_reached("mlkd_cli.decode.f", graph) == ["mlkd_cli.train.e", "mlkd_cli.training_stages.d"]
+    assert training_reached("mlkd_cli.decode.f", {"mlkd_cli.decode.f": frozenset({"mlkd_cli.trainers"})}) == []
+    sources = {"mlkd_cli.training_stages.h": "class H(TrainingStage): pass",
+               "mlkd_cli.train.i": "class I(H): pass\nclass J(runner.TrainingStage): pass\nclass K: pass"}
+    assert stage_classes(sources) == {"H": "mlkd_cli.training_stages.h", "I": "mlkd_cli.train.i",
+                                      "J": "mlkd_cli.train.i"}
     contract = {"mlkd_cli.export": frozenset(), "mlkd_cli.export.contract": frozenset(),
                 "mlkd_cli.export.offline": frozenset({"mlkd_cli.export.contract"}),
                 "mlkd_cli.teachers.a": frozenset({"mlkd_cli.export.contract"})}

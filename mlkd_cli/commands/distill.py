@@ -52,7 +52,7 @@ def distill(data_dir: Path, model_config: Path | None, kd_config: Path | None, t
     """
     from mlkd_cli.commands.options import load_train_config
     from mlkd_cli.config import load_yaml
-    from mlkd_cli.distill.distill import DistillStage
+    from mlkd_cli.training_stages.distill import DistillStage
     from mlkd_cli.experiment.config import DistillConfig, KdConfig
     from mlkd_cli.models import ModelConfig
 

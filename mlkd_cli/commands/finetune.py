@@ -43,7 +43,7 @@ def finetune(data_dir: Path, init_dir: Path | None, model_config: Path | None, l
     from mlkd_cli.errors import ConfigError
     from mlkd_cli.experiment.config import FinetuneConfig
     from mlkd_cli.models import ModelConfig
-    from mlkd_cli.train.finetune import FinetuneStage
+    from mlkd_cli.training_stages.finetune import FinetuneStage
 
     if init_dir and model_config:
         raise ConfigError("give --init (fine-tune that model, keeping its architecture) or --model-config "

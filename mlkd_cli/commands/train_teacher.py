@@ -36,7 +36,7 @@ def train_teacher(data_dir: Path, lang: str, model_config: Path | None, train_co
     from mlkd_cli.config import load_yaml
     from mlkd_cli.experiment.config import TeacherConfig
     from mlkd_cli.models import ModelConfig
-    from mlkd_cli.train.teacher import TeacherStage
+    from mlkd_cli.training_stages.teacher import TeacherStage
 
     model = load_yaml(ModelConfig, model_config) if model_config else ModelConfig()
     config = TeacherConfig(data=str(data_dir), lang=lang, model=model,

@@ -1,1 +1,2 @@
-"""Multi-teacher, layer-wise knowledge distillation: losses, teachers and their targets, the stage."""
+"""Multi-teacher, layer-wise knowledge distillation: the teacher ensemble and its targets, the cached
+targets, pseudo-labels and losses; the stage is :mod:`mlkd_cli.training_stages.distill`."""

@@ -25,7 +25,7 @@ from lhotse import CutSet, NumpyFilesWriter
 from lhotse.utils import fastcopy
 from torch.nn.utils.rnn import pad_sequence
 
-from mlkd_cli.distill.teachers import LanguageTargets, RoutedTargets, collate_inputs, language_groups, teacher_targets
+from mlkd_cli.distill.ensemble import LanguageTargets, RoutedTargets, collate_inputs, language_groups, teacher_targets
 from mlkd_cli.errors import DataError
 from mlkd_cli.log import progress_bar
 from mlkd_cli.models.subsampling import subsampled_lengths

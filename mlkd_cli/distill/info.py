@@ -38,7 +38,7 @@ def _map(vocab: VocabMap, lang: str) -> str:
 
 def teacher_report(arg: str, data_dir: Optional[Path] = None, min_coverage: float = 0.95) -> list[tuple[str, str]]:
     """(field, value) rows describing the teacher; with ``data_dir``, checked against that data."""
-    from mlkd_cli.distill.teachers import no_posteriors, own_cuts, smoke_test, vocab_map
+    from mlkd_cli.distill.ensemble import no_posteriors, own_cuts, smoke_test, vocab_map
 
     teacher = load_teacher(parse_teacher_arg(arg))
     shift = f"{teacher.frame_shift * 1000:g} ms" if teacher.frame_shift else "unknown (black box)"

@@ -1,4 +1,5 @@
-"""What every training stage does around its task: the base that teacher, distill and finetune extend.
+"""What every training stage does around its task: the base that the stages of
+:mod:`mlkd_cli.training_stages` (teacher, distill, finetune) extend.
 
 A stage resolves its config against the prepared data, then :meth:`TrainingStage.run` plans
 it with the stage protocol (skip when up to date, resume an interrupted run, refuse other

@@ -14,7 +14,7 @@ from lhotse import CutSet
 from conftest import TINY_MODEL, run_cli
 from mlkd_cli.data.prepare import PreparedData
 from mlkd_cli.distill.cache import cached_targets, load_cached_targets
-from mlkd_cli.distill.teachers import run_teachers
+from mlkd_cli.distill.ensemble import run_teachers
 from mlkd_cli.teachers.base import TeacherInputs
 from mlkd_cli.teachers.mlkd import MlkdTeacher
 from mlkd_cli.models import load_model

@@ -12,11 +12,11 @@ import yaml
 from torch.nn import functional as F
 
 from conftest import ROOT, run_cli
-from mlkd_cli.distill.distill import DistillTask, LayerPlan
+from mlkd_cli.training_stages.distill import DistillTask, LayerPlan
 from mlkd_cli.teachers.mlkd import MlkdTeacher
 from mlkd_cli.experiment.config import KdConfig
 from mlkd_cli.models import ctc_loss
-from mlkd_cli.train.finetune import FinetuneTask
+from mlkd_cli.training_stages.finetune import FinetuneTask
 from tiny_tasks import TINY, make_batch, model
 
 TEMPERATURE = 2.0

@@ -13,16 +13,16 @@ import torch
 from lhotse import CutSet, MonoCut, SupervisionSegment
 
 from mlkd_cli.errors import ConfigError, DataError
-from mlkd_cli.distill.distill import DistillTask, LayerPlan, plan_layers
+from mlkd_cli.training_stages.distill import DistillTask, LayerPlan, plan_layers
 from mlkd_cli.distill.losses import attention_kd_loss, even_layer_map, hidden_kd_loss, posterior_kl_loss
-from mlkd_cli.distill.teachers import run_teachers
+from mlkd_cli.distill.ensemble import run_teachers
 from mlkd_cli.teachers.base import Teacher, TeacherInputs
 from mlkd_cli.teachers.load import TeacherSpec, parse_teacher_arg
 from mlkd_cli.teachers.mlkd import MlkdTeacher
 from mlkd_cli.models import ModelConfig, build_model, ctc_loss
 from mlkd_cli.models.checkpoint import load_model_state
 from mlkd_cli.experiment.config import KdConfig
-from mlkd_cli.train.finetune import LANGUAGE_MODULES, FinetuneTask
+from mlkd_cli.training_stages.finetune import LANGUAGE_MODULES, FinetuneTask
 from mlkd_cli.train.sampling import language_mix, language_weights
 from tiny_tasks import TINY, make_batch, model
 

@@ -16,13 +16,13 @@ from lhotse import CutSet, RecordingSet, SupervisionSet
 from conftest import TINY_MODEL, run_cli
 from mlkd_cli.data.kaldi_dir import validate_kaldi_dir
 from mlkd_cli.data.prepare import PreparedData
-from mlkd_cli.distill.distill import rows_ctc_loss
 from mlkd_cli.distill.pseudo_labels import with_pseudo_labels
 from mlkd_cli.experiment.config import KdConfig
 from mlkd_cli.models import CtcOutput, ctc_loss
 from mlkd_cli.teachers.base import Transcript
 from mlkd_cli.train.batches import KD_TEXT
 from mlkd_cli.train.sampling import language_mix
+from mlkd_cli.training_stages.distill import rows_ctc_loss
 
 from test_distill import train_records, train_yaml
 

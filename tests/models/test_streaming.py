@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from mlkd_cli.config import from_dict
-from mlkd_cli.distill.distill import DistillTask, LayerPlan, plan_layers
-from mlkd_cli.distill.teachers import LanguageTargets, RoutedTargets
+from mlkd_cli.distill.ensemble import LanguageTargets, RoutedTargets
 from mlkd_cli.errors import ConfigError
 from mlkd_cli.experiment.config import KdConfig
 from mlkd_cli.models import CtcOutput, ModelConfig, build_model
@@ -19,6 +18,7 @@ from mlkd_cli.models.asr import prefix_means
 from mlkd_cli.models.config import StreamingConfig
 from mlkd_cli.models.conformer import chunk_mask
 from mlkd_cli.models.streaming import ModelStream, StreamBatch, chunk_frames, use_chunk
+from mlkd_cli.training_stages.distill import DistillTask, LayerPlan, plan_layers
 
 STREAMING = StreamingConfig(chunk_ms=(160, 320), left_context_ms=320)
 CONFIG = ModelConfig(d_model=32, num_layers=3, num_heads=2, ff_mult=2, conv_kernel=7, subsampling_channels=16,

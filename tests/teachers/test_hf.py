@@ -13,8 +13,7 @@ from lhotse import CutSet
 from conftest import run_cli
 from hf_checkpoints import GERMAN_VOCAB, frames_of, save_tiny_ctc
 from mlkd_cli.data.prepare import PreparedData
-from mlkd_cli.distill.distill import DistillTask, LayerPlan
-from mlkd_cli.distill.teachers import collate_inputs, run_teachers
+from mlkd_cli.distill.ensemble import collate_inputs, run_teachers
 from mlkd_cli.errors import ConfigError
 from mlkd_cli.experiment.config import KdConfig
 from mlkd_cli.models import ModelConfig, build_model
@@ -22,6 +21,7 @@ from mlkd_cli.teachers.base import TeacherInputs
 from mlkd_cli.teachers.hf import HfTeacher
 from mlkd_cli.teachers.load import load_teacher
 from mlkd_cli.train.batches import AsrDataset
+from mlkd_cli.training_stages.distill import DistillTask, LayerPlan
 
 
 @pytest.mark.parametrize("checkpoint, mask", [("hf_wav2vec2", True), ("hf_hubert", False)])

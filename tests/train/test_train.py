@@ -243,7 +243,7 @@ def test_finetuning_validates_as_decoding_runs_conditioned_on_the_predicted_lang
     from mlkd_cli.data.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
     from mlkd_cli.models import ModelConfig, build_model, ctc_loss
     from mlkd_cli.train.batches import Batch
-    from mlkd_cli.train.finetune import FinetuneTask
+    from mlkd_cli.training_stages.finetune import FinetuneTask
 
     lang_dir = train_tokenizer({"en": ["abc cab"], "de": ["bca"]}, tmp_path / "lang", TokenizerConfig(type="char"))
     tokenizer = Tokenizer(lang_dir)

@@ -1,5 +1,5 @@
-"""The teachers of one distillation run: loading and checking them against the data and the
-objective, and routing each utterance to its own language's teacher.
+"""The teacher ensemble of one distillation run: loading and checking its teachers against the
+data and the objective, and routing each utterance to its own language's teacher.
 
 A batch may mix languages: every language's utterances form a sub-batch that goes through
 that language's teacher, and the targets keep the positions of those utterances in the batch.

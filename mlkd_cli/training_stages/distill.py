@@ -26,9 +26,9 @@ from mlkd_cli.data.manifests import is_transcribed
 from mlkd_cli.data.prepare import languages
 from mlkd_cli.data.tokenizer import Tokenizer
 from mlkd_cli.distill.cache import cached_targets, load_cached_targets
+from mlkd_cli.distill.ensemble import RoutedTargets, load_teachers, own_cuts, run_teachers
 from mlkd_cli.distill.losses import attention_kd_loss, even_layer_map, hidden_kd_loss, posterior_kl_loss
 from mlkd_cli.distill.pseudo_labels import teacher_transcripts, with_pseudo_labels
-from mlkd_cli.distill.teachers import RoutedTargets, load_teachers, own_cuts, run_teachers
 from mlkd_cli.errors import ConfigError, DataError
 from mlkd_cli.experiment.config import DistillConfig, KdConfig
 from mlkd_cli.models import CtcModel, CtcOutput, ModelConfig, build_model, ctc_loss, greedy_decode, num_parameters
