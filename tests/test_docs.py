@@ -40,3 +40,25 @@ def test_the_readme_results_table_is_the_one_in_the_results_file_it_names():
     assert len(blocks) == 1
     path, table = blocks[0]
     assert table.strip().startswith("| Model") and table.strip() in (ROOT / path).read_text(encoding="utf-8")
+
+
+COMMAND_ROW = re.compile(r"^\| [^|]+ \| \[`mlkd ([a-z-]+)[^`]*`\]\(([^)]+)\)", re.M)
+
+
+def documented_commands(readme: str) -> dict[str, str]:
+    """The README command table's commands → the docs page each links to."""
+    return dict(COMMAND_ROW.findall(readme))
+
+
+def test_every_command_has_a_row_linking_a_page_that_documents_it():
+    from mlkd_cli.cli import COMMANDS
+
+    rows = documented_commands((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert sorted(rows) == sorted(COMMANDS)
+    undocumented = [c for c, page in rows.items() if f"mlkd {c}" not in (ROOT / page).read_text(encoding="utf-8")]
+    assert not undocumented, f"pages that never show the command they are linked for: {undocumented}"
+
+
+def test_the_command_table_check_sees_rows():
+    assert documented_commands("| data | [`mlkd prepare SRC...`](docs/prepare.md) — x |\n| x | `mlkd score` |\n") == {
+        "prepare": "docs/prepare.md"}
