@@ -19,7 +19,7 @@ import soundfile as sf
 
 from mlkd_cli.data.kaldi_table import Row, read_table
 from mlkd_cli.data.language import require_language
-from mlkd_cli.errors import DataError
+from mlkd_cli.errors import DataError, Problems
 
 logger = logging.getLogger("mlkd")
 
@@ -33,7 +33,6 @@ TRUNCATION_TOLERANCE_S = 0.01
 # a second in Chinese; even the fastest talkers stay above 30 ms a letter. Audio shorter than 20 ms
 # per letter or digit of its transcript cannot be that transcript spoken: it is cut short or wrong.
 MIN_SECONDS_PER_CHARACTER = 0.02
-_LOGGED_PER_KIND = 10  # further problems of one kind are counted, not logged one by one
 _SHOWN_IDS = 5
 @dataclass(frozen=True)
 class RecordingInfo:
@@ -88,31 +87,6 @@ class _Table:
         return f"{self.path}:{self.rows[key].line}"
 
 
-class _Problems:
-    """Collects problems in order, logging each as it is found (the first few of a kind)."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-        self._kinds: Counter[str] = Counter()
-
-    def add(self, message: str, kind: str | None = None) -> None:
-        self.messages.append(message)
-        kind = kind or message
-        self._kinds[kind] += 1
-        if self._kinds[kind] <= _LOGGED_PER_KIND:
-            logger.error(message)
-
-    def raise_if_any(self) -> None:
-        for kind, count in self._kinds.items():
-            if count > _LOGGED_PER_KIND:
-                logger.error("%s: %d more like the above, not shown", kind, count - _LOGGED_PER_KIND)
-        if not self.messages:
-            return
-        more = len(self.messages) - 1
-        suffix = f" (and {more} more problem{'s' * (more > 1)}, logged above)" if more else ""
-        raise DataError(self.messages[0] + suffix)
-
-
 def validate_kaldi_dir(
     path: str | Path, *, require_lang: bool = True, allow_mixed_rates: bool = False
 ) -> KaldiDirInfo:
@@ -120,7 +94,7 @@ def validate_kaldi_dir(
     directory = Path(path)
     if not directory.is_dir():
         raise DataError(f"{directory}: data directory not found; fix: check the path")
-    problems = _Problems()
+    problems = Problems()
     _check_files_present(directory, require_lang, problems)
     tables = {
         name: _read_table(directory / name, problems)
@@ -175,7 +149,7 @@ def _fix_data_dir(directory: Path) -> str:
     )
 
 
-def _check_files_present(directory: Path, require_lang: bool, problems: _Problems) -> None:
+def _check_files_present(directory: Path, require_lang: bool, problems: Problems) -> None:
     """Missing wav.scp/utt2spk ends validation at once; a missing utt2lang does not."""
     missing = [name for name in REQUIRED_FILES if not (directory / name).is_file()]
     if missing:
@@ -194,12 +168,12 @@ def _check_files_present(directory: Path, require_lang: bool, problems: _Problem
         problems.raise_if_any()
 
 
-def _read_table(path: Path, problems: _Problems) -> _Table:
+def _read_table(path: Path, problems: Problems) -> _Table:
     """Parse ``KEY VALUE...`` lines, reporting encoding, CRLF, blank, unsorted and duplicate lines."""
     return _Table(path, read_table(path, problems.add, check_sorted=True, allow_empty=False))
 
 
-def _check_utt2spk(table: _Table, problems: _Problems) -> dict[str, str]:
+def _check_utt2spk(table: _Table, problems: Problems) -> dict[str, str]:
     """utt → speaker; exactly two columns, utterance ids prefixed by their speaker id."""
     utt2spk: dict[str, str] = {}
     for utt, row in table.rows.items():
@@ -225,7 +199,7 @@ def _check_utt2spk(table: _Table, problems: _Problems) -> dict[str, str]:
 
 
 def _check_spk2utt(
-    table: _Table, utt2spk_table: _Table, utt2spk: dict[str, str], problems: _Problems
+    table: _Table, utt2spk_table: _Table, utt2spk: dict[str, str], problems: Problems
 ) -> None:
     """spk2utt must hold exactly the (utterance, speaker) pairs of utt2spk."""
     listed: dict[tuple[str, str], int] = {}
@@ -248,7 +222,7 @@ def _check_spk2utt(
     )
 
 
-def _check_text(table: _Table, problems: _Problems) -> dict[str, str]:
+def _check_text(table: _Table, problems: Problems) -> dict[str, str]:
     """utt → transcript; none empty."""
     for utt, row in table.rows.items():
         if not row.value:
@@ -260,7 +234,7 @@ def _check_text(table: _Table, problems: _Problems) -> dict[str, str]:
     return {utt: row.value for utt, row in table.rows.items()}
 
 
-def _compare_keys(reference: _Table, other: _Table, problems: _Problems, fix: str) -> None:
+def _compare_keys(reference: _Table, other: _Table, problems: Problems, fix: str) -> None:
     """The keys of ``other`` must be the utterance ids of ``reference`` (utt2spk)."""
     missing = [key for key in reference.rows if key not in other.rows]
     extra = [key for key in other.rows if key not in reference.rows]
@@ -280,7 +254,7 @@ def _first_ids(ids: list[str]) -> str:
     return shown + (", ..." if len(ids) > _SHOWN_IDS else "")
 
 
-def _check_wav_scp(table: _Table, allow_mixed_rates: bool, problems: _Problems) -> dict[str, RecordingInfo]:
+def _check_wav_scp(table: _Table, allow_mixed_rates: bool, problems: Problems) -> dict[str, RecordingInfo]:
     """recording → probed audio; every file readable and non-empty, one sampling rate."""
     recordings: dict[str, RecordingInfo] = {}
     for rec, row in table.rows.items():
@@ -300,7 +274,7 @@ def _check_wav_scp(table: _Table, allow_mixed_rates: bool, problems: _Problems) 
     return recordings
 
 
-def _probe_audio(value: str, where: str, problems: _Problems) -> RecordingInfo | None:
+def _probe_audio(value: str, where: str, problems: Problems) -> RecordingInfo | None:
     path = Path(value)  # relative paths resolve against the current dir, as in Kaldi
     try:
         info = sf.info(str(path))
@@ -375,7 +349,7 @@ def _is_unset_size(size: int, bytes_per_frame: int) -> bool:
     return size in (0, 0xFFFFFFFF) or size == 0x7FFFF000 // bytes_per_frame * bytes_per_frame
 
 
-def _check_single_rate(table: _Table, recordings: dict[str, RecordingInfo], problems: _Problems) -> None:
+def _check_single_rate(table: _Table, recordings: dict[str, RecordingInfo], problems: Problems) -> None:
     counts: Counter[int] = Counter()
     examples: dict[int, str] = {}
     for info in recordings.values():
@@ -392,7 +366,7 @@ def _check_single_rate(table: _Table, recordings: dict[str, RecordingInfo], prob
 
 
 def _check_segments(
-    table: _Table, wav_scp: _Table, recordings: dict[str, RecordingInfo], problems: _Problems
+    table: _Table, wav_scp: _Table, recordings: dict[str, RecordingInfo], problems: Problems
 ) -> dict[str, Segment]:
     """utt → segment; known recording, 0 <= start < end <= recording duration."""
     segments: dict[str, Segment] = {}
@@ -435,7 +409,7 @@ def _check_segments(
 
 def _check_speech_rates(
     tables: dict[str, _Table], recordings: dict[str, RecordingInfo], segments: dict[str, Segment] | None,
-    problems: _Problems,
+    problems: Problems,
 ) -> None:
     """Each utterance's audio must be long enough to say its transcript (MIN_SECONDS_PER_CHARACTER)."""
     if "text" not in tables:
@@ -483,7 +457,7 @@ def _parse_segment(value: str) -> tuple[str, float, float] | None:
         return None
 
 
-def _check_utt2lang(table: _Table, problems: _Problems) -> dict[str, str]:
+def _check_utt2lang(table: _Table, problems: Problems) -> dict[str, str]:
     """utt → canonical language code; two columns, known languages."""
     utt2lang: dict[str, str] = {}
     for utt, row in table.rows.items():

@@ -28,7 +28,7 @@ from mlkd_cli.config import dump_yaml, load_yaml, to_dict
 from mlkd_cli.data.features import compute_fbank, resample_to
 from mlkd_cli.data.manifests import Source, audio_paths, has_transcript, is_transcribed, load_source
 from mlkd_cli.data.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
-from mlkd_cli.errors import DataError
+from mlkd_cli.errors import DataError, Problems
 from mlkd_cli.fsutil import atomic_path, path_digest, stat_digest
 from mlkd_cli.log import log_to_file
 from mlkd_cli.stage import Stage, StageRecord, new_record
@@ -53,20 +53,33 @@ def group_sources(args: list[str]) -> dict[str, list[Source]]:
 
 
 def load_sets(sets: dict[str, list[Source]], allow_mixed_rates: bool, normalize_text: bool = False) -> dict[str, CutSet]:
-    """Validate and load every source; sources of one set are combined (ids must not clash)."""
-    loaded = {}
+    """Validate and load every source; sources of one set are combined (ids must not clash). The
+    problems of every source are reported in one run."""
+    loaded, problems = {}, Problems()
     for name, sources in sets.items():
         cuts: dict[str, object] = {}
         for source in sources:
-            for cut in load_source(source, allow_mixed_rates, normalize_text):
+            try:
+                source_cuts = load_source(source, allow_mixed_rates, normalize_text)
+            except DataError as e:
+                problems.add(str(e))
+                continue
+            for cut in source_cuts:
                 if cut.id in cuts:
-                    raise DataError(f"{source.path}: utterance id {cut.id} also appears in another source of set {name!r}")
+                    problems.add(f"{source.path}: utterance id {cut.id} also appears in another source of set {name!r}")
+                    break
                 cuts[cut.id] = cut
-        _check_all_or_none_transcribed(name, sources, cuts)
+        try:
+            _check_all_or_none_transcribed(name, sources, cuts)
+        except DataError as e:
+            problems.add(str(e))
+        if problems.messages:
+            continue  # the sets loaded so far are not used
         loaded[name] = CutSet.from_cuts(cuts[k] for k in sorted(cuts))
         logger.info("set %s: %d utterances, %.1f min, languages %s%s", name, len(loaded[name]),
                     sum(c.duration for c in loaded[name]) / 60, ", ".join(languages(loaded[name])),
                     "" if is_transcribed(loaded[name]) else ", untranscribed")
+    problems.raise_if_any()
     return loaded
 
 

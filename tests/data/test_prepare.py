@@ -312,3 +312,16 @@ def test_normalize_text_rejects_utterance_without_words(prepared: Path, tmp_path
     assert result.exit_code == 1
     assert f"utterance {first.id} has no words once punctuation is removed ('...?'); drop it" in result.output
     assert not out.exists()
+
+
+def test_every_directorys_problems_in_one_run_each_once(small_copy: Path):
+    for name in ("train", "dev"):
+        private_wavs(small_copy / name)
+        edit("utt2lang", lambda lines: [lines[0].split()[0] + " elvish", *lines[1:]])(small_copy / name)
+    result = run_cli("prepare", "--tokenizer", "char", small_copy / "train", small_copy / "dev", small_copy / "out",
+                     "--force")
+    assert result.exit_code == 1
+    error = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(error) == 1 and "train/utt2lang:1: unknown language 'elvish'" in error[0], result.output
+    assert error[0].endswith("(and 1 more problem, logged above)")
+    assert result.output.count("unknown language 'elvish'") == 2 and "dev/utt2lang:1: unknown language" in result.output
