@@ -14,9 +14,12 @@ from mlkd_cli.data.tokenizer import TOKENIZER_TYPES
 @click.argument("sources", nargs=-1, required=True, metavar="[NAME=]SRC...")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--train-set", default="train", help="Name of the set whose text trains the tokenizer.")
-@click.option("--tokenizer", "tokenizer_type", type=click.Choice(TOKENIZER_TYPES), default="bpe", help="Token unit.")
+@click.option("--tokenizer", "tokenizer_type", type=click.Choice(TOKENIZER_TYPES), default="char",
+              help="Token unit: characters learn from an hour of speech per language; BPE needs far more.")
 @click.option("--vocab-size", default=500, help="Tokenizer vocabulary size (bpe/unigram).")
-@click.option("--allow-mixed-rates", is_flag=True, help="Accept recordings of different sample rates (all are resampled to 16 kHz).")
+@click.option("--allow-mixed-rates/--refuse-mixed-rates", default=True,
+              help="Recordings at several sample rates in one directory: resample them all to 16 kHz (one info "
+                   "line per set), or refuse the directory.")
 @click.option("--normalize-text", is_flag=True,
               help="Lower-case transcripts and remove punctuation (CommonVoice, FLEURS raw text, subtitles).")
 @click.option("-j", "--num-jobs", default=1, help="Parallel feature extraction jobs.")

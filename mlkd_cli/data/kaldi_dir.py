@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import soundfile as sf
 
+from mlkd_cli.contracts import SAMPLING_RATE
 from mlkd_cli.data.kaldi_table import Row, read_table
 from mlkd_cli.data.language import require_language
 from mlkd_cli.errors import DataError, Problems
@@ -358,10 +359,9 @@ def _check_single_rate(table: _Table, recordings: dict[str, RecordingInfo], prob
             examples.setdefault(info.sampling_rate, info.path)
     if len(counts) > 1:
         rates = ", ".join(f"{rate} Hz ({n} file(s), e.g. {examples[rate]})" for rate, n in counts.most_common())
-        target = counts.most_common(1)[0][0]
         problems.add(
             f"{table.path}: mixed sampling rates: {rates}; fix: convert them to one rate "
-            f"(sox IN -r {target} OUT.wav) or pass --allow-mixed-rates to resample while loading"
+            f"(sox IN -r {SAMPLING_RATE} OUT.wav) or leave out --refuse-mixed-rates to resample them while loading"
         )
 
 

@@ -18,13 +18,14 @@ import dataclasses
 import functools
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from lhotse import CutSet
 from lhotse.utils import fastcopy
 
 from mlkd_cli.config import dump_yaml, load_yaml, to_dict
+from mlkd_cli.contracts import SAMPLING_RATE
 from mlkd_cli.data.features import compute_fbank, resample_to
 from mlkd_cli.data.manifests import Source, audio_paths, has_transcript, is_transcribed, load_source
 from mlkd_cli.data.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
@@ -40,7 +41,7 @@ logger = logging.getLogger("mlkd")
 class PrepareConfig:
     train_set: str = "train"
     tokenizer: TokenizerConfig = TokenizerConfig()
-    allow_mixed_rates: bool = False
+    allow_mixed_rates: bool = True  # several rates in one directory: resampled to 16 kHz (False: refused)
     normalize_text: bool = False  # lower case, no punctuation (for CommonVoice-style transcripts)
 
 
@@ -79,8 +80,16 @@ def load_sets(sets: dict[str, list[Source]], allow_mixed_rates: bool, normalize_
         logger.info("set %s: %d utterances, %.1f min, languages %s%s", name, len(loaded[name]),
                     sum(c.duration for c in loaded[name]) / 60, ", ".join(languages(loaded[name])),
                     "" if is_transcribed(loaded[name]) else ", untranscribed")
+        _report_resampling(name, loaded[name])
     problems.raise_if_any()
     return loaded
+
+
+def _report_resampling(name: str, cuts: CutSet) -> None:
+    rates = Counter(cut.sampling_rate for cut in cuts if cut.sampling_rate != SAMPLING_RATE)
+    if rates:
+        logger.info("set %s: recordings at %s are resampled to %d Hz", name,
+                    ", ".join(f"{rate} Hz ({n})" for rate, n in sorted(rates.items())), SAMPLING_RATE)
 
 
 def _check_all_or_none_transcribed(name: str, sources: list[Source], cuts: dict) -> None:

@@ -181,7 +181,6 @@ BAD_INPUTS = {
     "corrupt wav": (corrupt_first_wav, "wav.scp:1", "is corrupt"),
     "empty transcript": (edit("text", lambda ls: [ls[0].split()[0], *ls[1:]]), "text:1", "empty transcript"),
     "segments past the end of the audio": (segments_past_end, "segments:1", "past the end of the audio"),
-    "mixed sample rates": (resample_first_wav, "wav.scp", "mixed sampling rates"),
     "truncated wav": (truncate_first_wav, "wav.scp:1", "is truncated: its header declares"),
     "UTF-8 byte-order mark": (lambda d: (d / "text").write_bytes(b"\xef\xbb\xbf" + (d / "text").read_bytes()),
                               "text:1", "starts with a UTF-8 byte-order mark"),
@@ -325,3 +324,23 @@ def test_every_directorys_problems_in_one_run_each_once(small_copy: Path):
     assert len(error) == 1 and "train/utt2lang:1: unknown language 'elvish'" in error[0], result.output
     assert error[0].endswith("(and 1 more problem, logged above)")
     assert result.output.count("unknown language 'elvish'") == 2 and "dev/utt2lang:1: unknown language" in result.output
+
+
+def test_mixed_sample_rates_are_resampled_unless_refused(small_copy: Path):
+    bad = small_copy / "dev"
+    private_wavs(bad)
+    resample_first_wav(bad)
+    out = small_copy / "out"
+    before = snapshot(out)
+    refused = run_cli("prepare", "--tokenizer", "char", "--refuse-mixed-rates", small_copy / "train", bad, out, "--force")
+    error = [line for line in refused.output.splitlines() if line.startswith("Error: ")]
+    assert refused.exit_code == 1 and len(error) == 1, refused.output
+    assert "dev/wav.scp: mixed sampling rates: 16000 Hz" in error[0] and "sox IN -r 16000 OUT.wav" in error[0]
+    after = snapshot(out)
+    after.pop("log/prepare.log", None), before.pop("log/prepare.log", None)
+    assert after == before
+    result = run_cli("prepare", "--tokenizer", "char", small_copy / "train", bad, out, "--force")
+    assert result.exit_code == 0, result.output
+    assert "set dev: recordings at 8000 Hz (1) are resampled to 16000 Hz" in result.output
+    assert "set train: recordings at" not in result.output
+    assert {cut.sampling_rate for cut in PreparedData(out).cuts("dev")} == {16000}
