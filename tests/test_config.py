@@ -52,3 +52,34 @@ def test_command_line_overrides_of_the_training_config(tmp_path):
     assert (train.max_steps, train.seed, train.precision) == (100, 3, "bf16")
     train = load_train_config(path, max_steps=7, precision="fp32", seed=11)
     assert (train.max_steps, train.seed, train.precision) == (7, 11, "fp32")
+
+
+def test_command_line_overrides_of_the_kd_terms():
+    from pathlib import Path
+
+    from mlkd_cli.experiment.config import KdConfig
+
+    demo = load_yaml(KdConfig, Path(__file__).resolve().parents[1] / "conf" / "kd" / "demo.yaml")
+    assert demo.overridden() == demo
+    assert demo.overridden(kl_weight=1.5).kl_weight == 1.5
+    assert demo.overridden(kd_weight=0.5).layer_weights == (0.5,) * 6
+    pairs = demo.overridden(layer_map="2:3, 6:6")
+    assert (pairs.student_layers, pairs.teacher_layers, pairs.layer_weights) == ((2, 6), (3, 6), (0.2, 0.2))
+    depth = KdConfig().overridden(layer_map="2,4")  # no weights: 1 for every pair, as before
+    assert (depth.student_layers, depth.teacher_layers, depth.layer_weights) == ((2, 4), (), ())
+    uneven = KdConfig(layer_weights=(0.1, 0.2, 0.3))
+    assert uneven.overridden(layer_map="1,2", kd_weight=0.4).layer_weights == (0.4, 0.4)
+    with pytest.raises(ConfigError, match="names 2 layers but kd layer_weights has 3; give --kd-weight"):
+        uneven.overridden(layer_map="1,2")
+    for bad in ("1:a", "1:2,3", "", "x"):
+        with pytest.raises(ConfigError, match="write student:teacher layer pairs"):
+            demo.overridden(layer_map=bad)
+    with pytest.raises(ConfigError, match="--kd-weight: name the student layers"):
+        KdConfig().overridden(kd_weight=1.0)
+
+
+def test_a_bad_layer_map_is_one_error_line(tmp_path):
+    from conftest import run_cli
+
+    result = run_cli("distill", "--data", tmp_path, "--layer-map", "1:x", "de=exp/t", tmp_path / "s")
+    assert result.exit_code == 1 and result.output.count("Error:") == 1 and "--layer-map '1:x'" in result.output

@@ -19,6 +19,11 @@ from mlkd_cli.commands.options import training_options
 @click.option("--kd-config", type=click.Path(dir_okay=False, path_type=Path),
               help="Distillation objective YAML (layers, weights, targets), e.g. conf/kd/demo.yaml.")
 @click.option("--targets", type=click.Choice(["cached", "on-the-fly"]), help="Override where teacher targets come from.")
+@click.option("--kl-weight", type=float, help="Override kd kl_weight (the teachers' posteriors).")
+@click.option("--kd-weight", type=float, help="Override λ of every layer pair of kd layer_weights.")
+@click.option("--layer-map", metavar="S:T,...",
+              help="Override the layer pairs: student layer S learns teacher layer T (1:2,3:4,6:6), or "
+                   "student layers alone (2,4,6: the teachers' layers at the same relative depth).")
 @click.option("--unlabeled-set", "unlabeled_sets", multiple=True, metavar="NAME",
               help="An untranscribed set of the data dir, taught by the teachers alone (repeatable); "
                    "kd unlabeled_share sets its share of the training utterances.")
@@ -29,7 +34,7 @@ from mlkd_cli.commands.options import training_options
 @click.argument("teachers", nargs=-1, required=True)
 @click.argument("exp_dir", type=click.Path(file_okay=False, path_type=Path))
 def distill(data_dir: Path, model_config: Path | None, kd_config: Path | None, targets: str | None,
-            unlabeled_sets: tuple[str, ...], lid_weight: float, plain_student: bool, train_config,
+            kl_weight: float | None, kd_weight: float | None, layer_map: str | None, unlabeled_sets: tuple[str, ...], lid_weight: float, plain_student: bool, train_config,
             max_steps, precision, seed, noise_sets, rir_sets, train_set: str, dev_set: str, force: bool, teachers: tuple[str, ...],
             exp_dir: Path) -> None:
     """Distill one teacher per language into a multilingual student in EXP_DIR.
@@ -60,6 +65,7 @@ def distill(data_dir: Path, model_config: Path | None, kd_config: Path | None, t
     kd = load_yaml(KdConfig, kd_config) if kd_config else KdConfig()
     if targets:
         kd = dataclasses.replace(kd, targets=targets)
+    kd = kd.overridden(kl_weight, kd_weight, layer_map)
     config = DistillConfig(data=str(data_dir), teachers=teachers, model=model, kd=kd, unlabeled_sets=unlabeled_sets,
                            language_adaptive=not plain_student, lid_weight=lid_weight,
                            train=load_train_config(train_config, max_steps, precision, seed, noise_sets, rir_sets),

@@ -232,6 +232,40 @@ class KdConfig:
         if self.max_cer_to_reference is not None and self.max_cer_to_reference < 0:
             raise ConfigError(f"kd max_cer_to_reference must be >= 0, got {self.max_cer_to_reference}")
 
+    def overridden(self, kl_weight: float | None = None, kd_weight: float | None = None,
+                   layer_map: str | None = None) -> KdConfig:
+        """This objective with a command line's overrides: ``kl_weight``; ``layer_map`` as ``S:T,...``
+        (student layer S learns teacher layer T) or ``S,...`` (the teachers' layers at the same
+        relative depth); ``kd_weight``, λ of every layer pair."""
+        changes: dict[str, object] = {}
+        if kl_weight is not None:
+            changes["kl_weight"] = kl_weight
+        pairs = self.layer_weights
+        if layer_map is not None:
+            try:
+                entries = [entry.split(":") for entry in layer_map.replace(" ", "").split(",")]
+                student = tuple(int(e[0]) for e in entries)
+                teacher = tuple(int(e[1]) for e in entries) if all(len(e) == 2 for e in entries) else ()
+                if not all(len(e) == (2 if teacher else 1) for e in entries):
+                    raise ValueError
+            except (ValueError, IndexError):
+                raise ConfigError(f"--layer-map {layer_map!r}: write student:teacher layer pairs (1:2,3:4,6:6) "
+                                  "or student layers (2,4,6)") from None
+            changes.update(student_layers=student, teacher_layers=teacher)
+            if len(set(self.layer_weights)) == 1:  # one λ for all carries over (none: 1 for all)
+                pairs = (self.layer_weights[0],) * len(student)
+            elif self.layer_weights and kd_weight is None and len(self.layer_weights) != len(student):
+                raise ConfigError(f"--layer-map names {len(student)} layers but kd layer_weights has "
+                                  f"{len(self.layer_weights)}; give --kd-weight for all of them")
+            changes["layer_weights"] = pairs
+        if kd_weight is not None:
+            count = len(changes.get("student_layers", self.student_layers)) or len(self.layer_weights)
+            if not count:
+                raise ConfigError("--kd-weight: name the student layers it weighs (--layer-map, or kd "
+                                  "student_layers / layer_weights in the KD YAML)")
+            changes["layer_weights"] = (kd_weight,) * count
+        return dataclasses.replace(self, **changes)
+
     @property
     def reads_teacher_outputs(self) -> bool:
         """Whether a term reads the teachers' hidden layers, posteriors or attention maps; without
