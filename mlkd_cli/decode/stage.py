@@ -37,6 +37,7 @@ from mlkd_cli.log import log_to_file
 from mlkd_cli.stage import Stage, file_input, new_record
 
 logger = logging.getLogger("mlkd")
+ALL_BLANK_SHARE = 0.95  # a decode with at least this share of empty transcripts (trained languages) is warned about
 
 
 @dataclasses.dataclass
@@ -102,7 +103,17 @@ def run_decode(model_dir: Path, inputs: Inputs, config: DecodeConfig, name: Opti
         logger.info("decoded %d utterances (%.1f s of audio) in %.2f s: real-time factor %.4f%s -> %s",
                     len(results), audio, elapsed, rtf,
                     f"; {len(inputs.failed)} input(s) skipped" if inputs.failed else "", out_dir)
+        _warn_if_all_blank(model_dir, results)
     return summary
+
+
+def _warn_if_all_blank(model_dir: Path, results: list[Result]) -> None:
+    """One warning when (nearly) every transcript of a trained language is empty: a useless model."""
+    transcribed = [r for r in results if r.language != UNKNOWN]
+    empty = sum(not r.text.strip() for r in transcribed)
+    if transcribed and empty >= ALL_BLANK_SHARE * len(transcribed):
+        logger.warning("%s: %d of %d transcripts are empty: the model outputs (nearly) only blanks; see its dev "
+                       "CER in final_metrics.json and train it longer", model_dir, empty, len(transcribed))
 
 
 def decode_stdin(model_dir: Path, config: DecodeConfig, source, sample_rate: Optional[int] = None,

@@ -47,6 +47,7 @@ from mlkd_cli.train.sampling import language_mix
 from mlkd_cli.train.task import Metrics, Task
 
 logger = logging.getLogger("mlkd")
+USELESS_CER = 0.95  # a final dev CER at or above this is warned about: the model emits (nearly) only blanks
 
 
 def lr_lambda(config: TrainConfig):
@@ -272,4 +273,11 @@ class Trainer:
                           json.dumps({"averaged": [p.name for p in paths], **valid}, indent=2) + "\n")
         logger.info("final.pt = average of %s: %s", ", ".join(p.name for p in paths),
                     "  ".join(f"dev {k} {v:.4f}" for k, v in valid.items()))
+        if len(paths) < cfg.average:
+            logger.warning("%s: final.pt averages %d checkpoint(s), not the %d `average: %d` asks for (the run wrote "
+                           "fewer: max_steps %d, valid_interval %d)", out_dir, len(paths), cfg.average, cfg.average,
+                           cfg.max_steps, cfg.valid_interval)
+        if valid.get("cer", 0.0) >= USELESS_CER:
+            logger.warning("%s: dev CER %.2f: the model has not learned to transcribe (its output is (nearly) all "
+                           "blank); train longer, lower the learning rate, or check the data", out_dir, valid["cer"])
         return valid

@@ -248,3 +248,24 @@ def test_an_hour_long_file_decodes_in_bounded_memory(tmp_path, tiny_adaptive, ti
     (line,) = [l for l in result.stdout.splitlines() if "\t" in l]
     hyp = json.loads((tiny_adaptive / "decode_hour_ctc-greedy" / "hyps.jsonl").read_text())
     assert hyp["duration"] >= 3600 and line.startswith(str(hour))
+
+
+def test_a_decode_of_nearly_only_empty_transcripts_is_warned_about(caplog):
+    import logging
+
+    from mlkd_cli.decode.decoder import Result
+    from mlkd_cli.decode.stage import _warn_if_all_blank
+
+    def results(texts: list[str], unknown: int = 0) -> list[Result]:
+        return ([Result(f"u{i}", t, "en", None, 1.0, 0.1) for i, t in enumerate(texts)]
+                + [Result(f"x{i}", "", "unknown", None, 1.0, 0.1) for i in range(unknown)])
+
+    with caplog.at_level(logging.WARNING, logger="mlkd"):
+        _warn_if_all_blank(Path("exp/s"), results(["a b"] + [""] * 19, unknown=30))  # 19 of 20: 95%
+        assert [r.getMessage() for r in caplog.records] == [
+            "exp/s: 19 of 20 transcripts are empty: the model outputs (nearly) only blanks; see its dev CER in "
+            "final_metrics.json and train it longer"]
+        caplog.clear()
+        _warn_if_all_blank(Path("exp/s"), results(["a", "b"] + [""] * 18, unknown=30))  # 90%; rejections do not count
+        _warn_if_all_blank(Path("exp/s"), results([], unknown=3))
+        assert not caplog.records

@@ -83,6 +83,7 @@ def test_teacher_learns_its_own_tiny_data(prepared: Path, tmp_path: Path):
     assert train_losses[-1] < 0.3 * train_losses[0]
     final = json.loads((exp / "final_metrics.json").read_text())
     assert final["cer"] < 0.20, final
+    assert "WARNING" not in result.output, result.output  # a model that learned, averaged as asked
     assert (exp / "train_curves.png").read_bytes()[:4] == b"\x89PNG"
     stage = json.loads((exp / "stage.json").read_text())
     assert stage["status"] == "done" and set(stage["inputs"]) == {"data:train", "tokenizer"}
@@ -92,6 +93,18 @@ def test_teacher_learns_its_own_tiny_data(prepared: Path, tmp_path: Path):
     before = (exp / "final.pt").stat().st_mtime_ns
     assert run_cli(*teacher_args(prepared, cfg, exp, "de", "--dev-set", "train")).exit_code == 0
     assert (exp / "final.pt").stat().st_mtime_ns == before
+
+
+def test_a_model_that_did_not_learn_and_a_short_average_are_warned_about(prepared: Path, tmp_path: Path):
+    cfg = write_train_config(tmp_path / "t.yaml", max_steps=4, valid_interval=2, keep_checkpoints=2, average=3)
+    exp = tmp_path / "teacher"
+    result = run_cli(*teacher_args(prepared, cfg, exp))
+    assert result.exit_code == 0, result.output
+    assert json.loads((exp / "final_metrics.json").read_text())["cer"] >= 0.95
+    warnings = [line for line in result.output.splitlines() if "WARNING" in line]
+    assert len(warnings) == 2, result.output
+    assert "final.pt averages 2 checkpoint(s), not the 3 `average: 3` asks for" in warnings[0]
+    assert "has not learned to transcribe" in warnings[1] and str(exp) in warnings[1]
 
 
 def mlkd_subprocess(args: list[str], cwd: Path) -> subprocess.Popen:
