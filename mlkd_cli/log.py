@@ -76,3 +76,9 @@ def progress_bar(transient: bool = False) -> Progress:
         transient=transient,
         disable=not console.is_terminal,
     )
+
+
+def real_time_factor(audio_seconds: float, wall_seconds: float) -> str:
+    """``"123x real time"``, with two significant digits below 10 (``"0.41x"``, never ``"0x"``)."""
+    speed = audio_seconds / max(wall_seconds, 1e-9)
+    return f"{speed:.0f}x real time" if speed >= 10 else f"{speed:.2g}x real time"

@@ -28,3 +28,4 @@ def test_one_problem_is_one_line_of_the_class_asked_for(caplog):
     with caplog.at_level(logging.ERROR, logger="mlkd"), pytest.raises(ConfigError, match=r"^c.yaml: lr must be positive$"):
         problems.raise_if_any(ConfigError)
     assert not caplog.records
+

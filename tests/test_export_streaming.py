@@ -216,7 +216,7 @@ def test_a_model_that_does_not_stream_is_refused(offline_exp):
     result = run_export(offline_exp, "--streaming")
     assert result.exit_code == 1
     [line] = error_lines(result)
-    assert "this model is not a streaming model" in line
+    assert "this model is not a streaming model" in line and "export it without --streaming" in line
     assert not any(p.name.startswith("export_streaming") for p in offline_exp.iterdir())
 
 

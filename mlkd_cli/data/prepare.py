@@ -31,7 +31,7 @@ from mlkd_cli.data.manifests import Source, audio_paths, has_transcript, is_tran
 from mlkd_cli.data.tokenizer import Tokenizer, TokenizerConfig, train_tokenizer
 from mlkd_cli.errors import DataError, Problems
 from mlkd_cli.fsutil import atomic_path, path_digest, stat_digest
-from mlkd_cli.log import log_to_file
+from mlkd_cli.log import log_to_file, real_time_factor
 from mlkd_cli.stage import Stage, StageRecord, new_record
 
 logger = logging.getLogger("mlkd")
@@ -169,8 +169,8 @@ def _fbank_set(name: str, cuts: CutSet, feats_dir: Path, num_jobs: int) -> CutSe
     start = time.perf_counter()
     with_feats = compute_fbank(resample_to(cuts), feats_dir, num_jobs, description=f"fbank {name}")
     seconds, audio = time.perf_counter() - start, sum(c.duration for c in cuts)
-    logger.info("fbank %s: %.1f s of audio in %.1f s (%.0fx real time, %d jobs)", name, audio, seconds,
-                audio / max(seconds, 1e-9), num_jobs)
+    logger.info("fbank %s: %.1f s of audio in %.1f s (%s, %d jobs)", name, audio, seconds,
+                real_time_factor(audio, seconds), num_jobs)
     return with_feats
 
 

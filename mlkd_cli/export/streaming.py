@@ -75,7 +75,7 @@ class StreamingResult(ExportResult):
 
 def geometry(model: CtcModel, chunk_ms: int | None) -> tuple[int, Geometry]:
     """The chunk in ms and the export's shapes; a ConfigError for a model or chunk the contract cannot take."""
-    chunk = chunk_frames(model, chunk_ms)  # the one-line errors of a non-streaming model or a bad size
+    chunk = chunk_frames(model, chunk_ms, "export")  # the one-line errors of a non-streaming model or a bad size
     config = model.config
     streaming = config.streaming
     ms = chunk * OUTPUT_FRAME_MS

@@ -25,13 +25,14 @@ from mlkd_cli.models.subsampling import subsampled_lengths
 RECEPTIVE_EXTRA = 3  # a chunk of C output frames reads 4C + 3 feature frames (the front end's 7-frame window)
 
 
-def chunk_frames(model: CtcModel, chunk_ms: Optional[int]) -> int:
+def chunk_frames(model: CtcModel, chunk_ms: Optional[int], command: str = "decode") -> int:
     """Output frames per chunk for ``chunk_ms`` (None: the model's largest trained size);
-    a ConfigError for a model that does not stream or a size that is not whole frames."""
+    a ConfigError for a model that does not stream (its fix names ``command``) or a size that
+    is not whole frames."""
     streaming = model.config.streaming
     if streaming is None:
-        raise ConfigError("this model is not a streaming model (its config has no `streaming:` block); "
-                          "decode it without --streaming, or train a student with a streaming model config")
+        raise ConfigError(f"this model is not a streaming model (its config has no `streaming:` block); "
+                          f"{command} it without --streaming, or train a student with a streaming model config")
     if chunk_ms is None:
         return max(streaming.chunk_frames)
     if chunk_ms <= 0 or chunk_ms % OUTPUT_FRAME_MS:

@@ -149,6 +149,7 @@ def test_a_model_that_does_not_stream_refuses_streaming(plain_exp, wavs):
     for args in (["--streaming"], ["--chunk-ms", 320]):
         result = run("decode", plain_exp, wavs[0], *args)
         assert result.exit_code == 1 and "not a streaming model" in result.output, result.output
+        assert "decode it without --streaming" in result.output
     result = run("decode", plain_exp, wavs[0], "--sample-rate", 8000)
     assert result.exit_code == 1 and "standard input" in result.output
 
