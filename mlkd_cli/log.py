@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -82,3 +84,22 @@ def real_time_factor(audio_seconds: float, wall_seconds: float) -> str:
     """``"123x real time"``, with two significant digits below 10 (``"0.41x"``, never ``"0x"``)."""
     speed = audio_seconds / max(wall_seconds, 1e-9)
     return f"{speed:.0f}x real time" if speed >= 10 else f"{speed:.2g}x real time"
+
+
+@contextlib.contextmanager
+def native_stderr_logged(source: str) -> Iterator[None]:
+    """What native code writes to stderr (kaldilm's C++ LOG lines) while the block runs goes to
+    mlkd's log at debug level (so the log file, not the terminal), each line prefixed ``source``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", errors="replace").splitlines():
+                if line.strip():
+                    logger.debug("%s: %s", source, line)

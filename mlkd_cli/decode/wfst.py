@@ -29,6 +29,7 @@ import numpy as np
 
 from mlkd_cli.decode.ngram import BOS, EOS, estimate_kneser_ney
 from mlkd_cli.errors import ConfigError, DataError
+from mlkd_cli.log import native_stderr_logged
 from mlkd_cli.stage import Stage, new_record
 
 if TYPE_CHECKING:
@@ -152,9 +153,10 @@ def grammar_fst(arpa: Path, words_txt: Path) -> kaldifst.StdVectorFst:
     import kaldifst
     import kaldilm
 
-    text = kaldilm.arpa2fst(
-        input_arpa=str(arpa), disambig_symbol=DISAMBIG0, read_symbol_table=str(words_txt), max_arpa_warnings=0
-    )
+    with native_stderr_logged("kaldilm"):
+        text = kaldilm.arpa2fst(
+            input_arpa=str(arpa), disambig_symbol=DISAMBIG0, read_symbol_table=str(words_txt), max_arpa_warnings=0
+        )
     return kaldifst.compile(s=text, acceptor=False)
 
 
