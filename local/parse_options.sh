@@ -6,7 +6,7 @@ while [ $# -gt 0 ]; do
     --help|-h)
       echo "Options (with their defaults):" >&2
       # the defaults are the assignments above the line that sources this file
-      sed -n '/parse_options\.sh/q; p' "$0" | grep -E '^[a-z_]+=' | sed -E 's/^([a-z_]+)=/  --\1 /; :a; s/^(  --[a-z-]*)_/\1-/; ta' >&2
+      sed -n '/parse_options\.sh/q; p' "${script_path:-$0}" | grep -E '^[a-z_]+=' | sed -E 's/^([a-z_]+)=/  --\1 /; :a; s/^(  --[a-z-]*)_/\1-/; ta' >&2
       exit 0 ;;
     --*=*) name="${1%%=*}"; value="${1#*=}"; shift ;;
     --*)

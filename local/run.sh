@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# The mlkd recipe on the embedded eSpeak NG corpus, stage by stage (Kaldi style). Run here, it ends by
-# printing and writing $exp/RESULTS.md: the command, commit, machine, each stage's wall time and the results.
-#   local/run.sh [--stage N] [--stop-stage M] [--langs "en de es it ru"] [--size demo] [--preset demo]
-#                [--streaming true] [--max-jobs-run 2]
+# The mlkd recipe on the embedded eSpeak NG corpus, stage by stage (Kaldi style). It ends by printing
+# and writing $exp/RESULTS.md: the command, commit, machine, each stage's wall time and the results.
+#   local/run.sh [--stage N] [--stop-stage M] [--langs "en de es it ru"] [--size demo] [--seed 0]
+#                [--corpus data/corpus] [--data data] [--exp exp] [--tokenizer char] [--preset demo]
+#                [--noise DIR] [--unlabeled unlabeled] [--pl-baseline true] [--streaming false]
+#                [--max-jobs-run 2] [--nj 2]        (--help: every option and its default)
+# It runs from any directory; relative paths are relative to the recipe (the directory above local/).
 set -euo pipefail
 
 readonly command_line="$0$([ $# -eq 0 ] || printf ' %q' "$@")"
 echo "$command_line" >&2   # the command line as given (Kaldi style)
+readonly script_path="$(realpath "$0")"  # for --help, which reads the defaults below
+cd "$(dirname "$script_path")/.."
 
 stage=0
 stop_stage=7     # stages 0..7, below

@@ -108,6 +108,22 @@ def test_valid_inputs_pass_the_checks_and_the_stages_run(tmp_path, prepared_en_d
     assert commands[2:] == [f"distill {tmp_path}/exp/student_kd"]
 
 
+def test_it_runs_from_any_directory_with_paths_relative_to_the_recipe(tmp_path, prepared_en_de):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PATH": f"{logging_mlkd(tmp_path)}{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "MLKD_CMD": "local"}
+    result = subprocess.run(["bash", str(ROOT / "local" / "run.sh"), "--stage", "2", "--stop-stage", "2", "--langs", "en",
+                             "--preset", "tiny", "--data", str(prepared_en_de), "--exp", str(tmp_path / "exp")],
+                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "--model-config conf/model/tiny.yaml" in (tmp_path / "mlkd.log").read_text()  # found from the recipe
+    assert list(elsewhere.iterdir()) == []
+    help_text = subprocess.run(["bash", str(ROOT / "local" / "run.sh"), "--help"], cwd=elsewhere, capture_output=True,
+                               text=True, timeout=30)
+    assert help_text.returncode == 0 and "  --max-jobs-run 2" in help_text.stderr
+
+
 def test_a_language_missing_from_the_corpus_is_refused_at_stage_1(tmp_path):
     train = tmp_path / "corpus" / "train"
     train.mkdir(parents=True)
