@@ -277,6 +277,13 @@ def _check_wav_scp(table: _Table, allow_mixed_rates: bool, problems: Problems) -
 
 def _probe_audio(value: str, where: str, problems: Problems) -> RecordingInfo | None:
     path = Path(value)  # relative paths resolve against the current dir, as in Kaldi
+    if path.exists() and not path.is_file():  # a directory, or a FIFO or device that reading would block on
+        problems.add(
+            f"{where}: {value} is {'a directory' if path.is_dir() else 'not a regular file (a FIFO or device)'}, not "
+            "an audio file; fix: name the audio file, or write a command that prints it as 'REC COMMAND |'",
+            "wav.scp not a file",
+        )
+        return None
     try:
         info = sf.info(str(path))
     except (sf.SoundFileError, OSError) as e:

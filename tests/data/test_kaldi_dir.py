@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -215,6 +216,11 @@ BAD_CASES = {
         "without a segments file",
     ),
     "missing required file": (remove("wav.scp"), "wav.scp", "not a Kaldi data dir"),
+    "wav.scp names a directory": (lambda d: edit("wav.scp", replace_line(0, f"en_a-001 {d}"))(d), "wav.scp:1",
+                                  "is a directory, not an audio file"),
+    "wav.scp names a FIFO": (lambda d: (os.mkfifo(d / "fifo.wav"),
+                                        edit("wav.scp", replace_line(0, f"en_a-001 {d / 'fifo.wav'}"))(d)),
+                             "wav.scp:1", "is not a regular file (a FIFO or device), not an audio file"),
 }
 
 
