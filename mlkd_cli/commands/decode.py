@@ -36,7 +36,7 @@ import click
               "partial results go to stdout as JSON lines.")
 @click.option("--chunk-ms", type=int, help="Chunk size of a streaming model, in ms (a multiple of 40)  "
               "[default: the largest it was trained with]")
-@click.option("--sample-rate", type=int, help="Sample rate of the raw PCM on standard input (-)  [default: 16000]")
+@click.option("--sample-rate", type=click.IntRange(min=1), help="Sample rate of the raw PCM on standard input (-)  [default: 16000]")
 @click.option("--name", help="Name of the decode dir: decode_<name>_<method> (default: from the inputs).")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where decode_<name>_<method>/ (and WFST graphs) go, e.g. for a read-only model dir  [default: MODEL_DIR]")

@@ -145,6 +145,12 @@ def test_standard_input_errors(streaming_exp, args, data, message):
     assert len([line for line in result.output.splitlines() if line.startswith("Error")]) == 1
 
 
+@pytest.mark.parametrize("rate", [0, -8000])
+def test_a_sample_rate_below_1_is_refused(streaming_exp, rate):
+    result = run("decode", streaming_exp, "--streaming", "--sample-rate", rate, "-", input=b"\x00\x00" * 4000)
+    assert result.exit_code == 2 and "Invalid value for '--sample-rate'" in result.output, result.output
+
+
 def test_a_model_that_does_not_stream_refuses_streaming(plain_exp, wavs):
     for args in (["--streaming"], ["--chunk-ms", 320]):
         result = run("decode", plain_exp, wavs[0], *args)
