@@ -265,9 +265,11 @@ class DistillStage(TrainingStage):
         """The utterances of the untranscribed sets, each in a language that has a teacher."""
         out = []
         seen = {cut.id for cut in self.train_cuts}
+        validation = {cut.id for cut in self.data.cuts(self.config.dev_set)}
         for name in dict.fromkeys(names):
-            if name == self.config.train_set:
-                raise ConfigError(f"--unlabeled-set {name} is the training set; name another set of {self.data.root}")
+            if name in (self.config.train_set, self.config.dev_set):
+                role = "training" if name == self.config.train_set else "validation (--dev-set)"
+                raise ConfigError(f"--unlabeled-set {name} is the {role} set; name another set of {self.data.root}")
             cuts = self.data.cuts(name).to_eager()  # read once: checked, then taken
             self.inputs[f"data:{name}"] = file_input(self.data.root / "manifests" / f"{name}_cuts.jsonl.gz")
             foreign = sorted(set(languages(cuts)) - set(langs))
@@ -284,6 +286,10 @@ class DistillStage(TrainingStage):
                     "its audio without the text file as a set of its own"
                 )
             for cut in cuts:
+                if cut.id in validation:
+                    raise DataError(f"--unlabeled-set {name}: utterance {cut.id} is also in the validation set "
+                                    f"{self.config.dev_set}: the student would learn the audio it is judged on; "
+                                    "leave it out of one of them")
                 if cut.id in seen:
                     raise DataError(f"--unlabeled-set {name}: utterance {cut.id} is also in another training set; "
                                     "give each utterance to one set only")

@@ -180,12 +180,27 @@ def test_a_pool_in_a_language_without_a_teacher_is_refused(prepared, tiny_teache
     assert not (tmp_path / "exp" / "final.pt").exists()
 
 
-def test_a_transcribed_set_as_the_pool_is_refused(prepared, tiny_teachers, tmp_path):
-    result = run_cli("distill", "--data", prepared, "--model-config", TINY_MODEL, "--unlabeled-set", "dev",
+def test_a_transcribed_set_or_the_validation_set_as_the_pool_is_refused(prepared, tiny_teachers, tmp_path):
+    result = run_cli("distill", "--data", prepared, "--model-config", TINY_MODEL, "--unlabeled-set", "test",
                      "--max-steps", "2", *tiny_teachers.values(), tmp_path / "exp")
     assert result.exit_code != 0
-    assert "--unlabeled-set dev: the set has transcripts, so it is not untranscribed audio" in result.output
-    assert "--train-set dev" in result.output and not (tmp_path / "exp" / "final.pt").exists()
+    assert "--unlabeled-set test: the set has transcripts, so it is not untranscribed audio" in result.output
+    assert "--train-set test" in result.output and not (tmp_path / "exp" / "final.pt").exists()
+    result = run_cli("distill", "--data", prepared, "--model-config", TINY_MODEL, "--unlabeled-set", "dev",
+                     "--max-steps", "2", *tiny_teachers.values(), tmp_path / "exp")
+    assert result.exit_code != 0 and "--unlabeled-set dev is the validation (--dev-set) set" in result.output
+
+
+def test_a_pool_holding_the_validation_audio_is_refused(tiny_corpus, tiny_teachers, tmp_path):
+    """The dev set's audio prepared again without its text, as the pool."""
+    shutil.copytree(tiny_corpus / "dev", tmp_path / "pool")
+    (tmp_path / "pool" / "text").unlink()
+    data = tmp_path / "data"
+    assert run_cli("prepare", tiny_corpus / "train", tiny_corpus / "dev", tmp_path / "pool", data).exit_code == 0
+    result = run_cli("distill", "--data", data, "--model-config", TINY_MODEL, "--unlabeled-set", "pool",
+                     "--max-steps", "2", *tiny_teachers.values(), tmp_path / "exp")
+    assert result.exit_code != 0, result.output
+    assert "--unlabeled-set pool: utterance" in result.output and "is also in the validation set dev" in result.output
 
 
 def test_the_pseudo_label_baseline_learns_teacher_transcripts_without_running_a_teacher(prepared, tiny_teachers,
