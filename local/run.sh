@@ -127,6 +127,17 @@ elif [ -f "$corpus/noise/wav.scp" ] || runs 0; then
   noise_opts="--noise-set $corpus/noise"   # stage 0 writes it
 fi
 
+# The noise option for a train config: only one that mixes in noise reads a noise set (mlkd refuses
+# a --noise-set that would go unused).
+noise_for() {
+  if [ -n "$noise_opts" ] && [ -f "$1" ] && python - "$1" <<'EOF'
+import sys, yaml
+augment = (yaml.safe_load(open(sys.argv[1])) or {}).get("augment") or {}
+sys.exit(0 if (augment.get("noise") or {}).get("prob", 0) > 0 else 1)
+EOF
+  then echo "$noise_opts"; fi
+}
+
 after=""   # the previous stage's job id (cmd=slurm)
 
 # Each stage's wall time (cmd=local) goes to $exp/stage_times.tsv; the run ends with $exp/RESULTS.md.
@@ -282,10 +293,10 @@ decoders() {
 # teachers' confident transcripts of them and of the untranscribed pool.
 # shellcheck disable=SC2206
 baseline_args=(finetune --data "$data" --model-config "$student_config" --lid-weight "$lid_weight"
-               --train-config "conf/train/baseline_$preset.yaml" $noise_opts "$exp/baseline")
+               --train-config "conf/train/baseline_$preset.yaml" $(noise_for "conf/train/baseline_$preset.yaml") "$exp/baseline")
 # shellcheck disable=SC2206
 pl_baseline_args=(distill --data "$data" --model-config "$student_config" --kd-config conf/kd/pseudo_label.yaml
-                  --lid-weight "$lid_weight" --train-config "conf/train/baseline_$preset.yaml" $noise_opts
+                  --lid-weight "$lid_weight" --train-config "conf/train/baseline_$preset.yaml" $(noise_for "conf/train/baseline_$preset.yaml")
                   $unlabeled_sets $teachers "$exp/baseline_pl")
 # cmd=local: the baselines train beside stages 2-4, after the commands on the critical path: the
 # no-KD one in the first slot the teachers leave free, the pseudo-label one (which needs the
@@ -299,7 +310,7 @@ if runs 2; then
   # Stage 2: one Conformer-CTC teacher per language, on its own set when the data has one.
   # shellcheck disable=SC2086
   step teachers "$langs" -- train-teacher --data "$data" --lang "{item}" --model-config "conf/model/$preset.yaml" \
-    --train-config "conf/train/teacher_$preset.yaml" $teacher_sets $noise_opts "$exp/teacher_{item}"
+    --train-config "conf/train/teacher_$preset.yaml" $teacher_sets $(noise_for "conf/train/teacher_$preset.yaml") "$exp/teacher_{item}"
   finished 2
 fi
 
@@ -316,7 +327,7 @@ if runs 3; then
   # shellcheck disable=SC2086
   step distill -- distill --data "$data" --model-config "$student_config" \
     --kd-config "conf/kd/$preset.yaml" --lid-weight "$lid_weight" --train-config "conf/train/distill_$preset.yaml" \
-    $noise_opts $unlabeled_sets $teachers "$exp/student_kd"
+    $(noise_for "conf/train/distill_$preset.yaml") $unlabeled_sets $teachers "$exp/student_kd"
   finished 3
 fi
 
@@ -325,7 +336,7 @@ if runs 4; then
   # Stage 4: language-adaptive fine-tuning of the student: CTC + λ·CE(language id).
   # shellcheck disable=SC2086
   step finetune -- finetune --data "$data" --init "$exp/student_kd" --lid-weight "$lid_weight" \
-    --train-config "conf/train/finetune_$preset.yaml" $noise_opts "$exp/student"
+    --train-config "conf/train/finetune_$preset.yaml" $(noise_for "conf/train/finetune_$preset.yaml") "$exp/student"
   finished 4
 fi
 

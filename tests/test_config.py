@@ -1,6 +1,7 @@
 """Typed configs: unknown keys rejected, nested round trip, YAML errors named."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +53,19 @@ def test_command_line_overrides_of_the_training_config(tmp_path):
     assert (train.max_steps, train.seed, train.precision) == (100, 3, "bf16")
     train = load_train_config(path, max_steps=7, precision="fp32", seed=11)
     assert (train.max_steps, train.seed, train.precision) == (7, 11, "fp32")
+
+
+def test_a_noise_or_room_set_the_config_would_not_use_is_refused(tmp_path):
+    from mlkd_cli.commands.options import load_train_config
+
+    path = tmp_path / "train.yaml"
+    path.write_text("max_steps: 100\n")
+    with pytest.raises(ConfigError, match=f"--noise-set: {path} mixes in no noise .augment.noise.prob is 0."):
+        load_train_config(path, None, None, noise_sets=(Path("noise"),))
+    with pytest.raises(ConfigError, match="--rir-set: the default train config simulates no rooms"):
+        load_train_config(None, None, None, rir_sets=(Path("rirs"),))
+    path.write_text("augment:\n  noise: {prob: 0.5, snr: [10, 20], babble: 2}\n")
+    assert load_train_config(path, None, None, noise_sets=(Path("noise"),)).augment.noise.sets == ("noise",)
 
 
 def test_command_line_overrides_of_the_kd_terms():

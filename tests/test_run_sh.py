@@ -124,6 +124,18 @@ def test_it_runs_from_any_directory_with_paths_relative_to_the_recipe(tmp_path, 
     assert help_text.returncode == 0 and "  --max-jobs-run 2" in help_text.stderr
 
 
+def test_the_noise_set_goes_only_to_stages_whose_config_mixes_in_noise(tmp_path, prepared_en_de):
+    (tmp_path / "corpus" / "noise").mkdir(parents=True)
+    (tmp_path / "corpus" / "noise" / "wav.scp").write_text("n1 n1.wav\n")
+    result = run_sh(tmp_path, "--stage", "2", "--stop-stage", "5", "--langs", "en de", "--preset", "demo",
+                    "--max-jobs-run", "1", "--data", str(prepared_en_de), path=logging_mlkd(tmp_path))
+    assert result.returncode == 0, result.stderr
+    noise = {line.split()[-1].rsplit("/", 1)[-1]: f"--noise-set {tmp_path}/corpus/noise" in line
+             for line in (tmp_path / "mlkd.log").read_text().splitlines()}
+    assert noise == {"teacher_de": True, "teacher_en": True, "student_kd": True, "student": True,
+                     "baseline": False, "baseline_pl": False}  # conf/train/baseline_demo.yaml: clean audio
+
+
 def test_a_language_missing_from_the_corpus_is_refused_at_stage_1(tmp_path):
     train = tmp_path / "corpus" / "train"
     train.mkdir(parents=True)

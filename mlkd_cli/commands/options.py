@@ -38,6 +38,15 @@ def load_train_config(path: Path | None, max_steps: int | None, precision: str |
     given = {"max_steps": max_steps, "precision": precision, "seed": seed}
     overrides = {k: v for k, v in given.items() if v is not None}
     augment = train.augment
+    from mlkd_cli.errors import ConfigError
+
+    where = path or "the default train config"
+    if noise_sets and augment.noise.prob == 0:
+        raise ConfigError(f"--noise-set: {where} mixes in no noise (augment.noise.prob is 0), so the set would not "
+                          "be used; drop --noise-set, or give the config an augment.noise block")
+    if rir_sets and augment.reverb.prob == 0:
+        raise ConfigError(f"--rir-set: {where} simulates no rooms (augment.reverb.prob is 0), so the set would not "
+                          "be used; drop --rir-set, or give the config an augment.reverb block")
     if noise_sets:
         augment = dataclasses.replace(augment, noise=dataclasses.replace(augment.noise, sets=tuple(map(str, noise_sets))))
     if rir_sets:
