@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -34,6 +34,7 @@ TRUNCATION_TOLERANCE_S = 0.01
 # a second in Chinese; even the fastest talkers stay above 30 ms a letter. Audio shorter than 20 ms
 # per letter or digit of its transcript cannot be that transcript spoken: it is cut short or wrong.
 MIN_SECONDS_PER_CHARACTER = 0.02
+WARNED_UNSAYABLE = 10  # utterances too short for their transcript warned about one by one
 _SHOWN_IDS = 5
 @dataclass(frozen=True)
 class RecordingInfo:
@@ -67,6 +68,7 @@ class KaldiDirInfo:
     utt2spk: dict[str, str]
     utt2lang: dict[str, str]  # canonical codes; empty when there is no utt2lang
     segments: dict[str, Segment] | None  # None when there is no segments file
+    unsayable: list[str] = field(default_factory=list)  # utterances whose audio is too short for their transcript
 
     @property
     def has_segments(self) -> bool:
@@ -89,9 +91,10 @@ class _Table:
 
 
 def validate_kaldi_dir(
-    path: str | Path, *, require_lang: bool = True, allow_mixed_rates: bool = False
+    path: str | Path, *, require_lang: bool = True, allow_mixed_rates: bool = False, transcripts_used: bool = True
 ) -> KaldiDirInfo:
-    """Check a Kaldi data dir (§5 of DESIGN.md) and return its contents; DataError if invalid."""
+    """Check a Kaldi data dir (§5 of DESIGN.md) and return its contents; DataError if invalid. Whether the
+    audio can say each transcript is checked only where ``transcripts_used`` (decoding reads none)."""
     directory = Path(path)
     if not directory.is_dir():
         raise DataError(f"{directory}: data directory not found; fix: check the path")
@@ -122,7 +125,7 @@ def validate_kaldi_dir(
             "without a segments file each utterance is the whole recording of the same id; write a "
             f"segments file, or make the ids match (utils/fix_data_dir.sh {directory} keeps the common ones)",
         )
-    _check_speech_rates(tables, recordings, segments, problems)
+    unsayable = _check_speech_rates(tables, recordings, segments, problems) if transcripts_used else []
     utt2lang: dict[str, str] = {}
     if "utt2lang" in tables:
         utt2lang = _check_utt2lang(tables["utt2lang"], problems)
@@ -140,6 +143,7 @@ def validate_kaldi_dir(
         utt2spk=utt2spk,
         utt2lang=utt2lang,
         segments=segments,
+        unsayable=unsayable,
     )
 
 
@@ -417,11 +421,14 @@ def _check_segments(
 def _check_speech_rates(
     tables: dict[str, _Table], recordings: dict[str, RecordingInfo], segments: dict[str, Segment] | None,
     problems: Problems,
-) -> None:
-    """Each utterance's audio must be long enough to say its transcript (MIN_SECONDS_PER_CHARACTER)."""
+) -> list[str]:
+    """Utterances whose audio is too short to say their transcript (MIN_SECONDS_PER_CHARACTER): a few
+    (prompts that hold a beep, say) are returned with a warning each, to be left out of training; a
+    set where most are is refused."""
     if "text" not in tables:
-        return
+        return []
     text = tables["text"]
+    short: list[tuple[str, str]] = []
     for utt, row in text.rows.items():
         characters = sum(c.isalnum() for c in row.value)  # punctuation and spaces take no time
         needed = characters * MIN_SECONDS_PER_CHARACTER
@@ -429,12 +436,20 @@ def _check_speech_rates(
         if audio is None or audio[2] >= needed:
             continue
         where, what, duration, fix = audio
-        problems.add(
-            f"{where}: {what} {duration:.2f} s of audio, too short to say the {characters} letters and digits of "
-            f"its transcript ({text.at(utt)}), which needs at least {needed:.2f} s "
-            f"({MIN_SECONDS_PER_CHARACTER * 1000:.0f} ms each); fix: {fix}, or remove the utterance",
-            "audio too short for the transcript",
-        )
+        short.append((utt, f"{where}: {what} {duration:.2f} s of audio, too short to say the {characters} letters and "
+                           f"digits of its transcript ({text.at(utt)}), which needs at least {needed:.2f} s "
+                           f"({MIN_SECONDS_PER_CHARACTER * 1000:.0f} ms each); fix: {fix}, or remove the utterance"))
+    if 2 * len(short) > len(text.rows):
+        for _, message in short:
+            problems.add(message, "audio too short for the transcript")
+        return []
+    for _, message in short[:WARNED_UNSAYABLE]:
+        logger.warning(message)
+    if short:
+        logger.warning("%s: %d of %d utterances have audio too short for their transcript (the first %d above); "
+                       "they are left out of the set", text.path, len(short), len(text.rows),
+                       min(len(short), WARNED_UNSAYABLE))
+    return [utt for utt, _ in short]
 
 
 def _utterance_audio(

@@ -69,21 +69,24 @@ def _default_name(path: Path) -> str:
     return name or path.parent.name
 
 
-def load_source(source: Source, allow_mixed_rates: bool = False, normalize_text: bool = False) -> CutSet:
+def load_source(source: Source, allow_mixed_rates: bool = False, normalize_text: bool = False,
+                keep_unsayable: bool = False) -> CutSet:
     """Validate ``source`` and return one cut per utterance with a normalised language.
 
     With ``normalize_text`` transcripts are lower-cased and stripped of punctuation; an
-    utterance left without words is an error.
+    utterance left without words is an error. A Kaldi dir's few utterances whose audio is too
+    short for their transcript are left out, unless ``keep_unsayable`` (decoding needs no text).
     """
     if source.kind == "kaldi":
-        cuts = _load_kaldi_dir(source.path, allow_mixed_rates)
+        cuts = _load_kaldi_dir(source.path, allow_mixed_rates, keep_unsayable)
     else:
         cuts = _load_lhotse_manifest(source)
     return _normalise_supervisions(cuts, source.path, normalize_text)
 
 
-def _load_kaldi_dir(path: Path, allow_mixed_rates: bool) -> CutSet:
-    info = validate_kaldi_dir(path, require_lang=True, allow_mixed_rates=allow_mixed_rates)
+def _load_kaldi_dir(path: Path, allow_mixed_rates: bool, keep_unsayable: bool) -> CutSet:
+    info = validate_kaldi_dir(path, require_lang=True, allow_mixed_rates=allow_mixed_rates,
+                              transcripts_used=not keep_unsayable)
     # Commands in wav.scp are not probed; lhotse learns their duration by running them.
     nominal_rate = info.sampling_rates[0] if info.sampling_rates else SAMPLING_RATE
     try:
@@ -106,7 +109,8 @@ def _load_kaldi_dir(path: Path, allow_mixed_rates: bool) -> CutSet:
     if info.has_segments:
         cuts = cuts.trim_to_supervisions(keep_overlapping=False)
     # One supervision per cut, and the cut named after it (the Kaldi utterance id).
-    return CutSet.from_cuts(cut.with_id(cut.supervisions[0].id) for cut in cuts)
+    left_out = set() if keep_unsayable else set(info.unsayable)
+    return CutSet.from_cuts(cut.with_id(cut.supervisions[0].id) for cut in cuts if cut.supervisions[0].id not in left_out)
 
 
 def _absolute_and_true_rate(recording, info):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,26 @@ def test_speech_rate_bound_is_20_ms_per_letter_or_digit(tmp_path: Path, text: st
         validate_kaldi_dir(data)
     else:
         assert "too short to say the 12 letters and digits" in error_of(data)
+
+
+def test_a_few_utterances_too_short_for_their_transcripts_are_left_out_with_a_warning(tmp_path: Path, caplog) -> None:
+    """Prompts that hold a beep: 1 of 3 is warned about and left out of the set; decoding keeps it."""
+    data = write_kaldi_dir(tmp_path, {"spk-001": ("spk", "en", SENTENCE, 0.25), "spk-002": ("spk", "en", "hello", 1.0),
+                                      "spk-003": ("spk", "en", "world", 1.0)})
+    with caplog.at_level(logging.WARNING, logger="mlkd"):
+        info = validate_kaldi_dir(data)
+    assert info.unsayable == ["spk-001"]
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2 and "wav.scp:1:" in warnings[0] and "too short to say the 35 letters" in warnings[0]
+    assert warnings[1] == f"{data / 'text'}: 1 of 3 utterances have audio too short for their transcript (the first 1 " \
+                          "above); they are left out of the set"
+    assert [c.id for c in load_source(Source("train", data))] == ["spk-002", "spk-003"]
+    assert [c.id for c in load_source(Source("x", data), keep_unsayable=True)] == ["spk-001", "spk-002", "spk-003"]
+    (tmp_path / "most").mkdir()
+    most = write_kaldi_dir(tmp_path / "most", {f"spk-00{i}": ("spk", "en", SENTENCE, s)
+                                               for i, s in ((1, 0.25), (2, 0.25), (3, 1.0))})
+    assert "too short to say the 35 letters" in error_of(most) and "(and 1 more problem" in error_of(most)
+    assert len(load_source(Source("x", most), keep_unsayable=True)) == 3
 
 
 def test_segment_too_short_for_its_transcript(tmp_path: Path) -> None:
