@@ -8,6 +8,7 @@ failure, and share one worker pool across chunks.
 
 from __future__ import annotations
 
+import errno
 import functools
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -54,29 +55,40 @@ def _audio_source(cut) -> str:
     return " ".join(source.source for source in cut.recording.sources)
 
 
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)  # the output's disk, not the input audio
+
+
 def _extract_chunk(cuts: list, storage_path: Path, power: bool = False) -> list:
     """Compute and store fbank for ``cuts`` into one lilcom archive; return the updated cuts
     (with ``power``: each with the mean square of its samples in ``custom["power"]``)."""
     extractor = fbank_extractor()
     done = []
-    with LilcomChunkyWriter(storage_path) as writer:
-        for cut in cuts:
-            seen = {}
+    try:
+        with LilcomChunkyWriter(storage_path) as writer:
+            for cut in cuts:
+                seen = {}
 
-            def mono(samples: np.ndarray, sampling_rate: int) -> np.ndarray:
-                samples = downmix(samples, sampling_rate)
-                if power:  # the samples are loaded here anyway: no second read
-                    seen[POWER] = mean_square(samples)
-                return samples
+                def mono(samples: np.ndarray, sampling_rate: int) -> np.ndarray:
+                    samples = downmix(samples, sampling_rate)
+                    if power:  # the samples are loaded here anyway: no second read
+                        seen[POWER] = mean_square(samples)
+                    return samples
 
-            try:
-                cut = cut.compute_and_store_features(extractor, writer, augment_fn=mono)
-                done.append(cut.with_custom(POWER, seen[POWER]) if power else cut)
-            except Exception as e:  # soundfile/ffmpeg raise many types for a bad file
-                raise DataError(
-                    f"{_audio_source(cut)}: cannot read audio of utterance {cut.id} ({type(e).__name__}: {e}); "
-                    "replace the file or remove the utterance from the data dir"
-                ) from None
+                try:
+                    cut = cut.compute_and_store_features(extractor, writer, augment_fn=mono)
+                    done.append(cut.with_custom(POWER, seen[POWER]) if power else cut)
+                except Exception as e:  # soundfile/ffmpeg raise many types for a bad file
+                    if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+                        raise
+                    raise DataError(
+                        f"{_audio_source(cut)}: cannot read audio of utterance {cut.id} ({type(e).__name__}: {e}); "
+                        "replace the file or remove the utterance from the data dir"
+                    ) from None
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        raise DataError(f"{storage_path}: cannot write features ({e.strerror}); the input audio is fine: free space "
+                        "on that disk (or make it writable), or prepare into an OUT_DIR elsewhere") from None
     return done
 
 

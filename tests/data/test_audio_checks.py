@@ -140,3 +140,22 @@ def test_stereo_is_mixed_down_to_the_channel_mean_as_decode_does(tmp_path: Path)
     assert features.shape == mean.shape == (100, 80)
     np.testing.assert_allclose(features, mean, atol=0.02)  # lilcom stores to 1/32
     assert np.abs(features - first).max() > 1
+
+
+@pytest.mark.parametrize("at", ["write", "close"])
+def test_a_full_disk_is_blamed_on_the_output_not_the_audio(tmp_path: Path, monkeypatch, at: str) -> None:
+    import errno
+
+    from lhotse import LilcomChunkyWriter
+
+    data, _ = one_utterance(tmp_path, 1.0, "hello")
+    cuts = load_source(Source("train", data))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(LilcomChunkyWriter, at, full)
+    with pytest.raises(DataError) as error:
+        compute_fbank(cuts, tmp_path / "feats")
+    assert str(error.value).startswith(f"{tmp_path / 'feats' / 'feats-0'}: cannot write features (No space left on "
+                                       "device); the input audio is fine")
