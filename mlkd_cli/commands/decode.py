@@ -37,6 +37,13 @@ import click
 @click.option("--chunk-ms", type=int, help="Chunk size of a streaming model, in ms (a multiple of 40)  "
               "[default: the largest it was trained with]")
 @click.option("--sample-rate", type=click.IntRange(min=1), help="Sample rate of the raw PCM on standard input (-)  [default: 16000]")
+@click.option("--min-pause", type=float, default=0.5,
+              help="Greedy search: a pause of this many seconds (blank frames) ends a segment.")
+@click.option("--max-segment", type=float, default=15.0,
+              help="Greedy search: longest segment, in seconds (a longer one is split at its longest pause).")
+@click.option("--format", "output_format", type=click.Choice(["tsv", "ctm", "srt", "vtt", "jsonl"]), default="tsv",
+              help="What is printed for audio files: path<TAB>language<TAB>text, CTM word times (Kaldi, sclite), "
+                   "SRT or WebVTT subtitles of one file, or hyps.jsonl's records (segments and word times).")
 @click.option("--name", help="Name of the decode dir: decode_<name>_<method> (default: from the inputs).")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where decode_<name>_<method>/ (and WFST graphs) go, e.g. for a read-only model dir  [default: MODEL_DIR]")
@@ -46,7 +53,8 @@ import click
 def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lang: str, max_duration: float,
            chunk: float, overlap: float, threads: int, int8: bool, graph: str, lm_order: int, wfst_beam: float,
            max_active: int, acoustic_scale: float, unknown_threshold: float | None, unknown_score: str,
-           streaming: bool, chunk_ms: int | None, sample_rate: int | None, name: str | None,
+           streaming: bool, chunk_ms: int | None, sample_rate: int | None, min_pause: float, max_segment: float,
+           output_format: str, name: str | None,
            output_dir: Path | None, graph_dir: Path | None, force: bool) -> None:
     """Transcribe INPUTs (cuts manifests, Kaldi data dirs, audio files, globs, list files of
     audio paths) with the model of MODEL_DIR; results go to MODEL_DIR/decode_<name>_<method>/
@@ -98,7 +106,10 @@ def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lan
                           overlap=overlap, threads=threads, quantize="int8" if int8 else "", graph=graph,
                           lm_order=lm_order, wfst_beam=wfst_beam, max_active=max_active, acoustic_scale=acoustic_scale,
                           unknown_threshold=unknown_threshold, unknown_score=unknown_score, chunk_ms=chunk_ms,
-                          streaming=streaming)
+                          streaming=streaming, min_pause=min_pause, max_segment=max_segment)
+    if output_format != "tsv" and (streaming or method != "ctc-greedy"):
+        raise ConfigError(f"--format {output_format}: word times come from the greedy CTC alignment of a whole "
+                          "input; decode with --method ctc-greedy, without --streaming")
 
     def print_partial(partial) -> None:
         line = dataclasses.asdict(partial)
@@ -122,11 +133,31 @@ def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lan
         for r in summary.results:
             print_partial(Partial(r.id, r.duration, r.text, r.language, True, r.language_settled))
     elif resolved.audio_files:
-        paths = {item.id: item.path for item in summary.items}
-        for r in summary.results:
-            if paths.get(r.id):
-                click.echo(f"{paths[r.id]}\t{r.language or ''}\t{r.text}")
+        _print_results([r for r in summary.results if r.source], output_format)
     for failure in summary.failed:
         click.echo(f"skipped {failure['input']}: {failure['error']}", err=True)
     click.echo(f"real-time factor {summary.rtf:.4f} ({summary.audio_seconds:.1f} s of audio); "
                f"results in {summary.out_dir}", err=True)
+
+
+def _print_results(results, output_format: str) -> None:
+    """Audio files' results on stdout in ``output_format`` (see --format)."""
+    import dataclasses
+    import json
+
+    from mlkd_cli.decode.timing import ctm_lines, subtitles
+    from mlkd_cli.errors import ConfigError
+
+    if output_format in ("srt", "vtt"):
+        if len(results) != 1:
+            raise ConfigError(f"--format {output_format}: subtitles are of one file, and {len(results)} were decoded; "
+                              "decode one file at a time (results of all are in the decode dir's hyps.jsonl)")
+        click.echo(subtitles(results[0].segments or [], output_format), nl=False)
+    for r in results:
+        if output_format == "tsv":
+            click.echo(f"{r.source}\t{r.language or ''}\t{r.text}")
+        elif output_format == "ctm":
+            for line in ctm_lines(r.id, r.segments or []):
+                click.echo(line)
+        elif output_format == "jsonl":
+            click.echo(json.dumps({k: v for k, v in dataclasses.asdict(r).items() if v is not None}, ensure_ascii=False))

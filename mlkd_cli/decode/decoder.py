@@ -26,6 +26,7 @@ from mlkd_cli.decode.chunks import Window, plan_windows
 from mlkd_cli.decode.ctc import greedy_confidence, greedy_search, prefix_beam_search, restrict_tokens
 from mlkd_cli.decode.inputs import Item
 from mlkd_cli.decode.rejection import SCORES, Rejection
+from mlkd_cli.decode.timing import segment_record, segments_of, token_spans, words_of
 from mlkd_cli.errors import ConfigError
 from mlkd_cli.experiment.model_dir import ModelDir, load_model_dir
 from mlkd_cli.log import progress_bar
@@ -58,6 +59,10 @@ class DecodeConfig:
     # feeds the audio chunk by chunk as it would arrive, else each utterance runs at once.
     chunk_ms: Optional[int] = dataclasses.field(default=None, metadata=ADDED)
     streaming: bool = dataclasses.field(default=False, metadata=ADDED)
+    # Greedy decodes time their words and break the text into segments at pauses of at least
+    # min_pause seconds, none longer than max_segment (mlkd_cli.decode.timing).
+    min_pause: float = dataclasses.field(default=0.5, metadata=ADDED)
+    max_segment: float = dataclasses.field(default=15.0, metadata=ADDED)
 
     # (field, the option that sets it, its least value, whether that value itself is allowed).
     # A chunk under a second would decode in windows too short to carry any context.
@@ -70,6 +75,8 @@ class DecodeConfig:
         ("wfst_beam", "--wfst-beam", 0, False),
         ("max_active", "--max-active", 1, True),
         ("acoustic_scale", "--acoustic-scale", 0, False),
+        ("min_pause", "--min-pause", 0, False),
+        ("max_segment", "--max-segment", 0, False),
     )
 
     def __post_init__(self) -> None:
@@ -116,6 +123,9 @@ class Result:
     language_energy: Optional[float] = None  # log-sum-exp of the language-ID logits (models that predict it)
     # Streaming: seconds of audio after which the predicted language no longer changed.
     language_settled: Optional[float] = None
+    source: Optional[str] = None  # the audio file an audio-file input was read from
+    # Greedy decodes: [{"start", "end", "text", "words": [[start, end, word], ...]}, ...] (seconds)
+    segments: Optional[list[dict]] = None
 
 
 class Posteriors(NamedTuple):
@@ -161,7 +171,8 @@ class Decoder:
         return self.loaded.tokenizer.decode(ids)
 
     def decode(self, items: list[Item]) -> list[Result]:
-        return [self.result(item.id, item.cut.duration, post) for item, post in zip(items, self.posteriors(items))]
+        return [dataclasses.replace(self.result(item.id, item.cut.duration, post), source=item.path)
+                for item, post in zip(items, self.posteriors(items))]
 
     def result(self, uid: str, duration: float, post: Posteriors) -> Result:
         """The language and the searched transcript of one item's posteriors."""
@@ -171,12 +182,16 @@ class Decoder:
             matrix = restrict_tokens(matrix, self.allowed)
         language, posteriors, energy = self._language(post.lid)
         confidence = round(greedy_confidence(matrix), 6)
+        segments = None
         if self.rejection is not None and self.rejection.rejects(posteriors, confidence, energy):
             language, text = UNKNOWN, ""  # not the nearest trained language's transcript
         else:
             text = self.search(matrix, language)
+            if self.config.method == "ctc-greedy":
+                words = words_of(token_spans(matrix.argmax(axis=1)), self.loaded.tokenizer.id_to_piece)
+                segments = [segment_record(s) for s in segments_of(words, self.config.min_pause, self.config.max_segment)]
         return Result(uid, text, language, posteriors, duration, post.seconds + time.perf_counter() - start,
-                      confidence, energy, post.language_settled)
+                      confidence, energy, post.language_settled, segments=segments)
 
     def posteriors(self, items: list[Item]) -> list[Posteriors]:
         """Each item's posteriors: windows of all items batched by duration, stitched per item."""

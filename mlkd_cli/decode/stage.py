@@ -3,7 +3,8 @@
 ``OUTPUT_DIR`` is the model dir unless ``--output-dir`` says otherwise (a read-only or shared
 model dir); WFST graphs are cached in ``<OUTPUT_DIR>/graph`` unless ``--graph-dir`` says so.
 Outputs: ``hyp.text`` (Kaldi text), ``hyps.jsonl`` (id, text, language, language posteriors,
-duration, processing time), ``ref.text``/``ref.utt2lang`` when the inputs carry them,
+duration, processing time; the source file of an audio-file input; with greedy search the
+segments and their word times), ``hyp.ctm`` (greedy search: word times), ``ref.text``/``ref.utt2lang`` when the inputs carry them,
 ``stats.json`` (model, method, parameters, real-time factor, failures), ``config.yaml`` and
 ``stage.json``; published as one set by the stage protocol, so a decode of the same model,
 inputs and settings is up to date, and a failed run leaves an earlier decode intact.
@@ -30,6 +31,7 @@ from mlkd_cli.data.language import UNKNOWN
 from mlkd_cli.decode.inputs import Inputs, Item
 from mlkd_cli.decode.rejection import CALIBRATION, read_calibration
 from mlkd_cli.decode.streaming import STDIN, Partial, StreamingDecoder, Utterance, pcm_blocks
+from mlkd_cli.decode.timing import ctm_lines
 from mlkd_cli.decode.wfst import SearchConfig
 from mlkd_cli.experiment.model_dir import ModelDir
 from mlkd_cli.fsutil import atomic_write_text, stat_digest
@@ -203,8 +205,9 @@ def _references_as_in_training(items: list[Item], loaded: ModelDir) -> list[Item
 def _hyp(result: Result) -> dict:
     """A result as a hyps.jsonl record (language_settled only from streaming decodes)."""
     record = dataclasses.asdict(result)
-    if record["language_settled"] is None:
-        del record["language_settled"]
+    for optional in ("language_settled", "source", "segments"):
+        if record[optional] is None:
+            del record[optional]
     return record
 
 
@@ -212,6 +215,8 @@ def _write(out: Path, summary: DecodeSummary, model_dir: Path, loaded: ModelDir,
     results, items = summary.results, summary.items
     atomic_write_text(out / "hyp.text", "".join(f"{r.id} {r.text}".rstrip() + "\n" for r in results))
     atomic_write_text(out / "hyps.jsonl", "".join(json.dumps(_hyp(r), ensure_ascii=False) + "\n" for r in results))
+    if any(r.segments is not None for r in results):
+        atomic_write_text(out / "hyp.ctm", "".join(line + "\n" for r in results for line in ctm_lines(r.id, r.segments or [])))
     if any(item.ref_text is not None for item in items):
         atomic_write_text(out / "ref.text", "".join(f"{i.id} {i.ref_text}".rstrip() + "\n"
                                                     for i in items if i.ref_text is not None))
