@@ -1,9 +1,12 @@
 """Teacher outputs computed once: targets stored as fp16 lhotse arrays attached to the cuts.
 
-Layout: ``<exp>/teacher_targets/<lang>/{arrays/, cuts.jsonl.gz, stage.json}``, built through
-the stage protocol: its record holds the teacher's checkpoint digest, the cuts, the layers
-kept and whether posteriors are kept, so a retrained teacher (or other layers, or other
-data) rebuilds the cache, and an interrupted build is never mistaken for a complete one.
+Layout: ``<data>/teacher_targets/<lang>-<key>/{arrays/, cuts.jsonl.gz, stage.json}`` beside the
+prepared data, built through the stage protocol. The key digests the record: the teacher's
+checkpoint digest, the cuts, the layers kept and whether posteriors are kept. So every student
+distilled from the same teacher on the same data with the same settings reads one cache (one
+waits while another builds it), a retrained teacher or other layers or data get a cache of
+their own, and an interrupted build is never mistaken for a complete one. The experiment links
+the caches it reads: ``<exp>/teacher_targets/<lang>`` is a symbolic link to its language's cache.
 
 Each cut carries ``kd_hidden`` (T', layers, D_teacher) and, for the KL term, ``kd_log_probs``
 (T', V). Frames are counted at the student's encoder output rate (teachers of other frame
@@ -14,7 +17,9 @@ clean features or audio (SpecAugment only ever touches the student's input).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Iterator
@@ -48,6 +53,25 @@ def cache_record(command: str, teacher: Teacher, cuts: CutSet, config: dict) -> 
                                 "cuts": {"path": f"{len(cuts)} cuts", "digest": ids}}, config)
 
 
+def link_cache(links: Path, lang: str, cache_dir: Path) -> None:
+    """``links``/``lang`` → ``cache_dir``: the experiment names the shared cache it read."""
+    link = links / lang
+    links.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.is_dir():  # a cache of the earlier layout, inside the experiment
+        shutil.rmtree(link)
+    link.symlink_to(cache_dir.resolve(), target_is_directory=True)
+
+
+def shared_cache(root: Path, record: StageRecord, lang: str) -> Stage:
+    """The stage of the cache ``record`` describes, in ``root``/<lang>-<key>: students that need the
+    same teacher outputs share it (one waits while another builds it)."""
+    key = hashlib.sha256(json.dumps([record.command, {k: v["digest"] for k, v in record.inputs.items()},
+                                     record.config], sort_keys=True).encode()).hexdigest()[:12]
+    return Stage(root / f"{lang}-{key}", record, on_change="redo", shared=True)
+
+
 def teacher_batches(teacher: Teacher, cuts: CutSet, device: torch.device, precision: str,
                     max_duration: float, title: str) -> Iterator[tuple[CutSet, TeacherInputs]]:
     """``cuts`` in batches as ``teacher`` reads them, on ``device``, under autocast, with a progress bar."""
@@ -61,17 +85,21 @@ def teacher_batches(teacher: Teacher, cuts: CutSet, device: torch.device, precis
             bar.advance(task, len(batch_cuts))
 
 
-def cached_targets(root: Path, teacher: Teacher, cuts: CutSet, layers: list[int], log_probs: bool, device: torch.device,
-                   precision: str, max_duration: float, *, student_shift: float, vocab: VocabMap | None = None) -> CutSet:
-    """``cuts`` with their teacher's targets attached: reused when cached, else computed now."""
-    cache_dir = root / teacher.lang
+def cached_targets(root: Path, links: Path, teacher: Teacher, cuts: CutSet, layers: list[int], log_probs: bool,
+                   device: torch.device, precision: str, max_duration: float, *, student_shift: float,
+                   vocab: VocabMap | None = None) -> CutSet:
+    """``cuts`` with their teacher's targets attached: reused when cached in ``root``, else computed
+    now; linked from ``links``/<lang>."""
     settings = {"format": CACHE_FORMAT, "layers": layers, "log_probs": log_probs, "student_shift": student_shift}
-    with Stage(cache_dir, cache_record("teacher-targets", teacher, cuts, settings), on_change="redo").run() as out:
+    stage = shared_cache(root, cache_record("teacher-targets", teacher, cuts, settings), teacher.lang)
+    cache_dir = stage.out_dir
+    with stage.run() as out:
         if out is not None:
             start = time.perf_counter()
             _compute(out, cache_dir, teacher, cuts, layers, vocab, log_probs, student_shift, device, precision, max_duration)
             logger.info("teacher %s targets for %d cuts cached in %s (%.1f s)", teacher.lang, len(cuts), cache_dir,
                         time.perf_counter() - start)
+    link_cache(links, teacher.lang, cache_dir)
     return CutSet.from_file(cache_dir / "cuts.jsonl.gz").to_eager()
 
 

@@ -17,10 +17,9 @@ import torch
 from lhotse import CutSet
 
 from mlkd_cli.data.text import normalize_transcript
-from mlkd_cli.distill.cache import cache_record, teacher_batches
+from mlkd_cli.distill.cache import cache_record, link_cache, shared_cache, teacher_batches
 from mlkd_cli.experiment.config import KdConfig
 from mlkd_cli.score.alignment import char_errors
-from mlkd_cli.stage import Stage
 from mlkd_cli.teachers.base import Teacher, Transcript
 from mlkd_cli.train.batches import KD_TEXT
 
@@ -29,11 +28,12 @@ logger = logging.getLogger("mlkd")
 TRANSCRIPTS = "transcripts.jsonl"
 
 
-def teacher_transcripts(root: Path, teacher: Teacher, cuts: CutSet, device: torch.device, precision: str,
-                        max_duration: float) -> dict[str, Transcript]:
-    """cut id → the teacher's transcript of it (cached)."""
-    cache_dir = root / teacher.lang
-    with Stage(cache_dir, cache_record("teacher-transcripts", teacher, cuts, {"format": 1}), on_change="redo").run() as out:
+def teacher_transcripts(root: Path, links: Path, teacher: Teacher, cuts: CutSet, device: torch.device,
+                        precision: str, max_duration: float) -> dict[str, Transcript]:
+    """cut id → the teacher's transcript of it (cached in ``root``, shared; linked from ``links``/<lang>)."""
+    stage = shared_cache(root, cache_record("teacher-transcripts", teacher, cuts, {"format": 1}), teacher.lang)
+    cache_dir = stage.out_dir
+    with stage.run() as out:
         if out is not None:
             with open(out / TRANSCRIPTS, "w", encoding="utf-8") as f, torch.inference_mode():
                 for batch_cuts, inputs in teacher_batches(teacher, cuts, device, precision, max_duration,
@@ -41,6 +41,7 @@ def teacher_transcripts(root: Path, teacher: Teacher, cuts: CutSet, device: torc
                     for cut, said in zip(batch_cuts, teacher.transcribe(inputs)):
                         f.write(json.dumps({"id": cut.id, "text": said.text, "confidence": said.confidence},
                                            ensure_ascii=False) + "\n")
+    link_cache(links, teacher.lang, cache_dir)
     with open(cache_dir / TRANSCRIPTS, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
     return {row["id"]: Transcript(row["text"], row["confidence"]) for row in rows}

@@ -226,7 +226,7 @@ class DistillStage(TrainingStage):
                     "  ".join(f"{lang}:{teachers[lang].kind}:{ls}" for lang, ls in layers.teacher.items()))
         cuts = CutSet.from_cuts([*self.train_cuts, *self.unlabeled_cuts])
         if config.kd.sequence_weight > 0:
-            cuts = pseudo_labelled(self.exp_dir / "teacher_transcripts", teachers, cuts, config, dist,
+            cuts = pseudo_labelled(self.data.root / "teacher_transcripts", self.exp_dir / "teacher_transcripts", teachers, cuts, config, dist,
                                    self.data.config.normalize_text)
         share = config.kd.unlabeled_share if config.unlabeled_sets else None
         if not config.kd.reads_teacher_outputs:  # pseudo-labels alone: no teacher runs while training
@@ -245,7 +245,7 @@ class DistillStage(TrainingStage):
                                  dev, share)
         copies = self.augmenter.prepared.copies if self.augmenter is not None else {}
         copy_cuts = [c for options in copies.values() for c in options if c is not None]
-        cached = cache_all(self.exp_dir / "teacher_targets", teachers, CutSet.from_cuts([*cuts, *copy_cuts]), layers,
+        cached = cache_all(self.data.root / "teacher_targets", self.exp_dir / "teacher_targets", teachers, CutSet.from_cuts([*cuts, *copy_cuts]), layers,
                            self.vocab_maps, self.student_shift, config, dist)
         by_id = {c.id: c for c in cached}
         cached = CutSet.from_cuts(by_id[c.id] for c in cuts)
@@ -300,19 +300,19 @@ class DistillStage(TrainingStage):
         return CutSet.from_cuts(out)
 
 
-def pseudo_labelled(root: Path, teachers: dict[str, Teacher], cuts: CutSet, config: DistillConfig, dist: DistInfo,
-                    normalize: bool) -> CutSet:
+def pseudo_labelled(root: Path, links: Path, teachers: dict[str, Teacher], cuts: CutSet, config: DistillConfig,
+                    dist: DistInfo, normalize: bool) -> CutSet:
     """The training cuts with every teacher's (filtered) transcript attached."""
 
     def transcribe() -> dict:
-        return {lang: teacher_transcripts(root, teacher, own_cuts(cuts, lang), dist.device, config.train.precision,
+        return {lang: teacher_transcripts(root, links, teacher, own_cuts(cuts, lang), dist.device, config.train.precision,
                                           2 * config.train.max_duration)
                 for lang, teacher in sorted(teachers.items())}
 
     return with_pseudo_labels(cuts, on_main(dist, transcribe), config.kd, normalize)
 
 
-def cache_all(root: Path, teachers: dict[str, Teacher], cuts: CutSet, layers: LayerPlan,
+def cache_all(root: Path, links: Path, teachers: dict[str, Teacher], cuts: CutSet, layers: LayerPlan,
               vocab_maps: dict[str, VocabMap], student_shift: float, config: DistillConfig, dist: DistInfo) -> CutSet:
     """The training cuts with every white-box teacher's targets attached (the main process computes them)."""
 
@@ -323,7 +323,7 @@ def cache_all(root: Path, teachers: dict[str, Teacher], cuts: CutSet, layers: La
             if not teacher.white_box:
                 out.extend(own)  # taught by its transcripts only
                 continue
-            attached = cached_targets(root, teacher, own, layers.teacher[lang], config.kd.kl_weight > 0, dist.device,
+            attached = cached_targets(root, links, teacher, own, layers.teacher[lang], config.kd.kl_weight > 0, dist.device,
                                       config.train.precision, 2 * config.train.max_duration,
                                       student_shift=student_shift, vocab=vocab_maps[lang])
             texts = {c.id: c.custom.get(KD_TEXT) for c in own if c.custom and c.custom.get(KD_TEXT)}

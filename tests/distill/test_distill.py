@@ -84,17 +84,24 @@ def test_cached_and_on_the_fly_targets_agree(prepared, tiny_teachers, tmp_path):
     assert not (tmp_path / "on-the-fly" / "teacher_targets").exists()
 
 
-def test_cache_is_reused_and_invalidated_by_a_changed_teacher(prepared, tiny_teachers, tmp_path):
+def test_cache_is_shared_reused_and_keyed_by_teacher_and_layers(prepared, tiny_teachers, tmp_path):
     data = PreparedData(prepared)
     cuts = data.cuts("dev").to_eager().filter(lambda c: c.supervisions[0].language == "de").to_eager()
     model, _ = load_model(tiny_teachers["de"] / "final.pt")
     teacher = MlkdTeacher("de", tiny_teachers["de"], "one", model.eval())
     root = tmp_path / "cache"
-    attached = cached_targets(root, teacher, cuts, [1, 2], True, torch.device("cpu"), "fp32", 30.0, student_shift=0.04)
+
+    def targets(teacher, layers, student):
+        return cached_targets(root, tmp_path / student / "teacher_targets", teacher, cuts, layers, True,
+                              torch.device("cpu"), "fp32", 30.0, student_shift=0.04)
+
+    attached = targets(teacher, [1, 2], "a")
     (first,) = list(root.iterdir())
+    assert first.name.startswith("de-") and (tmp_path / "a" / "teacher_targets" / "de").resolve() == first
     stamp = (first / "cuts.jsonl.gz").stat().st_mtime_ns
-    again = cached_targets(root, teacher, cuts, [1, 2], True, torch.device("cpu"), "fp32", 30.0, student_shift=0.04)
+    again = targets(teacher, [1, 2], "b")  # a second student of the same teacher and data: the same cache
     assert list(root.iterdir()) == [first] and (first / "cuts.jsonl.gz").stat().st_mtime_ns == stamp
+    assert (tmp_path / "b" / "teacher_targets" / "de").resolve() == first
     assert [c.id for c in again] == [c.id for c in attached]
     # the cached arrays are what the teacher computes now (fp16)
     batch_cuts = CutSet.from_cuts(list(attached)[:3])
@@ -106,13 +113,15 @@ def test_cache_is_reused_and_invalidated_by_a_changed_teacher(prepared, tiny_tea
     for k in range(2):
         for i, n in enumerate(live.lengths.tolist()):
             assert torch.allclose(loaded.hidden[k][i, :n], live.hidden[k][i, :n], atol=2e-2, rtol=1e-2)
-    # a retrained teacher (new digest) or other layers rebuild the cache in place
+    # a retrained teacher (new digest) or other layers get caches of their own; the first stays
     changed = MlkdTeacher("de", tiny_teachers["de"], "two", model)
-    cached_targets(root, changed, cuts, [1, 2], True, torch.device("cpu"), "fp32", 30.0, student_shift=0.04)
-    assert list(root.iterdir()) == [first] and (first / "cuts.jsonl.gz").stat().st_mtime_ns != stamp
-    assert json.loads((first / "stage.json").read_text())["inputs"]["teacher"]["digest"] == "two"
-    one_layer = cached_targets(root, changed, cuts, [2], True, torch.device("cpu"), "fp32", 30.0, student_shift=0.04)
-    assert json.loads((first / "stage.json").read_text())["config"]["layers"] == [2]
+    targets(changed, [1, 2], "a")
+    second = (tmp_path / "a" / "teacher_targets" / "de").resolve()
+    assert sorted(root.iterdir()) == sorted([first, second]) and (first / "cuts.jsonl.gz").stat().st_mtime_ns == stamp
+    assert json.loads((second / "stage.json").read_text())["inputs"]["teacher"]["digest"] == "two"
+    one_layer = targets(changed, [2], "a")
+    third = (tmp_path / "a" / "teacher_targets" / "de").resolve()
+    assert len(list(root.iterdir())) == 3 and json.loads((third / "stage.json").read_text())["config"]["layers"] == [2]
     assert load_cached_targets(CutSet.from_cuts(list(one_layer)[:3]))["de"].hidden[0].shape[-1] == model.config.d_model
     assert len(load_cached_targets(CutSet.from_cuts(list(one_layer)[:3]))["de"].hidden) == 1
 
