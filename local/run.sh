@@ -31,6 +31,7 @@ unlabeled=unlabeled  # the untranscribed set distillation also learns from, when
 pl_baseline=true # also the pseudo-label baseline (stage 5): CTC on the teachers' transcripts, no layer or posterior KD
 streaming=false  # true: the student and the baseline stream (conf/model/student_${preset}_streaming.yaml)
 max_jobs_run=2   # cmd=local: mlkd commands at once (teachers, decodes, baselines beside them), each on its share of the cores
+dry_run=false    # cmd=slurm: write every job script and $exp/slurm/jobs.tsv (job, script, the jobs it waits for); submit nothing
 
 . local/parse_options.sh
 if [ $# -gt 0 ]; then
@@ -104,6 +105,10 @@ EOF
 [[ $streaming =~ ^(true|false)$ ]] || die "--streaming must be true or false, got '$streaming'"
 [[ $pl_baseline =~ ^(true|false)$ ]] || die "--pl-baseline must be true or false, got '$pl_baseline'"
 [[ $max_jobs_run =~ ^[1-9][0-9]*$ ]] || die "--max-jobs-run must be a positive number, got '$max_jobs_run'"
+[[ $dry_run =~ ^(true|false)$ ]] || die "--dry-run must be true or false, got '$dry_run'"
+if [ "$dry_run" = true ] && [ "$cmd" != slurm ]; then
+  die "--dry-run true writes a SLURM job graph: run it as MLKD_CMD=slurm local/run.sh --dry-run true ..."
+fi
 if [ "$max_jobs_run" -gt 1 ] && (( BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] < 501 )); then
   die "--max-jobs-run $max_jobs_run needs bash 5.1 or later (this is $BASH_VERSION); use --max-jobs-run 1"
 fi
@@ -138,7 +143,15 @@ EOF
   then echo "$noise_opts"; fi
 }
 
-after=""   # the previous stage's job id (cmd=slurm)
+# cmd=slurm: each job's id by step name (its name on a dry run), for the jobs that wait for it.
+declare -A job_id=()
+if [ "$cmd" = slurm ]; then
+  case $(realpath -m "$exp")/ in
+    /tmp/*|/var/tmp/*|/dev/shm/*)
+      echo "$0: warning: --exp $exp is on a node-local filesystem; the cluster's nodes will not see it: put it on shared storage" >&2;;
+  esac
+  if [ "$dry_run" = true ]; then mkdir -p "$exp/slurm" && : >"$exp/slurm/jobs.tsv"; fi
+fi
 
 # Each stage's wall time (cmd=local) goes to $exp/stage_times.tsv; the run ends with $exp/RESULTS.md.
 times=$exp/stage_times.tsv
@@ -198,17 +211,16 @@ drain() {  # [KEEP]: waits for every background command but those whose names ma
   done
 }
 
-# step NAME [ITEMS] -- MLKD_ARGS...: one stage, here or as a SLURM job; with ITEMS, once per
-# item with {item} replaced (a job array under SLURM; side by side here).
+# step NAME [ITEMS] [--after "STEP..."] -- MLKD_ARGS...: one stage, here or as a SLURM job; with
+# ITEMS, once per item with {item} replaced (a job array under SLURM; side by side here). A SLURM
+# job waits for the jobs of the steps it reads (--after; here the order of the stages does that).
 step() {
-  local name=$1 items=""; shift
-  if [ "$1" != "--" ]; then items=$1; shift; fi
+  local name=$1 items="" deps=""; shift
+  if [ "$1" != "--" ] && [ "$1" != "--after" ]; then items=$1; shift; fi
+  if [ "$1" = "--after" ]; then deps=$2; shift 2; fi
   shift
   if [ "$cmd" = slurm ]; then
-    # shellcheck disable=SC2086
-    after=$(mlkd slurm --name "$name" $slurm_opts ${after:+--after "$after"} ${items:+--array "$items"} \
-      --submit "$exp" -- "$@")
-    echo "+ [slurm job $after] mlkd $*" >&2
+    slurm_job "$name" "$items" "$deps" "$@"
   elif [ -n "$items" ]; then
     local side_by_side=false
     if [ "$max_jobs_run" -gt 1 ] && [ "$(wc -w <<<"$items")" -gt 1 ]; then side_by_side=true; else launch_queued; fi
@@ -223,6 +235,24 @@ step() {
     fi
   else
     here "$@"
+  fi
+}
+slurm_job() {  # NAME ITEMS DEPS MLKD_ARGS...: training on train_cmd's resources, the rest on cpu_cmd's
+  local name=$1 items=$2 deps=$3 dep opts=$cpu_cmd after=() waits=""; shift 3
+  case $1 in train-teacher|distill|finetune) opts=$train_cmd;; esac
+  for dep in $deps; do
+    if [ -n "${job_id[$dep]:-}" ]; then after+=(--after "${job_id[$dep]}"); waits="$waits $dep"; fi
+  done
+  if [ "$dry_run" = true ]; then
+    # shellcheck disable=SC2086
+    mlkd slurm --name "$name" $opts ${items:+--array "$items"} "$exp" -- "$@" >/dev/null
+    job_id[$name]=$name
+    printf '%s\t%s\t%s\n' "$name" "$exp/slurm/$name.sbatch" "${waits# }" >>"$exp/slurm/jobs.tsv"
+    echo "+ [slurm job $name, after:${waits:- none}] mlkd $*" >&2
+  else
+    # shellcheck disable=SC2086
+    job_id[$name]=$(mlkd slurm --name "$name" $opts "${after[@]}" ${items:+--array "$items"} --submit "$exp" -- "$@")
+    echo "+ [slurm job ${job_id[$name]}] mlkd $*" >&2
   fi
 }
 # A command that is off the critical path (a baseline) waits in $queued for the slot a stage's
@@ -240,7 +270,9 @@ here() {  # MLKD_ARGS...: in the foreground, in a free slot, on the cores no bac
   else mlkd "$@"; fi
 }
 
-if runs 0; then
+if runs 0 && [ "$dry_run" = true ]; then
+  echo "$0: dry run: stage 0 (the corpus, made here, not by a job) is skipped" >&2
+elif runs 0; then
   begin
   # Stage 0: synthesize the corpus (Kaldi data dirs train/dev/test, all languages); always here.
   echo "+ local/make_corpus.sh" >&2
@@ -275,17 +307,18 @@ unlabeled_sets=""
 if [ -n "$unlabeled" ] && prepared "$unlabeled"; then unlabeled_sets="--unlabeled-set $unlabeled"; fi
 baselines="$exp/baseline"
 if [ "$pl_baseline" = true ]; then baselines="$baselines $exp/baseline_pl"; fi
-# The models that decode set $1: every teacher whose language the corpus's set has (all when
-# it does not say), the student and the baselines.
-decoders() {
+# The teachers that decode set $1: those whose language the corpus's set has (all when it does
+# not say); with the student and the baselines, its decoders.
+condition_teachers() {
   local lang list=""
   for lang in $langs; do
     if [ ! -f "$corpus/$1/utt2lang" ] || awk -v l="$lang" '$2 == l { f = 1; exit } END { exit !f }' "$corpus/$1/utt2lang"; then
       list="$list $exp/teacher_$lang"
     fi
   done
-  echo "$list $exp/student $baselines"
+  echo "${list# }"
 }
+decoders() { echo "$(condition_teachers "$1") $exp/student $baselines"; }
 
 # Stage 5's commands. The no-KD baseline: the same student and stage from scratch, for distill +
 # finetune updates. The pseudo-label baseline: the same student and updates, distilled with
@@ -309,7 +342,7 @@ if runs 2; then
   if [ "$beside" = true ]; then queued=(baseline -- "${baseline_args[@]}"); fi
   # Stage 2: one Conformer-CTC teacher per language, on its own set when the data has one.
   # shellcheck disable=SC2086
-  step teachers "$langs" -- train-teacher --data "$data" --lang "{item}" --model-config "conf/model/$preset.yaml" \
+  step teachers "$langs" --after prepare -- train-teacher --data "$data" --lang "{item}" --model-config "conf/model/$preset.yaml" \
     --train-config "conf/train/teacher_$preset.yaml" $teacher_sets $(noise_for "conf/train/teacher_$preset.yaml") "$exp/teacher_{item}"
   finished 2
 fi
@@ -325,7 +358,7 @@ if runs 3; then
   # Stage 3: distill every teacher into one multilingual student (each utterance from its own
   # teacher), on the transcribed set and the untranscribed one (--unlabeled).
   # shellcheck disable=SC2086
-  step distill -- distill --data "$data" --model-config "$student_config" \
+  step distill --after teachers -- distill --data "$data" --model-config "$student_config" \
     --kd-config "conf/kd/$preset.yaml" --lid-weight "$lid_weight" --train-config "conf/train/distill_$preset.yaml" \
     $(noise_for "conf/train/distill_$preset.yaml") $unlabeled_sets $teachers "$exp/student_kd"
   finished 3
@@ -335,7 +368,7 @@ if runs 4; then
   begin
   # Stage 4: language-adaptive fine-tuning of the student: CTC + λ·CE(language id).
   # shellcheck disable=SC2086
-  step finetune -- finetune --data "$data" --init "$exp/student_kd" --lid-weight "$lid_weight" \
+  step finetune --after distill -- finetune --data "$data" --init "$exp/student_kd" --lid-weight "$lid_weight" \
     --train-config "conf/train/finetune_$preset.yaml" $(noise_for "conf/train/finetune_$preset.yaml") "$exp/student"
   finished 4
 fi
@@ -358,8 +391,8 @@ if runs 5; then
     drain
     record 5 "$baseline_seconds" "beside:$((SECONDS - started))"
   else
-    step baseline -- "${baseline_args[@]}"
-    if [ "$pl_baseline" = true ]; then step baseline_pl -- "${pl_baseline_args[@]}"; fi
+    step baseline --after prepare -- "${baseline_args[@]}"
+    if [ "$pl_baseline" = true ]; then step baseline_pl --after teachers -- "${pl_baseline_args[@]}"; fi
     finished 5
   fi
 fi
@@ -375,17 +408,29 @@ if runs 6; then
   # then decode the test set (and the unseen languages' one) with every model (a teacher: its own
   # language's utterances), and with the student also by prefix beam and WFST (lexicon + 3-gram).
   # shellcheck disable=SC2086
-  step calibrate "$exp/student $baselines" -- calibrate-lid "{item}" $dev_sets
+  step calibrate "$exp/student $baselines" --after "finetune baseline baseline_pl" -- calibrate-lid "{item}" $dev_sets
   # shellcheck disable=SC2086
-  step decode "$teachers $exp/student $baselines" -- decode "{item}" $test_sets --name test
-  step decode-beam "ctc-prefix-beam wfst" -- decode "$exp/student" "$manifests/test_cuts.jsonl.gz" \
+  step decode-teachers "$teachers" --after teachers -- decode "{item}" $test_sets --name test
+  # shellcheck disable=SC2086
+  step decode "$exp/student $baselines" --after calibrate -- decode "{item}" $test_sets --name test
+  decodes="decode-teachers decode decode-beam"
+  step decode-beam "ctc-prefix-beam wfst" --after finetune -- decode "$exp/student" "$manifests/test_cuts.jsonl.gz" \
     --method "{item}"
   if [ "$streaming" = true ]; then  # as audio would arrive, chunk by chunk (partial results: log/)
-    step decode-streaming -- decode "$exp/student" "$manifests/test_cuts.jsonl.gz" --streaming
+    step decode-streaming --after finetune -- decode "$exp/student" "$manifests/test_cuts.jsonl.gz" --streaming
+    decodes="$decodes decode-streaming"
   fi
   for set in $conditions; do
     if prepared "$set"; then
-      step "decode-$set" "$(decoders "$set")" -- decode "{item}" "$manifests/${set}_cuts.jsonl.gz" --name "$set"
+      set_teachers=$(condition_teachers "$set")
+      if [ -n "$set_teachers" ]; then
+        step "decode-$set-teachers" "$set_teachers" --after teachers -- \
+          decode "{item}" "$manifests/${set}_cuts.jsonl.gz" --name "$set"
+        decodes="$decodes decode-$set-teachers"
+      fi
+      step "decode-$set" "$exp/student $baselines" --after calibrate -- \
+        decode "{item}" "$manifests/${set}_cuts.jsonl.gz" --name "$set"
+      decodes="$decodes decode-$set"
     fi
   done
   finished 6
@@ -405,9 +450,9 @@ if runs 7; then
   streamed=""
   if [ "$streaming" = true ]; then streamed=$exp/student/decode_test_ctc-greedy_streaming; fi
   # shellcheck disable=SC2086
-  step score -- score $dirs "$exp/student/decode_test_ctc-prefix-beam" "$exp/student/decode_test_wfst-lm3" $streamed
+  step score --after "${decodes:-}" -- score $dirs "$exp/student/decode_test_ctc-prefix-beam" "$exp/student/decode_test_wfst-lm3" $streamed
   # shellcheck disable=SC2086
-  step compare -- score --compare --metric cer $dirs
+  step compare --after "${decodes:-}" -- score --compare --metric cer $dirs
   if [ "$cmd" = local ]; then
     # shellcheck disable=SC2086
     mlkd score --compare --metric cer --markdown $dirs >"$exp/compare.md"
@@ -416,8 +461,10 @@ if runs 7; then
 fi
 
 drain
-if [ "$cmd" = slurm ]; then
-  echo "$0: submitted; the last job ($after) prints the table into $exp/slurm/log/compare.$after.out" >&2
+if [ "$cmd" = slurm ] && [ "$dry_run" = true ]; then
+  echo "$0: dry run: job scripts in $exp/slurm/, the graph in $exp/slurm/jobs.tsv; nothing submitted" >&2
+elif [ "$cmd" = slurm ]; then
+  echo "$0: submitted; the last job (${job_id[compare]:-none}) prints the table into $exp/slurm/log/compare.${job_id[compare]:-JOBID}.out" >&2
 else
   python local/results.py --exp "$exp" --times "$times" --command "$command_line" --compare "$exp/compare.md"
 fi

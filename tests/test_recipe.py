@@ -71,11 +71,18 @@ def test_tiny_recipe_here_and_as_a_slurm_job_graph_agree(slurm_cluster, tmp_path
     assert again.returncode == 0 and "corpus is up to date" in again.stderr
     assert "Avg" in local.stdout and "student" in local.stdout and "baseline" in local.stdout
     env = {**os.environ, **slurm_cluster.env, "MLKD_CMD": "slurm",
-           "MLKD_SLURM_OPTS": "--cpus-per-task 1 --mem 2G"}
+           "MLKD_SLURM_OPTS": "--partition debug --gpus-per-node 0 --cpus-per-task 1 --mem 2G"}
     submitted = recipe(tmp_path, "slurm", env, "--stage", "1")
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     jobs = re.findall(r"\[slurm job (\d+)\]", submitted.stderr)
-    assert len(jobs) == 13  # prepare, teachers, distill, finetune, 2 baselines, calibrate, 4 decodes, score, compare
+    # prepare, teachers, distill, finetune, 2 baselines, calibrate, the teachers' and the other models' decodes
+    # of test, test_noisy and test_engine, the student's beam decodes, score, compare
+    assert len(jobs) == 16
+    prepare, teachers = jobs[0], jobs[1]
+    script = (tmp_path / "exp_slurm" / "slurm" / "baseline.sbatch").read_text()
+    assert f"#SBATCH --dependency=afterok:{prepare}\n" in script  # beside the student's chain, not after it
+    script = (tmp_path / "exp_slurm" / "slurm" / "decode-teachers.sbatch").read_text()
+    assert f"#SBATCH --dependency=afterok:{teachers}\n" in script
     for job in jobs:
         assert slurm_cluster.wait(job, timeout=600) == "COMPLETED", slurm_cluster.logs()
     ours, theirs = finals(tmp_path / "exp_local"), finals(tmp_path / "exp_slurm")

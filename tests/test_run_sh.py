@@ -19,9 +19,9 @@ NO_DATA = ("no prepared data in --data {tmp}/data ({tmp}/data/manifests/train_cu
            "make it with `mlkd prepare`, or start at --stage 0")
 
 
-def run_sh(tmp: Path, *args: str, path: str = "") -> subprocess.CompletedProcess:
+def run_sh(tmp: Path, *args: str, path: str = "", cmd: str = "local") -> subprocess.CompletedProcess:
     """`bash local/run.sh` from the repo root, every output dir inside ``tmp``; ``path`` goes first on PATH."""
-    env = {**os.environ, "PATH": f"{path}{Path(sys.executable).parent}:{os.environ['PATH']}", "MLKD_CMD": "local"}
+    env = {**os.environ, "PATH": f"{path}{Path(sys.executable).parent}:{os.environ['PATH']}", "MLKD_CMD": cmd}
     dirs = ["--corpus", str(tmp / "corpus"), "--data", str(tmp / "data"), "--exp", str(tmp / "exp")]
     return subprocess.run(["bash", "local/run.sh", *dirs, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=30)
@@ -136,6 +136,27 @@ def test_the_noise_set_goes_only_to_stages_whose_config_mixes_in_noise(tmp_path,
                      "baseline": False, "baseline_pl": False}  # conf/train/baseline_demo.yaml: clean audio
 
 
+def test_a_slurm_dry_run_writes_the_dependency_graph_and_submits_nothing(tmp_path, prepared_en_de):
+    result = run_sh(tmp_path, "--stage", "2", "--langs", "en de", "--preset", "tiny", "--dry-run", "true",
+                    "--data", str(prepared_en_de), path=logging_mlkd(tmp_path), cmd="slurm")
+    assert result.returncode == 0, result.stderr
+    assert "--exp" in result.stderr and "node-local filesystem" in result.stderr  # tmp_path is under /tmp
+    graph = {job: waits.split() for job, _, waits in
+             (line.split("\t") for line in (tmp_path / "exp" / "slurm" / "jobs.tsv").read_text().splitlines())}
+    decodes = ["decode-teachers", "decode", "decode-beam"]
+    assert graph == {"teachers": [], "distill": ["teachers"], "finetune": ["distill"], "baseline": [],
+                     "baseline_pl": ["teachers"], "calibrate": ["finetune", "baseline", "baseline_pl"],
+                     "decode-teachers": ["teachers"], "decode": ["calibrate"], "decode-beam": ["finetune"],
+                     "score": decodes, "compare": decodes}
+    calls = (tmp_path / "mlkd.log").read_text().splitlines()
+    assert all(call.startswith("slurm ") and "--submit" not in call for call in calls)
+    training = [c for c in calls if c.split(" -- ")[1].split()[0] in ("train-teacher", "distill", "finetune")]
+    assert training and all("--config conf/slurm/gpu.yaml" in c for c in training)
+    assert all("--config conf/slurm/cpu.yaml" in c for c in calls if c not in training)
+    refused = run_sh(tmp_path / "local", "--dry-run", "true")
+    assert refused.returncode == 1 and "--dry-run true writes a SLURM job graph" in refused.stderr
+
+
 def test_a_language_missing_from_the_corpus_is_refused_at_stage_1(tmp_path):
     train = tmp_path / "corpus" / "train"
     train.mkdir(parents=True)
@@ -159,7 +180,7 @@ def test_help_lists_exactly_the_options(tmp_path):
     assert [line.split()[0] for line in lines[2:]] == [
         "--stage", "--stop-stage", "--langs", "--size", "--seed", "--nj", "--corpus", "--data", "--tokenizer",
         "--vocab-size", "--preset", "--exp", "--lid-weight", "--noise", "--unlabeled", "--pl-baseline", "--streaming",
-        "--max-jobs-run"]
+        "--max-jobs-run", "--dry-run"]
     preset = "  --preset demo      # conf/model/{,student_}$preset.yaml, conf/train/{teacher,distill,finetune,baseline}"
     assert f"{preset}_$preset.yaml" in lines  # underscores in comments stay
 
