@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from fixtures.exports import make_experiment
 from mlkd_cli.decode.decoder import DecodeConfig, Decoder, Posteriors
 from mlkd_cli.decode.timing import Word, ctm_lines, segments_of, subtitles, token_spans, words_of
 from mlkd_cli.experiment.model_dir import load_model_dir
@@ -85,17 +86,24 @@ def test_a_concatenation_of_utterances_gets_their_segments_and_word_times(prepar
     assert beam.segments is None  # times come from the greedy path only
 
 
-def test_decode_prints_ctm_and_subtitles_and_records_the_source(tmp_path, tiny_adaptive, tiny_corpus):
-    wav = sorted((tiny_corpus / "wav").rglob("*.wav"))[0]
-    ctm = run_cli("decode", tiny_adaptive, wav, "--format", "ctm", "-o", tmp_path)
+def test_decode_prints_ctm_and_subtitles_and_records_the_source(tmp_path, data_dir, wavs):
+    """A random model whose greedy output is varied text (fixtures/exports.py) times its words."""
+    model = make_experiment(tmp_path / "model", data_dir, wavs[0])
+    wav = wavs[0]
+    ctm = run_cli("decode", model, wav, "--format", "ctm", "-o", tmp_path)
     assert ctm.exit_code == 0, ctm.output
     decode_dir = tmp_path / "decode_files_ctc-greedy"
     record = json.loads((decode_dir / "hyps.jsonl").read_text().splitlines()[0])
     assert record["source"] == str(wav)
     lines = [line for line in ctm.output.splitlines() if line.startswith(record["id"] + " ")]
-    assert lines == ctm_lines(record["id"], record["segments"])
+    assert lines == ctm_lines(record["id"], record["segments"]) and len(lines) >= 3
+    words = [w for s in record["segments"] for w in s["words"]]
+    assert " ".join(w[2] for w in words) == " ".join(record["text"].split())
+    assert all(0 <= start < end <= record["duration"] + 0.04 for start, end, _ in words)
+    assert [w[0] for w in words] == sorted(w[0] for w in words)
     assert (decode_dir / "hyp.ctm").read_text().splitlines() == lines
-    vtt = run_cli("decode", tiny_adaptive, wav, "--format", "vtt", "-o", tmp_path)
+    vtt = run_cli("decode", model, wav, "--format", "vtt", "-o", tmp_path)
     assert vtt.exit_code == 0 and "WEBVTT" in vtt.output.splitlines() and "up to date" in vtt.output
-    refused = run_cli("decode", tiny_adaptive, wav, "--format", "srt", "--method", "ctc-prefix-beam", "-o", tmp_path)
+    assert subtitles(record["segments"], "vtt") in vtt.output and " --> " in vtt.output
+    refused = run_cli("decode", model, wav, "--format", "srt", "--method", "ctc-prefix-beam", "-o", tmp_path)
     assert refused.exit_code == 1 and "--format srt: word times come from the greedy CTC alignment" in refused.output
