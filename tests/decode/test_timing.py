@@ -66,9 +66,9 @@ def placed_posteriors(tokenizer, utterances: list[list[str]], vocab: int, gap_fr
     return matrix, placed
 
 
-def test_a_concatenation_of_utterances_gets_their_segments_and_word_times(prepared, tiny_adaptive):
+def test_a_concatenation_of_utterances_gets_their_segments_and_word_times(tmp_path, data_dir, wavs):
     """Three utterances placed with 1.2 s of silence between them: three segments, each word where it was put."""
-    loaded = load_model_dir(tiny_adaptive)
+    loaded = load_model_dir(make_experiment(tmp_path / "model", data_dir, wavs[0]))
     tokenizer = loaded.tokenizer
     utterances = [["hello", "world"], ["guten", "tag"], ["privet"]]
     matrix, placed = placed_posteriors(tokenizer, utterances, loaded.model.config.vocab_size, gap_frames=30)
