@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from mlkd_cli.errors import ConfigError
+
 
 def training_options(command):
     """--train-config, --max-steps, --precision, --seed, --noise-set, --rir-set, --train-set, --dev-set, --force."""
@@ -38,8 +40,6 @@ def load_train_config(path: Path | None, max_steps: int | None, precision: str |
     given = {"max_steps": max_steps, "precision": precision, "seed": seed}
     overrides = {k: v for k, v in given.items() if v is not None}
     augment = train.augment
-    from mlkd_cli.errors import ConfigError
-
     where = path or "the default train config"
     if noise_sets and augment.noise.prob == 0:
         raise ConfigError(f"--noise-set: {where} mixes in no noise (augment.noise.prob is 0), so the set would not "

@@ -36,6 +36,8 @@ TRUNCATION_TOLERANCE_S = 0.01
 MIN_SECONDS_PER_CHARACTER = 0.02
 WARNED_UNSAYABLE = 10  # utterances too short for their transcript warned about one by one
 _SHOWN_IDS = 5
+
+
 @dataclass(frozen=True)
 class RecordingInfo:
     """One wav.scp entry: an absolute audio path, or a command ending in ``|`` (not probed)."""
