@@ -27,6 +27,12 @@ class Word:
     start: float  # seconds from the start of the input
     end: float
     text: str
+    tokens: tuple[tuple[float, float, str], ...] = ()  # (start, end, piece) of each of its tokens
+
+
+def _seconds(first: int, last: int) -> tuple[float, float]:
+    """The time span of output frames first..last."""
+    return round(first * FRAME_S, 3), round((last + 1) * FRAME_S, 3)
 
 
 def token_spans(frame_ids: np.ndarray) -> list[tuple[int, int, int]]:
@@ -47,21 +53,23 @@ def token_spans(frame_ids: np.ndarray) -> list[tuple[int, int, int]]:
 def words_of(spans: list[tuple[int, int, int]], piece: Callable[[int], str]) -> list[Word]:
     """The words the token spans spell (``piece``: a token's SentencePiece string), with their times."""
     words: list[Word] = []
-    text, first, last = "", None, None
+    tokens: list[tuple[float, float, str]] = []
     for token, start, end in spans:
         symbol = piece(token)
         if symbol.startswith(WORD_START):
-            if text:
-                words.append(Word(round(first * FRAME_S, 3), round((last + 1) * FRAME_S, 3), text))
-            text, first, last = "", None, None
+            if tokens:
+                words.append(_word(tokens))
+            tokens = []
             symbol = symbol[len(WORD_START):]
         if symbol:
-            text += symbol
-            first = start if first is None else first
-            last = end
-    if text:
-        words.append(Word(round(first * FRAME_S, 3), round((last + 1) * FRAME_S, 3), text))
+            tokens.append((*_seconds(start, end), symbol))
+    if tokens:
+        words.append(_word(tokens))
     return words
+
+
+def _word(tokens: list[tuple[float, float, str]]) -> Word:
+    return Word(tokens[0][0], tokens[-1][1], "".join(t[2] for t in tokens), tuple(tokens))
 
 
 def segments_of(words: list[Word], min_pause: float, max_length: float) -> list[list[Word]]:
@@ -84,9 +92,11 @@ def _bounded(words: list[Word], max_length: float) -> list[list[Word]]:
 
 
 def segment_record(words: list[Word]) -> dict:
-    """A segment as hyps.jsonl keeps it: start, end, text and each word as [start, end, word]."""
+    """A segment as hyps.jsonl keeps it: start, end, text, each word as [start, end, word] and each
+    token as [start, end, piece]."""
     return {"start": words[0].start, "end": words[-1].end, "text": " ".join(w.text for w in words),
-            "words": [[w.start, w.end, w.text] for w in words]}
+            "words": [[w.start, w.end, w.text] for w in words],
+            "tokens": [list(t) for w in words for t in w.tokens]}
 
 
 def ctm_lines(utterance: str, segments: list[dict]) -> list[str]:

@@ -24,8 +24,10 @@ def test_token_spans_collapse_repeats_and_blanks_separate_them():
 
 def test_words_start_at_a_boundary_piece_and_take_their_tokens_frames():
     spans = [(1, 0, 0), (2, 3, 4), (3, 6, 6), (4, 20, 21), (5, 23, 23), (1, 30, 30)]
-    assert words_of(spans, PIECES.__getitem__) == [Word(0.12, 0.28, "ab"), Word(0.8, 0.96, "cd")]
-    assert words_of([(2, 2, 2)], PIECES.__getitem__) == [Word(0.08, 0.12, "a")]  # no leading boundary
+    assert words_of(spans, PIECES.__getitem__) == [
+        Word(0.12, 0.28, "ab", ((0.12, 0.2, "a"), (0.24, 0.28, "b"))),
+        Word(0.8, 0.96, "cd", ((0.8, 0.88, "c"), (0.92, 0.96, "d")))]
+    assert [w.text for w in words_of([(2, 2, 2)], PIECES.__getitem__)] == ["a"]  # no leading boundary
 
 
 def test_segments_break_at_pauses_and_long_ones_at_their_longest_pause():
@@ -74,6 +76,7 @@ def test_a_concatenation_of_utterances_gets_their_segments_and_word_times(tmp_pa
     matrix, placed = placed_posteriors(tokenizer, utterances, loaded.model.config.vocab_size, gap_frames=30)
     result = Decoder(loaded, DecodeConfig()).result("long", len(matrix) * 0.04, Posteriors(matrix, None, 0.0))
     assert [s["text"] for s in result.segments] == ["hello world", "guten tag", "privet"]
+    assert "".join(t[2] for t in result.segments[2]["tokens"]) == "privet"
     words = [w for s in result.segments for w in s["words"]]
     first_frames = [start for start, _, _ in placed]
     for (start, end, word), first, (_, last, placed_word) in zip(words, first_frames, placed):
