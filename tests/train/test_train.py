@@ -119,8 +119,8 @@ def test_sigkill_and_resume_reproduce_an_uninterrupted_run(prepared: Path, tmp_p
     # Without workers every augmentation draw comes from the checkpointed generator too.
     augment = {"noise": {"prob": 0.5, "babble": 2}, "reverb": {"prob": 0.3, "simulated_rooms": 4},
                "telephone": {"prob": 0.3}, "speed_prob": 0.3, "volume_prob": 0.3}
-    cfg = write_train_config(tmp_path / "t.yaml", num_workers=workers, spec_augment={"enabled": workers == 0},
-                             augment=augment if workers == 0 else {})
+    cfg = write_train_config(tmp_path / "t.yaml", max_steps=40, num_workers=workers,
+                             spec_augment={"enabled": workers == 0}, augment=augment if workers == 0 else {})
     full, killed = tmp_path / "full", tmp_path / "killed"
     assert run_cli(*teacher_args(prepared, cfg, full)).exit_code == 0
     proc = mlkd_subprocess(teacher_args(prepared, cfg, killed), tmp_path)
@@ -136,7 +136,7 @@ def test_sigkill_and_resume_reproduce_an_uninterrupted_run(prepared: Path, tmp_p
     assert result.exit_code == 0
     assert losses(killed) == pytest.approx(losses(full), rel=1e-5)
     steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
-    assert steps == sorted(steps) and max(steps) == 60
+    assert steps == sorted(steps) and max(steps) == 40
     assert json.loads((killed / "stage.json").read_text())["status"] == "done"
 
 
