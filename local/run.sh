@@ -452,7 +452,7 @@ if runs 7; then
   # shellcheck disable=SC2086
   step score --after "${decodes:-}" -- score $dirs "$exp/student/decode_test_ctc-prefix-beam" "$exp/student/decode_test_wfst-lm3" $streamed
   # shellcheck disable=SC2086
-  step compare --after "${decodes:-}" -- score --compare --metric cer $dirs
+  step compare --after score -- score --compare --metric cer $dirs   # both write into the decode dirs
   if [ "$cmd" = local ]; then
     # shellcheck disable=SC2086
     mlkd score --compare --metric cer --markdown $dirs >"$exp/compare.md"

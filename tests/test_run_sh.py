@@ -147,7 +147,7 @@ def test_a_slurm_dry_run_writes_the_dependency_graph_and_submits_nothing(tmp_pat
     assert graph == {"teachers": [], "distill": ["teachers"], "finetune": ["distill"], "baseline": [],
                      "baseline_pl": ["teachers"], "calibrate": ["finetune", "baseline", "baseline_pl"],
                      "decode-teachers": ["teachers"], "decode": ["calibrate"], "decode-beam": ["finetune"],
-                     "score": decodes, "compare": decodes}
+                     "score": decodes, "compare": ["score"]}
     calls = (tmp_path / "mlkd.log").read_text().splitlines()
     assert all(call.startswith("slurm ") and "--submit" not in call for call in calls)
     training = [c for c in calls if c.split(" -- ")[1].split()[0] in ("train-teacher", "distill", "finetune")]
