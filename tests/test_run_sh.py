@@ -21,7 +21,8 @@ NO_DATA = ("no prepared data in --data {tmp}/data ({tmp}/data/manifests/train_cu
 
 def run_sh(tmp: Path, *args: str, path: str = "", cmd: str = "local") -> subprocess.CompletedProcess:
     """`bash local/run.sh` from the repo root, every output dir inside ``tmp``; ``path`` goes first on PATH."""
-    env = {**os.environ, "PATH": f"{path}{Path(sys.executable).parent}:{os.environ['PATH']}", "MLKD_CMD": cmd}
+    inherited = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # run.sh sets it per command
+    env = {**inherited, "PATH": f"{path}{Path(sys.executable).parent}:{os.environ['PATH']}", "MLKD_CMD": cmd}
     dirs = ["--corpus", str(tmp / "corpus"), "--data", str(tmp / "data"), "--exp", str(tmp / "exp")]
     return subprocess.run(["bash", "local/run.sh", *dirs, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=30)
