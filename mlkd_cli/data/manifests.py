@@ -70,23 +70,23 @@ def _default_name(path: Path) -> str:
 
 
 def load_source(source: Source, allow_mixed_rates: bool = False, normalize_text: bool = False,
-                keep_unsayable: bool = False) -> CutSet:
+                transcripts_used: bool = True) -> CutSet:
     """Validate ``source`` and return one cut per utterance with a normalised language.
 
     With ``normalize_text`` transcripts are lower-cased and stripped of punctuation; an
     utterance left without words is an error. A Kaldi dir's few utterances whose audio is too
-    short for their transcript are left out, unless ``keep_unsayable`` (decoding needs no text).
+    short for their transcript are left out where ``transcripts_used`` (decoding reads none).
     """
     if source.kind == "kaldi":
-        cuts = _load_kaldi_dir(source.path, allow_mixed_rates, keep_unsayable)
+        cuts = _load_kaldi_dir(source.path, allow_mixed_rates, transcripts_used)
     else:
         cuts = _load_lhotse_manifest(source)
     return _normalise_supervisions(cuts, source.path, normalize_text)
 
 
-def _load_kaldi_dir(path: Path, allow_mixed_rates: bool, keep_unsayable: bool) -> CutSet:
+def _load_kaldi_dir(path: Path, allow_mixed_rates: bool, transcripts_used: bool) -> CutSet:
     info = validate_kaldi_dir(path, require_lang=True, allow_mixed_rates=allow_mixed_rates,
-                              transcripts_used=not keep_unsayable)
+                              transcripts_used=transcripts_used)
     # Commands in wav.scp are not probed; lhotse learns their duration by running them.
     nominal_rate = info.sampling_rates[0] if info.sampling_rates else SAMPLING_RATE
     try:
@@ -109,7 +109,7 @@ def _load_kaldi_dir(path: Path, allow_mixed_rates: bool, keep_unsayable: bool) -
     if info.has_segments:
         cuts = cuts.trim_to_supervisions(keep_overlapping=False)
     # One supervision per cut, and the cut named after it (the Kaldi utterance id).
-    left_out = set() if keep_unsayable else set(info.unsayable)
+    left_out = set(info.unsayable)  # empty unless transcripts are used
     return CutSet.from_cuts(cut.with_id(cut.supervisions[0].id) for cut in cuts if cut.supervisions[0].id not in left_out)
 
 

@@ -62,7 +62,7 @@ def resolve_inputs(args: list[str]) -> Inputs:
             audio.extend((match, "") for match in matches)
             names.append("files")
         elif path.is_dir() or (path.name.endswith((".jsonl.gz", ".jsonl")) and "cuts" in path.name):
-            good, short = _from_cuts(load_source(Source("x", path), keep_unsayable=True), path)
+            good, short = _from_cuts(load_source(Source("x", path), transcripts_used=False), path)
             items.extend(good)
             failed.extend(short)
             names.append(_set_name(path))

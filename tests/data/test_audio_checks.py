@@ -107,12 +107,12 @@ def test_a_few_utterances_too_short_for_their_transcripts_are_left_out_with_a_wa
     assert warnings[1] == f"{data / 'text'}: 1 of 3 utterances have audio too short for their transcript (the first 1 " \
                           "above); they are left out of the set"
     assert [c.id for c in load_source(Source("train", data))] == ["spk-002", "spk-003"]
-    assert [c.id for c in load_source(Source("x", data), keep_unsayable=True)] == ["spk-001", "spk-002", "spk-003"]
+    assert [c.id for c in load_source(Source("x", data), transcripts_used=False)] == ["spk-001", "spk-002", "spk-003"]
     (tmp_path / "most").mkdir()
     most = write_kaldi_dir(tmp_path / "most", {f"spk-00{i}": ("spk", "en", SENTENCE, s)
                                                for i, s in ((1, 0.25), (2, 0.25), (3, 1.0))})
     assert "too short to say the 35 letters" in error_of(most) and "(and 1 more problem" in error_of(most)
-    assert len(load_source(Source("x", most), keep_unsayable=True)) == 3
+    assert len(load_source(Source("x", most), transcripts_used=False)) == 3
 
 
 def test_segment_too_short_for_its_transcript(tmp_path: Path) -> None:
