@@ -161,8 +161,7 @@ class StreamingDecoder(Decoder):
         return [self._posteriors(u) for u in utterances]
 
     def _blocks(self, item: Item) -> Iterator[np.ndarray]:
-        samples = np.atleast_2d(item.cut.load_audio()).mean(axis=0).astype(np.float32)
-        return (samples[i: i + self.block] for i in range(0, len(samples), self.block))
+        return cut_blocks(item.cut, self.block)
 
     def _posteriors(self, u: Utterance) -> Posteriors:
         if not u.chunks:
@@ -194,6 +193,58 @@ class StreamingDecoder(Decoder):
         if self.config.lang or lid_logits is None:
             return self.config.lang or self.loaded.own_language
         return self.loaded.languages[int(lid_logits.argmax())]
+
+
+def cut_blocks(cut, block: int) -> Iterator[np.ndarray]:
+    """A cut's mono 16 kHz samples in blocks of ``block`` samples (the last may be shorter).
+
+    A cut that is a span of one audio file libsndfile reads is read as it streams, so memory does
+    not grow with the file's length; any other (a pipe in wav.scp, a format only audioread
+    decodes) is loaded whole by lhotse, as a whole-utterance decode loads it.
+    """
+    pieces = _file_pieces(cut)
+    if pieces is None:
+        samples = np.atleast_2d(cut.load_audio()).mean(axis=0).astype(np.float32)
+        yield from (samples[i: i + block] for i in range(0, len(samples), block))
+        return
+    pending = np.zeros(0, np.float32)
+    for piece in pieces:
+        pending = np.concatenate([pending, piece])
+        whole = len(pending) - len(pending) % block
+        yield from (pending[i: i + block] for i in range(0, whole, block))
+        pending = pending[whole:]
+    if len(pending):
+        yield pending
+
+
+def _file_pieces(cut) -> Optional[Iterator[np.ndarray]]:
+    """The cut's mono 16 kHz samples read piece by piece from its file; None where it is not one
+    file libsndfile opens, as recorded (no transform but a resampling to 16 kHz)."""
+    import soundfile as sf
+    from lhotse.augmentation import Resample
+
+    recording = cut.recording
+    if len(recording.sources) != 1 or recording.sources[0].type != "file":
+        return None
+    if not all(isinstance(t, Resample) and t.target_sampling_rate == SAMPLING_RATE for t in recording.transforms or ()):
+        return None
+    path = recording.sources[0].source
+    try:
+        rate = sf.info(path).samplerate
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return None
+    channels = cut.channel if isinstance(cut.channel, list) else [cut.channel]
+    start, frames = round(cut.start * rate), round(cut.duration * rate)
+
+    def pieces() -> Iterator[np.ndarray]:
+        resampler = StreamResampler(rate, SAMPLING_RATE) if rate != SAMPLING_RATE else None
+        for data in sf.blocks(path, blocksize=rate, start=start, frames=frames, dtype="float32", always_2d=True):
+            mono = data[:, channels].mean(axis=1)
+            yield resampler(mono) if resampler else mono
+        if resampler:
+            yield resampler.flush()
+
+    return pieces()
 
 
 def pcm_blocks(source: BinaryIO, sample_rate: Optional[int], block_seconds: float) -> Iterator[np.ndarray]:
