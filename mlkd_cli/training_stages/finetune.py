@@ -3,7 +3,9 @@
 L = L_CTC + λ · L_CE(language). The model conditions its upper layers on the language
 (the true one in training) and predicts it from its lower layers (see ``CtcModel``).
 Initialised from a distilled student, or from scratch: the latter, run for as many updates
-as distillation and fine-tuning together, is the no-KD baseline.
+as distillation and fine-tuning together, is the no-KD baseline. A full-context model given
+with a model config that adds a streaming block becomes a streaming one (its convolutions
+made causal by :func:`causal_kernels`), fine-tuned from what it learned.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from mlkd_cli.experiment.config import FinetuneConfig
 from mlkd_cli.experiment.model_dir import load_model_dir
 from mlkd_cli.models import CtcModel, build_model, ctc_loss, greedy_decode, num_parameters
 from mlkd_cli.models.checkpoint import load_model_state
+from mlkd_cli.models.conformer import causal_kernels
 from mlkd_cli.stage import file_input
 from mlkd_cli.train.batches import Batch
 from mlkd_cli.train.distributed import DistInfo
@@ -32,6 +35,9 @@ from mlkd_cli.train.task import Metrics, char_errors, language_ids
 logger = logging.getLogger("mlkd")
 
 LANGUAGE_MODULES = ("lid_head", "language_embedding")
+# What a model config given with --init must share with the init model (it may add streaming).
+ARCHITECTURE = ("feature_dim", "d_model", "num_layers", "num_heads", "ff_mult", "conv_kernel", "subsampling",
+                "subsampling_channels")
 
 
 class FinetuneTask(nn.Module):
@@ -79,6 +85,8 @@ class FinetuneStage(TrainingStage):
                 raise ConfigError(f"{init.path}: the model knows languages {', '.join(init.languages)}, "
                                   f"the data {', '.join(langs)}; fine-tune a plain (distilled) model instead")
             arch = dataclasses.replace(init.model.config, languages=())
+            if config.model.streaming is not None:
+                arch = _made_streaming(arch, config.model, init.path)
             self.inputs["init"] = file_input(init.weights)
             config = dataclasses.replace(config, init=str(init.path.resolve()))
         else:
@@ -90,11 +98,28 @@ class FinetuneStage(TrainingStage):
         config = self.config
         model = build_model(config.model)
         if self.init_model is not None:
-            load_model_state(model, self.init_model.state_dict(), where=str(Path(config.init) / "final.pt"),
-                             new_modules=LANGUAGE_MODULES)
+            state = self.init_model.state_dict()
+            if config.model.streaming is not None and self.init_model.config.streaming is None:
+                state = causal_kernels(state, config.model.conv_kernel)
+                logger.info("a streaming model (chunks of %s ms) from the full-context %s: the convolutions keep their "
+                            "past and current taps", "/".join(map(str, config.model.streaming.chunk_ms)), config.init)
+            load_model_state(model, state, where=str(Path(config.init) / "final.pt"), new_modules=LANGUAGE_MODULES)
         else:
             model.encoder.normalizer.set_stats(*global_stats(self.train_cuts))
         logger.info("%s: %d parameters, languages %s, language ID after layer %d of %d",
                     f"fine-tuning {config.init}" if config.init else "training from scratch", num_parameters(model),
                     " ".join(config.model.languages), config.model.conditioned_layer, config.model.num_layers)
         return TrainingSetup(FinetuneTask(model, self.tokenizer, config.lid_weight), self.train_cuts, self.dev_cuts)
+
+
+def _made_streaming(arch, given, init_path: Path):
+    """``arch`` (the init model's) with the streaming block of ``given`` (the --model-config); a
+    ConfigError when ``given`` is another architecture or the init model streams already."""
+    if arch.streaming is not None:
+        raise ConfigError(f"{init_path}: the model streams already; fine-tune it without --model-config")
+    differs = [f"{name} {getattr(given, name)} (the model's: {getattr(arch, name)})"
+               for name in ARCHITECTURE if getattr(given, name) != getattr(arch, name)]
+    if differs:
+        raise ConfigError(f"--model-config with --init may only add a streaming block to {init_path}'s architecture; "
+                          f"it differs in {', '.join(differs)}")
+    return dataclasses.replace(arch, streaming=given.streaming)
