@@ -49,7 +49,22 @@ def use_fast_resampling() -> None:
         logger.warning("libsox not found (apt-get install libsox3): speed and telephone augmentation "
                        "resample with lhotse's slower torch resampler")
         return
+    _libsox_failures_only()
     set_current_resampling_backend("sox")
+
+
+def _libsox_failures_only() -> None:
+    """libsox warns on stderr for each resampled utterance with a clipped sample ("rate: rate
+    clipped 3 samples; decrease volume?", hundreds of lines in a demo run); verbosity 1 (the
+    first field of its sox_globals_t) keeps its failures only. Fork-started feature workers
+    inherit the setting."""
+    import ctypes
+
+    from lhotse.tools import libsox
+
+    get_globals = libsox.libsox.sox_get_globals
+    get_globals.restype = ctypes.POINTER(ctypes.c_uint)
+    get_globals().contents.value = 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ from mlkd_cli.data.rooms import simulate_rirs
 from mlkd_cli.errors import ConfigError, DataError
 from mlkd_cli.experiment.config import AugmentConfig, NoiseConfig, ReverbConfig, TelephoneConfig
 from mlkd_cli.models.subsampling import subsampled_lengths
-from mlkd_cli.train.augment import Augmenter, noise_features
+from mlkd_cli.train.augment import Augmenter, noise_features, use_fast_resampling
 from mlkd_cli.train.augmented_copies import Prepared, copies_root, draw, prepare_augmentation, telephone
 from mlkd_cli.train.batches import AsrDataset, NumberedBatches
 
@@ -327,3 +327,22 @@ def test_augmentation_runs_during_its_share_of_the_updates(speech):
     assert list(numbered) == [(7, "a"), (8, "b"), (9, "c")]
     with pytest.raises(ConfigError, match=r"augment during \[0.8, 0.5\]"):
         AugmentConfig(during=(0.8, 0.5))
+
+
+def test_libsox_says_nothing_on_the_terminal_about_clipped_samples(capfd):
+    import ctypes
+
+    from lhotse.tools import libsox
+
+    use_fast_resampling()
+    loud = np.clip(np.random.default_rng(0).standard_normal(16000).astype(np.float32), -1, 1)
+    verbosity = libsox.libsox.sox_get_globals()
+    assert isinstance(verbosity, ctypes.POINTER(ctypes.c_uint)) and verbosity.contents.value == 1
+    libsox.libsox_rate(loud, 16000, 14545)
+    assert "clipped" not in capfd.readouterr().err
+    verbosity.contents.value = 2  # libsox's default: the warning this test is about
+    try:
+        libsox.libsox_rate(loud, 16000, 14545)
+        assert "rate clipped" in capfd.readouterr().err
+    finally:
+        verbosity.contents.value = 1
