@@ -172,7 +172,8 @@ record() {  # STAGE SECONDS [beside:WAIT]: it ran beside other stages, and the r
 cores=$(nproc)
 share=$(( cores / max_jobs_run > 0 ? cores / max_jobs_run : 1 ))
 declare -A job_name=() job_log=() job_start=()
-trap 'if [ ${#job_name[@]} -gt 0 ]; then kill "${!job_name[@]}" 2>/dev/null || true; fi' EXIT
+foreground=""  # the pid of here's command, while it runs
+trap 'if [ ${#job_name[@]} -gt 0 ] || [ -n "$foreground" ]; then kill $foreground "${!job_name[@]}" 2>/dev/null || true; fi' EXIT
 launch() {  # NAME -- MLKD_ARGS...: in the background once a slot is free
   local name=$1; shift 2
   while [ ${#job_name[@]} -ge "$max_jobs_run" ]; do reap; done
@@ -182,13 +183,17 @@ launch() {  # NAME -- MLKD_ARGS...: in the background once a slot is free
   OMP_NUM_THREADS=$share mlkd "$@" >"$log" 2>&1 &
   job_name[$!]=$name job_log[$!]=$log job_start[$!]=$SECONDS
 }
-reap() {  # waits for one background command; a failed one stops the run and the others
+reap() {  # waits for one background command
   local pid status=0
   wait -n -p pid "${!job_name[@]}" || status=$?
+  ended "$pid" "$status"
+}
+ended() {  # PID STATUS: a background command has ended; a failed one stops the run and the others
+  local pid=$1 status=$2
   local name=${job_name[$pid]} log=${job_log[$pid]} seconds=$((SECONDS - job_start[$pid]))
   unset "job_name[$pid]" "job_log[$pid]" "job_start[$pid]"
   if [ "$status" -ne 0 ]; then
-    if [ ${#job_name[@]} -gt 0 ]; then kill "${!job_name[@]}" 2>/dev/null || true; wait || true; fi
+    if [ ${#job_name[@]} -gt 0 ] || [ -n "$foreground" ]; then kill $foreground "${!job_name[@]}" 2>/dev/null || true; wait || true; fi
     tail -n 5 "$log" >&2
     die "$name failed (exit $status); its log: $log"
   fi
@@ -256,7 +261,8 @@ slurm_job() {  # NAME ITEMS DEPS MLKD_ARGS...: training on train_cmd's resources
   fi
 }
 # A command that is off the critical path (a baseline) waits in $queued for the slot a stage's
-# items leave free: after them, so that they start first.
+# items leave free: after them, so that they start first; beside a command of the critical path
+# (here), as soon as a background one ends.
 queued=()
 launch_queued() {
   if [ ${#queued[@]} -gt 0 ]; then launch "${queued[@]}"; queued=(); fi
@@ -264,10 +270,23 @@ launch_queued() {
 here() {  # MLKD_ARGS...: in the foreground, in a free slot, on the cores no background command uses
   reap_ended
   while [ ${#job_name[@]} -ge "$max_jobs_run" ]; do reap; done
+  if [ $(( ${#job_name[@]} + 1 )) -lt "$max_jobs_run" ]; then launch_queued; fi  # leaving this command a slot
   echo "+ mlkd $*" >&2
-  local free=$(( cores - share * ${#job_name[@]} ))
-  if [ ${#job_name[@]} -gt 0 ]; then OMP_NUM_THREADS=$(( free > 0 ? free : 1 )) mlkd "$@"
-  else mlkd "$@"; fi
+  if [ ${#job_name[@]} -eq 0 ]; then mlkd "$@"; return; fi
+  local free=$(( cores - share * ${#job_name[@]} )) pid status
+  OMP_NUM_THREADS=$(( free > 0 ? free : 1 )) mlkd "$@" &
+  foreground=$!
+  while :; do  # until it ends; a background command that ends first leaves its slot to the queued one
+    status=0
+    wait -n -p pid "$foreground" "${!job_name[@]}" || status=$?
+    if [ "$pid" = "$foreground" ]; then
+      foreground=""
+      [ "$status" -eq 0 ] || exit "$status"
+      return 0
+    fi
+    ended "$pid" "$status"
+    launch_queued
+  done
 }
 
 if runs 0 && [ "$dry_run" = true ]; then
@@ -333,7 +352,8 @@ pl_baseline_args=(distill --data "$data" --model-config "$student_config" --kd-c
                   $unlabeled_sets $teachers "$exp/baseline_pl")
 # cmd=local: the baselines train beside stages 2-4, after the commands on the critical path: the
 # no-KD one in the first slot the teachers leave free, the pseudo-label one (which needs the
-# teachers) beside distillation when a slot is free for both, else in stage 5; stage 5 waits for them.
+# teachers) in the first slot free beside distillation and fine-tuning, else in stage 5; stage 5
+# waits for them.
 beside=false baseline_seconds=0 pl_started=false
 if runs 5 && runs 2 && [ "$cmd" = local ] && [ "$max_jobs_run" -gt 1 ]; then beside=true; fi
 
@@ -349,10 +369,12 @@ fi
 
 if runs 3; then
   begin
-  # the pseudo-label baseline starts beside distillation only where that leaves distillation a slot
+  # the pseudo-label baseline starts beside distillation where that leaves distillation a slot,
+  # else when a slot frees (the no-KD baseline may still be training)
   reap_ended
-  if [ "$beside" = true ] && [ "$pl_baseline" = true ] && [ $(( ${#job_name[@]} + 2 )) -le "$max_jobs_run" ]; then
-    launch baseline_pl -- "${pl_baseline_args[@]}"
+  if [ "$beside" = true ] && [ "$pl_baseline" = true ]; then
+    if [ $(( ${#job_name[@]} + 2 )) -le "$max_jobs_run" ]; then launch baseline_pl -- "${pl_baseline_args[@]}"
+    else queued=(baseline_pl -- "${pl_baseline_args[@]}"); fi
     pl_started=true
   fi
   # Stage 3: distill every teacher into one multilingual student (each utterance from its own
@@ -379,6 +401,7 @@ if runs 5; then
   begin
   if [ "$beside" = true ]; then
     reap_ended
+    if [ ${#queued[@]} -gt 0 ]; then queued=(); pl_started=false; fi  # it never found a slot
     if [ "$pl_baseline" = true ] && [ "$pl_started" = false ]; then
       if [ ${#job_name[@]} -gt 0 ]; then
         launch baseline_pl -- "${pl_baseline_args[@]}"

@@ -226,12 +226,15 @@ def test_a_run_times_its_stages_and_writes_results(tmp_path, prepared_en_de):
     assert compare.startswith("score --compare --metric cer --markdown ")
 
 
-def timing_mlkd(tmp: Path, seconds: float, fail: str = "") -> str:
-    """A stand-in `mlkd` that logs "start|end ARGS @THREADS TIME" and sleeps ``seconds`` between;
-    it exits 3 at once when its arguments contain ``fail``. The PATH prefix that finds it."""
+def timing_mlkd(tmp: Path, seconds: float, fail: str = "", slow: str = "") -> str:
+    """A stand-in `mlkd` that logs "start|end ARGS @THREADS TIME" and sleeps ``seconds`` between (three
+    times as long when its last argument ends with ``slow``); it exits 3 at once when its arguments
+    contain ``fail``. The PATH prefix that finds it."""
     failing = f'[[ "$*" == *"{fail}"* ]] && exit 3\n' if fail else ""
+    sleep = f'[[ "${{@: -1}}" == *"{slow}" ]] && sleep {2 * seconds}\n' if slow else ""
     return stand_in_mlkd(tmp, f'echo "start $* @$OMP_NUM_THREADS $(date +%s.%N)" >> {tmp}/mlkd.log\n{failing}'
-                              f'sleep {seconds}\necho "end $* @$OMP_NUM_THREADS $(date +%s.%N)" >> {tmp}/mlkd.log\n')
+                              f'sleep {seconds}\n{sleep}'
+                              f'echo "end $* @$OMP_NUM_THREADS $(date +%s.%N)" >> {tmp}/mlkd.log\n')
 
 
 def spans(tmp: Path) -> dict[str, tuple[float, float, str]]:
@@ -248,17 +251,19 @@ def test_teachers_and_the_baselines_train_side_by_side_on_shares_of_the_cores(tm
     """--max-jobs-run 2 (the default): the teachers train two at a time, each on half the cores; the
     no-KD baseline, off the critical path, takes the first slot they leave and trains beside
     distillation, which starts when both teachers are done; the pseudo-label baseline waits for a
-    slot that leaves distillation one, here until stage 5, where it runs alone on every core.
-    The stage table counts the baselines by the time the run waited for them."""
+    slot that leaves distillation one: the no-KD baseline's, as soon as that ends. The stage
+    table counts the baselines by the time the run waited for them."""
     result = run_sh(tmp_path, "--stage", "2", "--stop-stage", "5", "--langs", "de en", "--preset", "tiny",
-                    "--data", str(prepared_en_de), path=timing_mlkd(tmp_path, 0.5))
+                    "--data", str(prepared_en_de), path=timing_mlkd(tmp_path, 0.5, slow="student_kd"))
     assert result.returncode == 0, result.stderr
     s = spans(tmp_path)
     half = str(max(1, os.cpu_count() // 2))
     assert s["baseline"][2] == s["teacher_de"][2] == s["teacher_en"][2] == s["student_kd"][2] == half
     assert s["baseline"][0] >= min(s["teacher_de"][1], s["teacher_en"][1])  # after a teacher, in its slot
     assert s["student_kd"][0] > max(s["teacher_de"][1], s["teacher_en"][1]) and s["baseline"][1] > s["student_kd"][0]
-    assert s["baseline_pl"][0] > s["student"][1] and s["baseline_pl"][2] == ""  # alone: torch's default threads
+    # in the slot the no-KD baseline leaves, while distillation (three times as long) still runs
+    assert s["baseline"][1] <= s["baseline_pl"][0] < s["student_kd"][1] and s["baseline_pl"][2] == half
+    assert s["student"][0] >= s["student_kd"][1]
     assert f"+ mlkd train-teacher --data {prepared_en_de} --lang de" in result.stderr
     assert f">{tmp_path}/exp/log/teachers.de.log" in result.stderr
     rows = [line.split("\t") for line in (tmp_path / "exp" / "stage_times.tsv").read_text().splitlines()]
