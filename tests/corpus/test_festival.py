@@ -145,3 +145,39 @@ def test_silence_is_an_error():
         synthesize("... !", voice)
     with pytest.raises(DataError, match="festival.kal_diphone spoke 'Hush.' as silence"):
         festival._level(np.zeros(8000, np.int16), 16000, "Hush.", voice)
+
+
+OTHER_SENTENCE = {"en": "The cat sat on the mat.", "ru": "Мы идём домой.", "cs": "Dobrý den, jak se máte?"}
+
+
+@pytest.mark.parametrize("voice", [SynthVoice(FESTIVAL, "kal_diphone", stretch=1.1, pitch=0.9, volume=0.7),
+                                   SynthVoice(FESTIVAL, "msu_ru_nsh_clunits"),
+                                   SynthVoice(FESTIVAL, "czech_dita", stretch=1.05)])
+def test_one_process_speaks_a_speakers_sentences_as_separate_calls_do(voice):
+    """The same bytes as text2wave one sentence at a time, also for a sentence spoken after others
+    (a Czech voice, which remembers them, is not batched); a sentence with nothing to speak is its
+    DataError, and the others are unaffected."""
+    lang = voice.info.language
+    first, second = SENTENCES[lang][0], OTHER_SENTENCE[lang]
+    spoken = festival.synthesize_many([first, second, "1234", first], voice)
+    alone = synthesize(first, voice)
+    assert np.array_equal(spoken[0], alone) and np.array_equal(spoken[3], alone)
+    assert np.array_equal(spoken[1], synthesize(second, voice))
+    assert isinstance(spoken[2], DataError) and "has nothing to speak in '1234'" in str(spoken[2])
+
+
+def test_a_sentence_with_a_message_in_a_batch_is_spoken_alone_for_its_own_error(monkeypatch):
+    voice = SynthVoice(FESTIVAL, "kal_diphone")
+    calls = []
+    real = festival.synthesize
+    monkeypatch.setattr(festival, "synthesize", lambda text, v: calls.append(text) or real(text, v))
+    monkeypatch.setattr(festival, "_BATCH_SAY", festival._BATCH_SAY + """\
+(define mlkd_say_real mlkd_say)
+(define (mlkd_say seed text wav)
+  (if (string-equal text "1.txt") (format stderr "SIOD ERROR: made up\\n"))
+  (mlkd_say_real seed text wav))
+""")
+    texts = [SENTENCES["en"][0], OTHER_SENTENCE["en"], "A third one."]
+    spoken = festival.synthesize_many(texts, voice)
+    assert calls == [texts[1]] and all(isinstance(a, np.ndarray) for a in spoken)
+    assert np.array_equal(spoken[2], real(texts[2], voice))

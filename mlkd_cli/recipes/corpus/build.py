@@ -264,17 +264,16 @@ def _check_voices(langs: list[str], held_out: list[str], other_engines: bool) ->
 def _synthesize_speaker(job: SpeakerJob) -> list[int | None]:
     """Worker task: write one speaker's wavs; their lengths in samples (None: Festival or flite
     could not speak the sentence, which is left out)."""
+    if isinstance(job.voice, festival.SynthVoice):
+        spoken = festival.synthesize_many([sentence.spoken for sentence in job.sentences], job.voice)
+    else:
+        spoken = [espeak.engine().synthesize(sentence.spoken, job.voice) for sentence in job.sentences]
     lengths: list[int | None] = []
-    for utt_id, sentence in zip(job.utt_ids, job.sentences):
-        if isinstance(job.voice, festival.SynthVoice):
-            try:
-                audio = festival.synthesize(sentence.spoken, job.voice)
-            except DataError as e:
-                logger.warning("%s; sentence left out", e)
-                lengths.append(None)
-                continue
-        else:
-            audio = espeak.engine().synthesize(sentence.spoken, job.voice)
+    for utt_id, audio in zip(job.utt_ids, spoken):
+        if isinstance(audio, DataError):
+            logger.warning("%s; sentence left out", audio)
+            lengths.append(None)
+            continue
         sf.write(job.wav(utt_id), audio, espeak.SAMPLE_RATE, subtype="PCM_16", format="WAV")
         lengths.append(len(audio))
     return lengths
