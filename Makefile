@@ -25,8 +25,9 @@ demo: install
 
 PYTEST := $(BIN)/python -m pytest -c tests/pytest.ini -q
 
+# Test workers: one per core (pytest-xdist), a module's tests in one of them (tests/conftest.py).
 test: install
-	$(PYTEST) -m "not slow" --durations=15
+	$(PYTEST) -m "not slow" -n auto --dist loadgroup --durations=15
 
 test-slow: install
 	$(PYTEST) -m slow --timeout 1800

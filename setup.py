@@ -44,7 +44,7 @@ setup(
         "numpy",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-timeout", "jiwer>=3", "sherpa-onnx>=2.0"],
+        "dev": ["pytest>=7", "pytest-timeout", "pytest-xdist>=3", "jiwer>=3", "sherpa-onnx>=2.0"],
         # teachers from elsewhere: Hugging Face CTC checkpoints, sherpa-onnx models
         "hf": ["transformers>=4.40"],
         "onnx": ["sherpa-onnx>=2.0"],

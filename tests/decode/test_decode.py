@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 
 from conftest import run_cli
+from fixtures.shared import copy_model_dir
 from mlkd_cli.data.prepare import PreparedData
 from mlkd_cli.decode.chunks import OUTPUT_FRAME, plan_windows
 from mlkd_cli.decode.ctc import greedy_search, prefix_beam_search, restrict_tokens
@@ -193,7 +194,7 @@ def test_bad_model_dirs_are_errors(prepared, tmp_path, tiny_adaptive):
     result = run_cli("decode", tmp_path / "nowhere", cuts)
     assert result.exit_code == 1 and "is not an mlkd model directory" in result.output
     broken = tmp_path / "broken"
-    shutil.copytree(tiny_adaptive, broken)
+    copy_model_dir(tiny_adaptive, broken)
     (broken / "final.pt").write_bytes(b"\x00" * 10)
     result = run_cli("decode", broken, cuts)
     assert result.exit_code == 1 and "final.pt: not a readable checkpoint" in result.output

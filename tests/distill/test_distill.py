@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import yaml
 from lhotse import CutSet
 
 from conftest import TINY_MODEL, run_cli
+from fixtures.shared import copy_model_dir
 from mlkd_cli.data.prepare import PreparedData
 from mlkd_cli.distill.cache import cached_targets, load_cached_targets
 from mlkd_cli.distill.ensemble import run_teachers
@@ -163,7 +163,7 @@ def test_bad_teachers_are_clear_errors(prepared, tiny_teachers, tmp_path):
     assert result.exit_code == 1 and "two teachers for language 'en'" in result.output
     # a teacher whose features differ: its model dir says it read another frame shift
     moved = tmp_path / "teacher_ru"
-    shutil.copytree(tiny_teachers["ru"], moved)
+    copy_model_dir(tiny_teachers["ru"], moved)
     raw = yaml.safe_load((moved / "config.yaml").read_text())
     raw["inference"]["features"]["frame_shift"] = 0.02
     (moved / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -178,11 +178,11 @@ def test_bad_finetune_inputs_are_clear_errors(prepared, distilled, tmp_path):
     out = tmp_path / "student"
     result = run_cli("finetune", "--data", prepared, "--init", distilled, "--model-config", TINY_MODEL,
                      "--train-config", cfg, out)
-    assert result.exit_code == 1 and "not both" in result.output
+    assert result.exit_code == 1 and "may only add a `streaming:` block; this one has none" in result.output
     result = run_cli("finetune", "--data", prepared, "--init", tmp_path / "nowhere", "--train-config", cfg, out)
     assert result.exit_code == 1 and "is not an mlkd model directory" in result.output
     broken = tmp_path / "broken"
-    shutil.copytree(distilled, broken)
+    copy_model_dir(distilled, broken)
     (broken / "final.pt").write_bytes(b"not a checkpoint")
     result = run_cli("finetune", "--data", prepared, "--init", broken, "--train-config", cfg, out)
     assert result.exit_code == 1 and "final.pt: not a readable checkpoint" in result.output
