@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import onnx
 import pytest
@@ -82,12 +83,14 @@ def experiments(tmp_path_factory, data_dir, wavs) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def exported(experiments) -> dict[tuple[str, int], Path]:
-    """Every case's export dir, made with the CLI (the plain model's 320 ms one by default: its largest chunk)."""
+    """Every case's export dir, made with the CLI (the plain model's 320 ms one by default, its largest
+    chunk, with an int8 copy)."""
     dirs = {}
     for which, ms in CASES:
         exp = experiments[which]
         if (which, ms) == ("plain", 320):
-            result = run_export(exp, "--streaming")
+            result = run_export(exp, "--streaming", "--int8")
+            assert "model.int8.onnx (max |diff|" in result.output
         else:
             result = run_export(exp, "--streaming", "--chunk-ms", ms, "-o", exp / f"onnx_{ms}")
         assert result.exit_code == 0, result.output
@@ -202,6 +205,25 @@ def test_sherpa_onnx_online_gets_the_same_text_as_model_stream(which, ms, experi
     assert theirs["text"] == ours
 
 
+def sherpa_text(model: Path, tokens: Path, ms: int, wav: Path) -> dict:
+    run = subprocess.run([sys.executable, "-c", SHERPA, model, tokens, str(ms // 40), str(LEFT_CHUNKS[ms]), wav],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def test_the_int8_streaming_model_runs_in_sherpa_onnx_close_to_the_float_one(exported, stream_wav):
+    out = exported["plain", 320]
+    int8 = out / "model.int8.onnx"
+    check_streaming_model(int8, out / "tokens.txt", 8, LEFT_CHUNKS[320])
+    # every weight matrix is multiplied in integers
+    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= ops
+    full, quantized = (sherpa_text(m, out / "tokens.txt", 320, stream_wav) for m in (out / "model.onnx", int8))
+    assert quantized["chunks"] == full["chunks"] and len(full["text"]) >= 20
+    assert jiwer.cer(full["text"], quantized["text"]) <= 0.1, (full, quantized)
+
+
 @pytest.fixture(scope="module")
 def offline_exp(tmp_path_factory, data_dir, wavs) -> Path:
     return make_experiment(tmp_path_factory.mktemp("offline_exp") / "exp", data_dir, wavs[0])
@@ -226,7 +248,6 @@ def test_a_model_that_does_not_stream_is_refused(offline_exp):
      "--chunk-ms 240: the model's left context of 640 ms is not a whole number of 240 ms chunks"),
     (("--streaming", "--chunk-ms", "1280"), "is not a whole number of 1280 ms chunks"),
     (("--chunk-ms", "160"), "--chunk-ms applies to streaming exports only"),
-    (("--streaming", "--int8"), "--int8 is not supported with --streaming"),
 ])
 def test_bad_chunk_options_are_refused_in_one_line(experiments, args, message):
     exp = experiments["plain"]

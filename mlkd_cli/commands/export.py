@@ -54,9 +54,7 @@ def export(model_dir: Path, out_dir: Path | None, int8: bool, tokens: Path | Non
     from mlkd_cli.export.offline import export_experiment
 
     if streaming:
-        if int8:
-            raise ConfigError("--int8 is not supported with --streaming; export the streaming model without it")
-        _export_streaming(model_dir, out_dir, tokens, force, chunk_ms, ["mlkd", *sys.argv[1:]])
+        _export_streaming(model_dir, out_dir, tokens, force, chunk_ms, int8, ["mlkd", *sys.argv[1:]])
         return
     if chunk_ms is not None:
         raise ConfigError("--chunk-ms applies to streaming exports only; add --streaming")
@@ -66,21 +64,25 @@ def export(model_dir: Path, out_dir: Path | None, int8: bool, tokens: Path | Non
         click.echo(f"{out_dir or model_dir / 'export'} is up to date")
         return
     click.echo(f"{result.model} (onnxruntime vs PyTorch: max |diff| {result.max_diff:.1e})")
-    if result.int8_model is not None:
-        click.echo(f"{result.int8_model} (max |diff| {result.int8_diff:.2f}, "
-                   f"same best token on {100 * result.int8_agreement:.1f}% of frames)")
-    click.echo(str(result.tokens))
+    _echo_int8_and_tokens(result)
 
 
 def _export_streaming(model_dir: Path, out_dir: Path | None, tokens: Path | None, force: bool, chunk_ms: int | None,
-                      argv: list[str]) -> None:
+                      int8: bool, argv: list[str]) -> None:
     from mlkd_cli.export.streaming import export_streaming
 
-    result = export_streaming(model_dir, chunk_ms, out_dir, force=force, argv=argv, tokens=tokens)
+    result = export_streaming(model_dir, chunk_ms, out_dir, force=force, argv=argv, tokens=tokens, int8=int8)
     if result is None:
         default = model_dir / f"export_streaming_{chunk_ms}ms" if chunk_ms else f"{model_dir}'s streaming export"
         click.echo(f"{out_dir or default} is up to date")
         return
     click.echo(f"{result.model} ({result.chunk_ms} ms chunks: chunk_size {result.chunk_size}, num_left_chunks "
                f"{result.num_left_chunks}; onnxruntime vs ModelStream: max |diff| {result.max_diff:.1e})")
+    _echo_int8_and_tokens(result)
+
+
+def _echo_int8_and_tokens(result) -> None:
+    if result.int8_model is not None:
+        click.echo(f"{result.int8_model} (max |diff| {result.int8_diff:.2f}, "
+                   f"same best token on {100 * result.int8_agreement:.1f}% of frames)")
     click.echo(str(result.tokens))

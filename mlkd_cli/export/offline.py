@@ -22,10 +22,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mlkd_cli.contracts import TOKENS_FILE
 from mlkd_cli.errors import MlkdError
-from mlkd_cli.export.contract import INT8_FILE, MODEL_FILE, check_offline_model, session
-from mlkd_cli.export.routine import ExportResult, Flavour, export_model_dir, quiet_onnx_tools, write_onnx
+from mlkd_cli.export.contract import check_offline_model, session
+from mlkd_cli.export.routine import ExportResult, Flavour, export_model_dir, write_onnx
 from mlkd_cli.models import CtcModel
 from mlkd_cli.models.subsampling import MIN_FRAMES
 
@@ -36,16 +35,6 @@ INPUT_NAMES = ("x", "x_lens")
 OUTPUT_NAMES = ("log_probs", "log_probs_len")
 PAD_VALUE = -23.025850929940457  # ln 1e-10: what sherpa-onnx pads a batch's features with
 VERIFY_FRAMES = (300, 187)  # a padded batch of two utterances (3 s and 1.9 s)
-
-
-@dataclasses.dataclass(frozen=True)
-class OfflineResult(ExportResult):
-    int8_diff: float | None = None
-    int8_agreement: float | None = None  # fraction of valid frames with the same best token
-
-    @property
-    def int8_model(self) -> Path | None:
-        return self.out_dir / INT8_FILE if self.int8_diff is not None else None
 
 
 class SherpaCtc(nn.Module):
@@ -85,33 +74,19 @@ class Offline(Flavour):
     def check(self, model_path: Path, tokens_path: Path) -> None:
         check_offline_model(model_path, tokens_path)
 
-    def compare(self, path: Path) -> float:
-        return compare_onnx(self.model, path)[0]
+    def compare(self, path: Path) -> tuple[float, float]:
+        return compare_onnx(self.model, path)
 
-    def result(self, staged: Path, exported: ExportResult) -> OfflineResult:
-        if not self.int8:
-            return OfflineResult(**vars(exported))
-        quantize_int8(staged / MODEL_FILE, staged / INT8_FILE)
-        check_offline_model(staged / INT8_FILE, staged / TOKENS_FILE)
-        int8_diff, int8_agreement = compare_onnx(self.model, staged / INT8_FILE)
-        logger.info("int8 model: max |diff| %.3f, same best token on %.1f%% of frames", int8_diff, 100 * int8_agreement)
-        return OfflineResult(**vars(exported), int8_diff=int8_diff, int8_agreement=int8_agreement)
+    def result(self, exported: ExportResult) -> ExportResult:
+        return exported
 
 
 def export_experiment(exp_dir: str | Path, out_dir: str | Path | None = None, int8: bool = False,
                       tokens: str | Path | None = None, force: bool = False,
-                      argv: list[str] | None = None) -> OfflineResult | None:
+                      argv: list[str] | None = None) -> ExportResult | None:
     """Export ``exp_dir``'s model (and with ``int8`` a quantized copy) and token table to ``out_dir``
     (default ``exp_dir/export``); None when that export is up to date."""
     return export_model_dir(exp_dir, lambda model: Offline(model, int8), out_dir, tokens, force, argv)
-
-
-def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8 quantization of the matrix products (onnxruntime), the usual for sherpa-onnx."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with quiet_onnx_tools():
-        quantize_dynamic(src, dst, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
 
 
 def verification_batch(model: CtcModel) -> tuple[torch.Tensor, torch.Tensor]:

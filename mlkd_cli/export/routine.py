@@ -1,8 +1,9 @@
 """The steps every `mlkd export` shares; a :class:`Flavour` (offline or streaming) supplies the graph,
 its contract check and its reference, :func:`export_model_dir` does the rest: load the model dir,
 read the token table, record the stage, write under a staging dir, check the files against
-sherpa-onnx's contract, verify onnxruntime against PyTorch, and publish them as one set (a file of
-an earlier export, such as an int8 model, does not stay beside new ones).
+sherpa-onnx's contract, verify onnxruntime against PyTorch, with ``int8`` quantize a copy and
+check it alike, and publish them as one set (a file of an earlier export, such as an int8 model,
+does not stay beside new ones).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import nn
 from mlkd_cli.contracts import TOKENS_FILE, read_tokens, write_tokens
 from mlkd_cli.errors import MlkdError
 from mlkd_cli.experiment.model_dir import TOKENIZER_DIR, load_model_dir
-from mlkd_cli.export.contract import MODEL_FILE
+from mlkd_cli.export.contract import INT8_FILE, MODEL_FILE
 from mlkd_cli.fsutil import file_digest
 from mlkd_cli.models import CtcModel
 from mlkd_cli.stage import Stage, file_input, new_record
@@ -38,10 +39,16 @@ class ExportResult:
     out_dir: Path
     seconds: float  # export time, verification excluded
     max_diff: float  # onnxruntime vs the PyTorch reference on the verification input
+    int8_diff: float | None = None  # the same for the int8 model, when one was made
+    int8_agreement: float | None = None  # its fraction of frames with the reference's best token
 
     @property
     def model(self) -> Path:
         return self.out_dir / MODEL_FILE
+
+    @property
+    def int8_model(self) -> Path | None:
+        return self.out_dir / INT8_FILE if self.int8_diff is not None else None
 
     @property
     def tokens(self) -> Path:
@@ -52,6 +59,7 @@ class Flavour(abc.ABC):
     """What one kind of export does its own way."""
 
     dir_name: str  # the default output dir, inside the model dir
+    int8: bool  # also a dynamically quantized copy, INT8_FILE
     reference = "PyTorch"  # what onnxruntime's log-probs are verified against
     details = ""  # for the log line after the model path
 
@@ -73,12 +81,13 @@ class Flavour(abc.ABC):
         """Raise unless sherpa-onnx can load and run these files."""
 
     @abc.abstractmethod
-    def compare(self, path: Path) -> float:
-        """Max |log-prob diff| between onnxruntime on ``path`` and the reference."""
+    def compare(self, path: Path) -> tuple[float, float]:
+        """Max |log-prob diff| between onnxruntime on ``path`` and the reference, and the fraction of
+        output frames where their best tokens agree."""
 
     @abc.abstractmethod
-    def result(self, staged: Path, exported: ExportResult) -> ExportResult:
-        """The last step before publishing (further files, such as an int8 model) and what it returns."""
+    def result(self, exported: ExportResult) -> ExportResult:
+        """What the export returns, with the flavour's own details."""
 
 
 def export_model_dir(exp_dir: str | Path, flavour_of: Callable[[CtcModel], Flavour], out_dir: str | Path | None = None,
@@ -104,7 +113,7 @@ def export_model_dir(exp_dir: str | Path, flavour_of: Callable[[CtcModel], Flavo
         flavour.write(path, {**common_metadata(model, loaded.weights), **flavour.metadata()})
         seconds = time.perf_counter() - start
         flavour.check(path, staged / TOKENS_FILE)
-        max_diff = flavour.compare(path)
+        max_diff, _ = flavour.compare(path)
         if not max_diff <= TOLERANCE:
             raise MlkdError(
                 f"{path}: onnxruntime's log-probs differ from {flavour.reference}'s by up to {max_diff:.3g} "
@@ -112,8 +121,24 @@ def export_model_dir(exp_dir: str | Path, flavour_of: Callable[[CtcModel], Flavo
             )
         logger.info("exported %s%s in %.1f s; onnxruntime vs %s: max |diff| %.2e", out_dir / MODEL_FILE,
                     flavour.details, seconds, flavour.reference, max_diff)
-        result = flavour.result(staged, ExportResult(out_dir, seconds, max_diff))
+        exported = ExportResult(out_dir, seconds, max_diff)
+        if flavour.int8:
+            quantize_int8(path, staged / INT8_FILE)
+            flavour.check(staged / INT8_FILE, staged / TOKENS_FILE)
+            int8_diff, int8_agreement = flavour.compare(staged / INT8_FILE)
+            logger.info("int8 model: max |diff| %.3f, same best token on %.1f%% of frames", int8_diff,
+                        100 * int8_agreement)
+            exported = dataclasses.replace(exported, int8_diff=int8_diff, int8_agreement=int8_agreement)
+        result = flavour.result(exported)
     return result
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantization of the matrix products (onnxruntime), the usual for sherpa-onnx."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with quiet_onnx_tools():
+        quantize_dynamic(src, dst, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
 
 
 def common_metadata(model: CtcModel, weights: Path) -> dict[str, str]:

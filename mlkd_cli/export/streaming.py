@@ -66,7 +66,7 @@ LOG_FLT_EPSILON = math.log(float(np.finfo(np.float32).eps))  # Kaldi's floor of 
 RIGHT_CONTEXT = 6  # frames after a chunk's last output frame's first input frame: 4C + 3 = 4(C - 1) + 6 + 1
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class StreamingResult(ExportResult):
     chunk_ms: int
     chunk_size: int  # output frames per chunk: sherpa's chunk_size
@@ -149,6 +149,7 @@ class Streaming(Flavour):
     model: CtcModel
     chunk_ms: int
     geo: Geometry
+    int8: bool = False
     reference = "ModelStream"
 
     @property
@@ -161,7 +162,7 @@ class Streaming(Flavour):
 
     @property
     def settings(self) -> dict[str, object]:
-        return {"streaming": True, "chunk_ms": self.chunk_ms}
+        return {"streaming": True, "chunk_ms": self.chunk_ms, "int8": self.int8}
 
     def metadata(self) -> dict[str, str]:
         """sherpa-onnx's WeNet keys (the rest of ``SHERPA_KEYS`` every export carries), the chunking, mlkd's own."""
@@ -194,21 +195,22 @@ class Streaming(Flavour):
     def check(self, model_path: Path, tokens_path: Path) -> None:
         check_streaming_model(model_path, tokens_path, self.geo.chunk, self.geo.left_chunks)
 
-    def compare(self, path: Path) -> float:
+    def compare(self, path: Path) -> tuple[float, float]:
         return compare_streaming(self.model, self.geo, path)
 
-    def result(self, staged: Path, exported: ExportResult) -> StreamingResult:
+    def result(self, exported: ExportResult) -> StreamingResult:
         return StreamingResult(**vars(exported), chunk_ms=self.chunk_ms, chunk_size=self.geo.chunk,
                                num_left_chunks=self.geo.left_chunks)
 
 
 def export_streaming(exp_dir: str | Path, chunk_ms: int | None = None, out_dir: str | Path | None = None,
                      force: bool = False, argv: list[str] | None = None,
-                     tokens: str | Path | None = None) -> StreamingResult | None:
-    """Export ``exp_dir``'s streaming model for ``chunk_ms`` chunks (None: its largest trained size) to
-    ``out_dir`` (default ``exp_dir/export_streaming_<ms>ms``); None when that export is up to date."""
-    return export_model_dir(exp_dir, lambda model: Streaming(model, *geometry(model, chunk_ms)), out_dir, tokens,
-                            force, argv)
+                     tokens: str | Path | None = None, int8: bool = False) -> StreamingResult | None:
+    """Export ``exp_dir``'s streaming model for ``chunk_ms`` chunks (None: its largest trained size; with
+    ``int8`` a quantized copy too) to ``out_dir`` (default ``exp_dir/export_streaming_<ms>ms``); None
+    when that export is up to date."""
+    return export_model_dir(exp_dir, lambda model: Streaming(model, *geometry(model, chunk_ms), int8), out_dir,
+                            tokens, force, argv)
 
 
 def initial_inputs(geo: Geometry, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -258,12 +260,14 @@ def verification_features(model: CtcModel, geo: Geometry) -> np.ndarray:
     return (normalizer.mean + normalizer.std * noise).clamp(min=LOG_FLT_EPSILON).numpy()
 
 
-def compare_streaming(model: CtcModel, geo: Geometry, path: Path) -> float:
-    """Max |log-prob diff| between onnxruntime chunk by chunk and ModelStream on the verification frames."""
+def compare_streaming(model: CtcModel, geo: Geometry, path: Path) -> tuple[float, float]:
+    """Max |log-prob diff| between onnxruntime chunk by chunk and ModelStream on the verification
+    frames, and the fraction of frames where their best tokens agree."""
     features = verification_features(model, geo)
     ours = [out.log_probs for out in ModelStream(model, geo.chunk).accept(features)]
     theirs = run_chunks(path, geo, features + np.float32(SAMPLE_SCALE_LOG))
     if len(ours) != len(theirs):
         raise MlkdError(f"{path}: onnxruntime gave {len(theirs)} chunks where ModelStream gives {len(ours)}; "
                         "the export is wrong (please report this)")
-    return max(float(np.abs(a - b).max()) for a, b in zip(ours, theirs))
+    ours, theirs = np.concatenate(ours), np.concatenate(theirs)
+    return float(np.abs(ours - theirs).max()), float((ours.argmax(-1) == theirs.argmax(-1)).mean())
