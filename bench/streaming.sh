@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Streaming: trains the demo's streaming student (conf/model/student_demo_streaming.yaml) by
-# distillation from full-context teachers and fine-tuning, with the KD delay of each arm, then
+# distillation from full-context teachers and fine-tuning, with the KD delay of each arm, and
+# from the full-context student (`finetune --init FULL --model-config STREAMING`, as many updates
+# as the presets' fine-tuning), then
 # bench/streaming.py decodes the test set chunk by chunk at 160, 320 and 640 ms and prints CER
 # against the full-context student, real-time factor, emission latency and when the language
 # decision settles.
@@ -8,7 +10,7 @@
 #                      [--work bench/work/streaming]
 # DATA and the teachers come from the demo recipe or bench/augment.sh (its noaug arm); without
 # --full-context the full-context student is trained here too, the same way (conf/model/student_demo.yaml).
-# --scale multiplies the presets' numbers of updates.
+# --scale multiplies the presets' numbers of updates (max_steps of conf/train/{distill,finetune}_demo.yaml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=1.0 delays="0 80" work=bench/work/streaming data="" teachers="" full=""
@@ -22,7 +24,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$data" ] && [ -n "$teachers" ] || { echo "$0: give --data and --teachers" >&2; exit 1; }
 export PATH="$PWD/.venv/bin:$PATH"
-steps() { python -c "print(max(1, round($1 * $scale)))"; }
+steps() { python -c "print(max(1, round($(awk '/^max_steps:/ {print $2}' "conf/train/$1_demo.yaml") * $scale)))"; }
 mkdir -p "$work"
 # Distillation as in the demo preset, attention KD off (the demo has none), no augmentation (as
 # the full-context student it is compared with).
@@ -33,9 +35,9 @@ if [ -z "$full" ]; then
   SECONDS=0
   # shellcheck disable=SC2086
   mlkd distill --data "$data" --model-config conf/model/student_demo.yaml --kd-config conf/kd/demo.yaml --lid-weight 3 \
-    --train-config "$work/distill.yaml" --max-steps "$(steps 1500)" $teachers "${full}_kd" >"${full}_kd.log" 2>&1
+    --train-config "$work/distill.yaml" --max-steps "$(steps distill)" $teachers "${full}_kd" >"${full}_kd.log" 2>&1
   mlkd finetune --data "$data" --init "${full}_kd" --lid-weight 3 --train-config "$work/finetune.yaml" \
-    --max-steps "$(steps 1500)" "$full" >"$full.log" 2>&1
+    --max-steps "$(steps finetune)" "$full" >"$full.log" 2>&1
   echo "full-context student: trained in ${SECONDS} s"
 fi
 students=""
@@ -45,11 +47,17 @@ for delay in $delays; do
   # shellcheck disable=SC2086
   mlkd distill --data "$data" --model-config conf/model/student_demo_streaming.yaml \
     --kd-config "$work/kd_delay$delay.yaml" --lid-weight 3 --train-config "$work/distill.yaml" \
-    --max-steps "$(steps 1500)" $teachers "$work/kd_delay$delay" >"$work/kd_delay$delay.log" 2>&1
+    --max-steps "$(steps distill)" $teachers "$work/kd_delay$delay" >"$work/kd_delay$delay.log" 2>&1
   mlkd finetune --data "$data" --init "$work/kd_delay$delay" --lid-weight 3 --train-config "$work/finetune.yaml" \
-    --max-steps "$(steps 1500)" "$work/student_delay$delay" >"$work/student_delay$delay.log" 2>&1
+    --max-steps "$(steps finetune)" "$work/student_delay$delay" >"$work/student_delay$delay.log" 2>&1
   echo "delay $delay ms: trained in ${SECONDS} s"
   students="$students $work/student_delay$delay"
 done
+SECONDS=0
+mlkd finetune --data "$data" --init "$full" --model-config conf/model/student_demo_streaming.yaml --lid-weight 3 \
+  --train-config "$work/finetune.yaml" --max-steps "$(steps finetune)" "$work/student_from_full" \
+  >"$work/student_from_full.log" 2>&1
+echo "from the full-context student: trained in ${SECONDS} s"
+students="$students $work/student_from_full"
 # shellcheck disable=SC2086
 python bench/streaming.py --data "$data" --full-context "$full" $students

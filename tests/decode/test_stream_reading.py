@@ -83,3 +83,36 @@ def test_block_sizes_are_exact_until_the_last(tmp_path, rate):
     cut = resolve_inputs([str(write(tmp_path / "e.wav", 1.37, rate))]).items[0].cut
     _, sizes = streamed(cut)
     assert set(sizes[:-1]) == {BLOCK} and sum(sizes) in (21920, 21921)
+
+
+# Runs the decode in a child of its own, so that RUSAGE_CHILDREN is the decode's peak alone.
+PEAK_RSS = """
+import resource, subprocess, sys
+run = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.stderr.write(run.stderr)
+sys.exit(run.returncode)
+"""
+
+
+@pytest.mark.slow
+def test_a_one_hour_file_streams_in_bounded_memory(tmp_path, data_dir, wavs):
+    import subprocess
+    import sys
+
+    from fixtures.exports import make_experiment
+    from mlkd_cli.models.config import StreamingConfig
+
+    exp = make_experiment(tmp_path / "exp", data_dir, wavs[0], streaming=StreamingConfig(chunk_ms=(320,),
+                                                                                           left_context_ms=640))
+    hour = tmp_path / "hour.wav"
+    speech, _ = sf.read(wavs[0], dtype="int16")
+    with sf.SoundFile(hour, "w", 16000, 1, subtype="PCM_16") as f:
+        for _ in range(-(-3600 * 16000 // len(speech))):
+            f.write(speech)
+    run = subprocess.run([sys.executable, "-c", PEAK_RSS, sys.executable, "-m", "mlkd_cli", "decode", str(exp),
+                          str(hour), "--streaming", "--name", "hour"], capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stderr
+    peak_mib = int(run.stdout.split()[-1]) / 1024
+    assert peak_mib < 512, f"peak RSS {peak_mib:.0f} MiB"
+    assert (exp / "decode_hour_ctc-greedy_streaming-320ms" / "hyps.jsonl").is_file()
