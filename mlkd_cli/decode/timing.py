@@ -74,7 +74,8 @@ def _word(tokens: list[tuple[float, float, str]]) -> Word:
 
 def segments_of(words: list[Word], min_pause: float, max_length: float) -> list[list[Word]]:
     """The words grouped into segments: broken at pauses of at least ``min_pause`` seconds, and
-    a segment longer than ``max_length`` seconds split at its longest pause (recursively)."""
+    a segment longer than ``max_length`` seconds split at its longest pause (of equal ones, the
+    nearest its middle), its parts again until none is longer."""
     segments: list[list[Word]] = []
     for word in words:
         if segments and word.start - segments[-1][-1].end < min_pause:
@@ -85,10 +86,20 @@ def segments_of(words: list[Word], min_pause: float, max_length: float) -> list[
 
 
 def _bounded(words: list[Word], max_length: float) -> list[list[Word]]:
-    if len(words) < 2 or words[-1].end - words[0].start <= max_length:
-        return [words]
-    split = max(range(1, len(words)), key=lambda i: words[i].start - words[i - 1].end)
-    return _bounded(words[:split], max_length) + _bounded(words[split:], max_length)
+    # A stack, not recursion: an hour of speech without pauses is thousands of words, and the
+    # splits nearest the middle keep the work at n log n.
+    done: list[list[Word]] = []
+    todo = [words]
+    while todo:
+        part = todo.pop()
+        if len(part) < 2 or part[-1].end - part[0].start <= max_length:
+            done.append(part)
+            continue
+        middle = (part[0].start + part[-1].end) / 2
+        split = max(range(1, len(part)),  # pauses to the millisecond: frame times carry float noise
+                    key=lambda i: (round(part[i].start - part[i - 1].end, 3), -abs(part[i].start - middle)))
+        todo += [part[split:], part[:split]]  # the first part next
+    return done
 
 
 def segment_record(words: list[Word]) -> dict:

@@ -115,4 +115,5 @@ def test_a_one_hour_file_streams_in_bounded_memory(tmp_path, data_dir, wavs):
     assert run.returncode == 0, run.stderr
     peak_mib = int(run.stdout.split()[-1]) / 1024
     assert peak_mib < 512, f"peak RSS {peak_mib:.0f} MiB"
-    assert (exp / "decode_hour_ctc-greedy_streaming-320ms" / "hyps.jsonl").is_file()
+    assert (exp / "decode_hour_ctc-greedy_streaming" / "hyps.jsonl").is_file()
+    print(f"peak RSS {peak_mib:.0f} MiB")

@@ -39,6 +39,18 @@ def test_segments_break_at_pauses_and_long_ones_at_their_longest_pause():
                                                                                               ["e"]]
 
 
+def test_an_hour_of_speech_without_pauses_splits_evenly_into_bounded_segments():
+    """Equal pauses everywhere: each split is the one nearest the middle; 9000 words (an hour at
+    0.4 s a word) take no deep recursion."""
+    words = [Word(0.4 * i, 0.4 * i + 0.4, f"w{i}") for i in range(9000)]
+    segments = segments_of(words, min_pause=0.5, max_length=15)
+    assert [w for s in segments for w in s] == words
+    lengths = {round(s[-1].end - s[0].start, 6) for s in segments}
+    assert lengths == {14.0, 14.4}  # the hour halved eight times: 256 parts of 35 or 36 words
+    twelve = segments_of(words[:30], min_pause=0.5, max_length=6.5)  # 12 s: two halves of 6 s
+    assert [len(s) for s in twelve] == [15, 15]
+
+
 SEGMENTS = [{"start": 0.12, "end": 1.0, "text": "ab cd", "words": [[0.12, 0.28, "ab"], [0.8, 1.0, "cd"]]},
             {"start": 3661.5, "end": 3662.04, "text": "e", "words": [[3661.5, 3662.04, "e"]]}]
 
