@@ -4,9 +4,9 @@ Every call runs one fresh process in its own temporary directory, with the text 
 and a Scheme snippet or flags for the voice and its prosody, so the audio depends only on
 (text, voice): byte-identical across calls and processes. ``synthesize_many`` speaks a
 speaker's sentences in one Festival process (as text2wave would, one after the other, each
-with its own seed): the same bytes without a start-up per sentence. The voices' own output gains are
-replaced by one level, ``TARGET_RMS`` times the voice's volume: the packaged gains range
-over a factor of seven and some clip. Not every voice can change its pitch or speed
+with its own seed): the same bytes without a start-up per sentence. The voices' own output
+gains are replaced by one level, ``TARGET_RMS`` times the voice's volume: the packaged gains
+range over a factor of seven and some clip. Not every voice can change its pitch or speed
 (``VoiceInfo``); Festival's HTS back end reads only the speed from its parameters and the
 Russian voice concatenates recorded units without prosody modification.
 """
@@ -107,8 +107,8 @@ _KEPT_PUNCTUATION = set(".,;:!?'\"()-")
 _MISSING_DIPHONE = re.compile(r"^UniSyn: using default diphone \S+ for \S+\n?", re.MULTILINE)
 
 # Evaluated after the voice is selected. Its own gain (kal x2.6, Czech x1.8) would clip, so it
-# goes (_level sets the level); the hook scales every F0 target, which all diphone voices follow, where their
-# own F0 settings are scattered over per-voice variables.
+# goes (_level sets the level); the hook scales every F0 target, which all diphone voices
+# follow, where their own F0 settings are scattered over per-voice variables.
 _FESTIVAL_SETUP = """\
 (set! after_synth_hooks nil)
 (define (mlkd_scale_f0 utt)
@@ -215,7 +215,8 @@ def synthesize_many(texts: Sequence[str], voice: SynthVoice) -> list[np.ndarray 
             except DataError:
                 continue
             (work / f"{i}.txt").write_bytes(data)
-            script.append(f'(format stderr "{_BATCH_MARK} {i}\\n")\n(mlkd_say {zlib.crc32(data) % 2**31} "{i}.txt" "{i}.wav")\n')
+            script.append(f'(format stderr "{_BATCH_MARK} {i}\\n")\n'
+                          f'(mlkd_say {zlib.crc32(data) % 2**31} "{i}.txt" "{i}.wav")\n')
         (work / "batch.scm").write_text("".join(script), encoding="ascii")
         try:
             run = subprocess.run(["festival", "-b", "batch.scm"], cwd=work,
