@@ -204,15 +204,16 @@ class ConvModule(nn.Module):
         return self.convolve(y)
 
 
-def causal_kernels(state: dict[str, torch.Tensor], kernel: int) -> dict[str, torch.Tensor]:
+def causal_kernels(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A full-context model's weights for a streaming one: each depthwise kernel keeps its taps on
     the current and past frames, in the places a causal kernel reads them, and drops the future
     ones (a centred tap ``j`` reads frame ``t + j - kernel // 2``, a causal tap ``t + j - kernel + 1``).
     So a causal convolution starts as the full-context one without its look-ahead."""
-    shift = kernel - 1 - kernel // 2
     out = dict(state)
     for name, weight in state.items():
         if name.endswith("depthwise.weight"):
+            kernel = weight.shape[-1]
+            shift = kernel - 1 - kernel // 2
             causal = torch.zeros_like(weight)
             causal[..., shift:] = weight[..., : kernel - shift]
             out[name] = causal

@@ -100,7 +100,7 @@ class FinetuneStage(TrainingStage):
         if self.init_model is not None:
             state = self.init_model.state_dict()
             if config.model.streaming is not None and self.init_model.config.streaming is None:
-                state = causal_kernels(state, config.model.conv_kernel)
+                state = causal_kernels(state)
                 logger.info("a streaming model (chunks of %s ms) from the full-context %s: the convolutions keep their "
                             "past and current taps", "/".join(map(str, config.model.streaming.chunk_ms)), config.init)
             load_model_state(model, state, where=str(Path(config.init) / "final.pt"), new_modules=LANGUAGE_MODULES)

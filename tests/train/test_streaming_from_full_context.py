@@ -15,7 +15,7 @@ def test_causal_kernels_keep_the_past_and_current_taps_in_their_places():
     a, b, c, d, e = 1.0, 2.0, 3.0, 4.0, 5.0
     state = {"encoder.layers.0.conv.depthwise.weight": torch.tensor([[[a, b, c, d, e]]]),
              "encoder.layers.0.conv.depthwise.bias": torch.tensor([9.0])}
-    out = causal_kernels(state, kernel=5)
+    out = causal_kernels(state)
     # centred taps read t-2, t-1, t, t+1, t+2; causal ones t-4 .. t: a, b, c keep reading t-2, t-1, t
     assert out["encoder.layers.0.conv.depthwise.weight"].tolist() == [[[0.0, 0.0, a, b, c]]]
     assert out["encoder.layers.0.conv.depthwise.bias"].tolist() == [9.0]
@@ -24,7 +24,7 @@ def test_causal_kernels_keep_the_past_and_current_taps_in_their_places():
 def test_the_causal_module_equals_the_full_context_one_where_it_has_no_future():
     torch.manual_seed(0)
     full, causal = ConvModule(8, 7, 0.0, causal=False).eval(), ConvModule(8, 7, 0.0, causal=True).eval()
-    causal.load_state_dict(causal_kernels(full.state_dict(), kernel=7))
+    causal.load_state_dict(causal_kernels(full.state_dict()))
     x, mask = torch.randn(1, 20, 8), torch.ones(1, 20, 1, dtype=torch.bool)
     last_full, last_causal = full(x, mask)[0, -1], causal(x, mask)[0, -1]
     torch.testing.assert_close(last_causal, last_full)  # the last frame has no future to look at
