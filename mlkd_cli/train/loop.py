@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
@@ -64,9 +63,10 @@ def lr_lambda(config: TrainConfig):
 
 
 def autocast(precision: str, device: torch.device):
-    """Mixed-precision context for ``precision``; bf16 on a CPU without native bf16 runs in fp32."""
+    """Mixed-precision context for ``precision`` (fp32: none, also inside another autocast); bf16 on a
+    CPU without native bf16 runs in fp32."""
     if precision == "fp32" or (precision == "bf16" and device.type == "cpu" and not cpu_has_bf16()):
-        return contextlib.nullcontext()
+        return torch.autocast(device.type, enabled=False)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
 
@@ -263,10 +263,15 @@ class Trainer:
     def finalize(self, out_dir: Path) -> dict[str, float]:
         """Average the chosen checkpoints into ``out_dir/final.pt``; return its dev metrics."""
         cfg = self.config
-        paths = select_for_average(list_checkpoints(self.ckpt_dir), self._valid_losses(), cfg.average, cfg.average_by)
+        checkpoints = list_checkpoints(self.ckpt_dir)
+        paths = select_for_average(checkpoints, self._valid_losses(), cfg.average, cfg.average_by)
         states = [load_training_state(p)["task"] for p in paths]
         load_model_state(self.task, average_state_dicts(states), f"average of {len(paths)} checkpoints")
-        valid = self.evaluate()
+        validated = {r["step"]: {k: v for k, v in r.items() if k not in ("kind", "step")}
+                     for r in read_metrics(self.metrics_path) if r.get("kind") == "valid"}
+        steps = [step for step, path in checkpoints if path in paths]
+        # one checkpoint: its validation measured these very weights, so the dev set is not run again
+        valid = validated[steps[0]] if len(steps) == 1 and steps[0] in validated else self.evaluate()
         model = self.task.asr_model
         save_model(out_dir / "final.pt", model, model.config)
         atomic_write_text(out_dir / "final_metrics.json",

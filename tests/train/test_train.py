@@ -107,6 +107,26 @@ def test_a_model_that_did_not_learn_and_a_short_average_are_warned_about(prepare
     assert "has not learned to transcribe" in warnings[1] and str(exp) in warnings[1]
 
 
+@pytest.mark.parametrize("average, evaluations", [(1, 2), (2, 3)])
+def test_final_metrics_of_one_checkpoint_are_its_validation(prepared: Path, tmp_path: Path, monkeypatch, average, evaluations):
+    """final.pt of one checkpoint is the validated weights: its metrics are that validation's, the
+    dev set is not run again; an average of two is new weights, validated anew."""
+    from mlkd_cli.train import loop
+
+    calls = []
+    evaluate = loop.Trainer.evaluate
+    monkeypatch.setattr(loop.Trainer, "evaluate", lambda self: calls.append(self.step) or evaluate(self))
+    cfg = write_train_config(tmp_path / "t.yaml", max_steps=4, valid_interval=2, average=average)
+    exp = tmp_path / "teacher"
+    assert run_cli(*teacher_args(prepared, cfg, exp)).exit_code == 0
+    assert len(calls) == evaluations
+    last = [r for r in map(json.loads, (exp / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "valid"][-1]
+    final = json.loads((exp / "final_metrics.json").read_text())
+    assert last["step"] == 4 and final["averaged"] == (["step-4.pt"] if average == 1 else ["step-2.pt", "step-4.pt"])
+    if average == 1:
+        assert {k: v for k, v in final.items() if k != "averaged"} == {k: v for k, v in last.items() if k not in ("kind", "step")}
+
+
 def mlkd_subprocess(args: list[str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mlkd_cli", *args], cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
