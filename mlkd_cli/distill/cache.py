@@ -90,7 +90,8 @@ def cached_targets(root: Path, links: Path, teacher: Teacher, cuts: CutSet, laye
                    vocab: VocabMap | None = None) -> CutSet:
     """``cuts`` with their teacher's targets attached: reused when cached in ``root``, else computed
     now; linked from ``links``/<lang>."""
-    settings = {"format": CACHE_FORMAT, "layers": layers, "log_probs": log_probs, "student_shift": student_shift}
+    settings = {"format": CACHE_FORMAT, "layers": layers, "log_probs": log_probs, "student_shift": student_shift,
+                "precision": precision}
     stage = shared_cache(root, cache_record("teacher-targets", teacher, cuts, settings), teacher.lang)
     cache_dir = stage.out_dir
     with stage.run() as out:

@@ -169,12 +169,21 @@ class LanguageTargets:
 
         return LanguageTargets(*(move(getattr(self, f.name)) for f in dataclasses.fields(self)))
 
+    def float(self) -> "LanguageTargets":
+        """The targets in fp32 (a teacher may run in bf16)."""
+        return dataclasses.replace(self, hidden=[h.float() for h in self.hidden],
+                                   log_probs=None if self.log_probs is None else self.log_probs.float(),
+                                   attention=None if self.attention is None else [a.float() for a in self.attention])
+
 
 class RoutedTargets(dict):
     """language → :class:`LanguageTargets`; travels with a Batch (``Batch.extra``)."""
 
     def to(self, device: torch.device) -> "RoutedTargets":
         return RoutedTargets({lang: t.to(device) for lang, t in self.items()})
+
+    def float(self) -> "RoutedTargets":
+        return RoutedTargets({lang: t.float() for lang, t in self.items()})
 
 
 def language_groups(langs: list[str]) -> dict[str, list[int]]:

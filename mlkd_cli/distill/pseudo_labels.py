@@ -31,7 +31,8 @@ TRANSCRIPTS = "transcripts.jsonl"
 def teacher_transcripts(root: Path, links: Path, teacher: Teacher, cuts: CutSet, device: torch.device,
                         precision: str, max_duration: float) -> dict[str, Transcript]:
     """cut id → the teacher's transcript of it (cached in ``root``, shared; linked from ``links``/<lang>)."""
-    stage = shared_cache(root, cache_record("teacher-transcripts", teacher, cuts, {"format": 1}), teacher.lang)
+    stage = shared_cache(root, cache_record("teacher-transcripts", teacher, cuts,
+                                            {"format": 1, "precision": precision}), teacher.lang)
     cache_dir = stage.out_dir
     with stage.run() as out:
         if out is not None:

@@ -38,6 +38,7 @@ from mlkd_cli.teachers.mlkd import MlkdTeacher
 from mlkd_cli.teachers.vocab import VocabMap
 from mlkd_cli.train.batches import KD_TEXT, AsrDataset, Batch
 from mlkd_cli.train.distributed import DistInfo, on_main
+from mlkd_cli.train.loop import autocast
 from mlkd_cli.train.runner import TrainingSetup, TrainingStage
 from mlkd_cli.train.task import Metrics, char_errors, language_ids
 
@@ -85,8 +86,9 @@ class DistillTask(nn.Module):
 
     def __init__(self, student: CtcModel, teachers: dict[str, Teacher], layers: LayerPlan, kd: KdConfig,
                  tokenizer: Tokenizer, lid_weight: float = 0.0, student_shift: float = 0.04,
-                 vocab_maps: Optional[dict[str, VocabMap]] = None):
+                 vocab_maps: Optional[dict[str, VocabMap]] = None, teacher_precision: str = "fp32"):
         super().__init__()
+        self.teacher_precision = teacher_precision
         self.lid_weight = lid_weight
         self.asr_model = student
         self.teachers = teachers  # a plain dict: not a submodule, so not trained, saved or moved by .to()
@@ -103,8 +105,10 @@ class DistillTask(nn.Module):
             return RoutedTargets()
         features = batch.features if self.kd.teacher_input == "augmented" else batch.unaugmented
         inputs = TeacherInputs(features, batch.feature_lens, batch.audio, batch.audio_lens)
-        return run_teachers(self.teachers, inputs, batch.langs, self.layers.teacher, self.student_shift,
-                            self.vocab_maps, log_probs=self.kd.kl_weight > 0, attention=self.kd.attention_weight > 0)
+        with autocast(self.teacher_precision, features.device):
+            targets = run_teachers(self.teachers, inputs, batch.langs, self.layers.teacher, self.student_shift,
+                                   self.vocab_maps, log_probs=self.kd.kl_weight > 0, attention=self.kd.attention_weight > 0)
+        return targets.float()
 
     def losses(self, out: CtcOutput, targets: RoutedTargets, batch: Batch,
                lang_ids: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -219,7 +223,7 @@ class DistillStage(TrainingStage):
         student = build_model(config.model)
         student.encoder.normalizer.set_stats(*global_stats(self.train_cuts))
         task = DistillTask(student, teachers, layers, config.kd, tokenizer, config.lid_weight, self.student_shift,
-                           self.vocab_maps)
+                           self.vocab_maps, config.teacher_precision)
         teacher_params = max(t.num_parameters for t in teachers.values())
         logger.info("student: %d parameters (%.2f of the largest teacher's %d); layers %s from teachers %s",
                     num_parameters(student), num_parameters(student) / teacher_params, teacher_params, layers.student,
@@ -305,7 +309,7 @@ def pseudo_labelled(root: Path, links: Path, teachers: dict[str, Teacher], cuts:
     """The training cuts with every teacher's (filtered) transcript attached."""
 
     def transcribe() -> dict:
-        return {lang: teacher_transcripts(root, links, teacher, own_cuts(cuts, lang), dist.device, config.train.precision,
+        return {lang: teacher_transcripts(root, links, teacher, own_cuts(cuts, lang), dist.device, config.teacher_precision,
                                           2 * config.train.max_duration)
                 for lang, teacher in sorted(teachers.items())}
 
@@ -324,7 +328,7 @@ def cache_all(root: Path, links: Path, teachers: dict[str, Teacher], cuts: CutSe
                 out.extend(own)  # taught by its transcripts only
                 continue
             attached = cached_targets(root, links, teacher, own, layers.teacher[lang], config.kd.kl_weight > 0, dist.device,
-                                      config.train.precision, 2 * config.train.max_duration,
+                                      config.teacher_precision, 2 * config.train.max_duration,
                                       student_shift=student_shift, vocab=vocab_maps[lang])
             texts = {c.id: c.custom.get(KD_TEXT) for c in own if c.custom and c.custom.get(KD_TEXT)}
             out.extend(c.with_custom(KD_TEXT, texts[c.id]) if c.id in texts else c for c in attached)

@@ -196,6 +196,38 @@ def test_distill_loss_weights_languages_by_frames(tmp_path):
     assert total.item() == pytest.approx(2.0 * expected_layer + 0.5 * ctc, rel=1e-5)
 
 
+def test_bf16_teachers_give_fp32_targets_close_to_fp32_ones(tmp_path, monkeypatch):
+    """kd teacher_precision: bf16 runs the teachers under bf16 autocast (here forced native), and
+    their targets reach the losses in fp32, within bf16's rounding of the fp32 teachers' targets."""
+    from mlkd_cli.train import loop
+
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)
+    teachers = two_teachers(tmp_path)
+    plan = LayerPlan([1, 2], {"de": [1, 2], "en": [1, 2]}, [1.0, 1.0])
+    kd = KdConfig(kl_weight=1.0, targets="on-the-fly")
+    batch = make_batch([80, 50, 64], ["en", "de", "en"])
+    reference = DistillTask(model(), teachers, plan, kd, tokenizer=None).teacher_targets(batch)
+    bf16 = DistillTask(model(), teachers, plan, kd, tokenizer=None, teacher_precision="bf16").teacher_targets(batch)
+    for lang in ("de", "en"):
+        for ours, theirs in zip(bf16[lang].hidden + [bf16[lang].log_probs], reference[lang].hidden + [reference[lang].log_probs]):
+            assert ours.dtype == torch.float32 and not torch.equal(ours, theirs)
+            assert (ours - theirs).abs().max().item() <= 0.05 * theirs.abs().max().item()
+    inside_bf16 = DistillTask(model(), teachers, plan, kd, tokenizer=None, teacher_precision="fp32")
+    with loop.autocast("bf16", torch.device("cpu")):  # a bf16 student's step: fp32 teachers stay fp32
+        again = inside_bf16.teacher_targets(batch)
+    assert all(torch.equal(a, b) for a, b in zip(again["en"].hidden, reference["en"].hidden))
+
+
+def test_teacher_precision_defaults_to_the_trainings_and_is_checked():
+    from mlkd_cli.experiment.config import DistillConfig, TrainConfig
+
+    train = TrainConfig(precision="bf16")
+    assert DistillConfig(data="d", teachers=("en=x",), train=train).teacher_precision == "bf16"
+    assert DistillConfig(data="d", teachers=("en=x",), train=train, kd=KdConfig(teacher_precision="fp32")).teacher_precision == "fp32"
+    with pytest.raises(ConfigError, match="kd teacher_precision 'int8' is not one of fp32, bf16, fp16"):
+        KdConfig(teacher_precision="int8")
+
+
 def test_teachers_are_frozen_and_not_part_of_the_student_checkpoint(tmp_path):
     teachers = two_teachers(tmp_path)
     for t in teachers.values():
