@@ -17,15 +17,17 @@ STAGES = {"0": "corpus", "1": "prepare", "2": "teachers", "3": "distill", "4": "
 
 
 def machine() -> str:
-    """Cores, CPU model, torch and its CPU capability, whether bf16 is native, GPUs."""
+    """Cores, CPU model, torch and its CPU capability, whether bf16 is native, the memory allocator, GPUs."""
     import torch
 
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor() or "unknown CPU")
     bf16 = "native" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "emulated (presets fall back to fp32)"
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    allocator = "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "glibc malloc"
     return (f"{len(os.sched_getaffinity(0))} CPU cores ({model}), torch {torch.__version__}, CPU capability "
-            f"{torch.backends.cpu.get_cpu_capability()}, bf16 {bf16}; " + (", ".join(gpus) if gpus else "no GPU"))
+            f"{torch.backends.cpu.get_cpu_capability()}, bf16 {bf16}, {allocator}; "
+            + (", ".join(gpus) if gpus else "no GPU"))
 
 
 def commit() -> str:

@@ -202,6 +202,25 @@ def test_streaming_trains_streaming_students_and_decodes_them_as_a_stream(tmp_pa
     assert score.endswith(f"{tmp_path}/exp/student/decode_test_ctc-greedy_streaming")
 
 
+@pytest.mark.parametrize("malloc", ["jemalloc", "glibc"])
+def test_every_command_runs_with_jemalloc_unless_told_otherwise(tmp_path, prepared_en_de, malloc):
+    """local/install_system_deps.sh installs libjemalloc2; run.sh preloads it for every mlkd command
+    (and RESULTS.md names the allocator), MLKD_MALLOC=glibc keeps glibc's malloc."""
+    path = stand_in_mlkd(tmp_path, f'echo "$1 LD_PRELOAD=${{LD_PRELOAD:-}}" >> {tmp_path}/mlkd.log\n')
+    env = {**os.environ, "MLKD_MALLOC": malloc}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "environ", env)
+        result = run_sh(tmp_path, "--stage", "2", "--stop-stage", "2", "--langs", "de en", "--preset", "tiny",
+                        "--data", str(prepared_en_de), path=path)
+    assert result.returncode == 0, result.stderr
+    preloads = {line.split(" ", 1)[1] for line in (tmp_path / "mlkd.log").read_text().splitlines()}
+    jemalloc = subprocess.run(["bash", "-c", "ldconfig -p | awk '$1 == \"libjemalloc.so.2\" {print $NF; exit}'"],
+                              capture_output=True, text=True).stdout.strip()
+    assert jemalloc.endswith("libjemalloc.so.2")
+    assert preloads == {f"LD_PRELOAD={jemalloc if malloc == 'jemalloc' else ''}"}
+    assert f", {'jemalloc' if malloc == 'jemalloc' else 'glibc malloc'}; " in result.stdout  # RESULTS.md's machine line
+
+
 def test_a_run_times_its_stages_and_writes_results(tmp_path, prepared_en_de):
     """Every local run ends by printing and writing RESULTS.md: the command, commit, machine, each
     stage's wall time (a later run's stages replace the earlier's) and the scores once stage 7 ran."""
