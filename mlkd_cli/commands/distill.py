@@ -39,9 +39,11 @@ def distill(data_dir: Path, model_config: Path | None, kd_config: Path | None, t
             exp_dir: Path) -> None:
     """Distill one teacher per language into a multilingual student in EXP_DIR.
 
-    A TEACHER is an mlkd experiment dir (DIR or LANG=DIR), a Hugging Face CTC checkpoint dir
-    (LANG=hf:DIR, needs `pip install 'mlkd[hf]'`) or a sherpa-onnx CTC model dir
-    (LANG=onnx:DIR, or LANG=onnx-<loader>:DIR with loader zipformer-ctc, nemo-ctc, wenet-ctc).
+    A TEACHER is an mlkd experiment dir (DIR or LANG=DIR; a language-adaptive student named as
+    DIR teaches each of its languages, e.g. a full-context student teaching a streaming one),
+    a Hugging Face CTC checkpoint dir (LANG=hf:DIR, needs `pip install 'mlkd[hf]'`) or a
+    sherpa-onnx CTC model dir (LANG=onnx:DIR, or LANG=onnx-<loader>:DIR with loader
+    zipformer-ctc, nemo-ctc, wenet-ctc).
     Every utterance is distilled from its own language's teacher: the student's layers learn
     the teacher's hidden layers through per-language projections, at the student's frame
     rate; posteriors go through a vocabulary map; black boxes teach by their transcripts

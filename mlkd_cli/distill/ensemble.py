@@ -23,7 +23,7 @@ from mlkd_cli.experiment.config import FeatureSpec, KdConfig
 from mlkd_cli.models.subsampling import subsampled_lengths
 from mlkd_cli.teachers.base import Teacher, TeacherInputs
 from mlkd_cli.teachers.frames import align_frames
-from mlkd_cli.teachers.load import load_teacher, parse_teacher_arg
+from mlkd_cli.teachers.load import load_teachers_of, parse_teacher_arg
 from mlkd_cli.teachers.mlkd import MlkdTeacher
 from mlkd_cli.teachers.vocab import VocabMap, build_vocab_map
 
@@ -125,14 +125,15 @@ def load_teachers(args: list[str], data: PreparedData, train_cuts: CutSet, data_
             raise ConfigError(f"two teachers for language {spec.lang!r}: {teachers[spec.lang].path} and {spec.path}; keep one")
         if spec.lang and spec.lang not in data_langs:  # before loading anything heavy
             raise DataError(_no_data(spec.path, spec.lang, data, data_langs))
-        teacher = load_teacher(spec)
-        if teacher.lang in teachers:
-            raise ConfigError(f"two teachers for language {teacher.lang!r}: {teachers[teacher.lang].path} and {spec.path}; keep one")
-        if teacher.lang not in data_langs:
-            raise DataError(_no_data(spec.path, teacher.lang, data, data_langs))
-        if isinstance(teacher, MlkdTeacher):
-            check_mlkd_teacher(teacher, data)
-        teachers[teacher.lang] = teacher
+        for teacher in load_teachers_of(spec, data_langs):
+            if teacher.lang in teachers:
+                raise ConfigError(f"two teachers for language {teacher.lang!r}: {teachers[teacher.lang].path} and "
+                                  f"{spec.path}; keep one")
+            if teacher.lang not in data_langs:
+                raise DataError(_no_data(spec.path, teacher.lang, data, data_langs))
+            if isinstance(teacher, MlkdTeacher):
+                check_mlkd_teacher(teacher, data)
+            teachers[teacher.lang] = teacher
     missing = [lang for lang in data_langs if lang not in teachers]
     if missing:
         raise DataError(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Sequence
 
 from mlkd_cli.errors import ConfigError
 from mlkd_cli.teachers.base import Teacher
@@ -50,6 +50,16 @@ def parse_teacher_arg(arg: str) -> TeacherSpec:
         raise ConfigError(f"teacher {arg}: unknown kind {kind!r}; use DIR (mlkd), hf:DIR, onnx:DIR or onnx-<loader>:DIR")
     return TeacherSpec(lang, kind, Path(path), loader)
 
+
+
+def load_teachers_of(spec: TeacherSpec, langs: Sequence[str]) -> list[Teacher]:
+    """The teachers one argument gives: one, or for a language-adaptive mlkd model dir named without
+    LANG=, one for each of its languages among ``langs``."""
+    if spec.kind == "mlkd" and spec.lang is None:
+        from mlkd_cli.teachers.mlkd import load_mlkd_teachers
+
+        return list(load_mlkd_teachers(spec.path, langs))
+    return [load_teacher(spec)]
 
 
 def load_teacher(arg: str | TeacherSpec) -> Teacher:

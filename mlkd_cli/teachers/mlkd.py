@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
 from mlkd_cli.contracts import TOKENS_FILE, read_tokens
-from mlkd_cli.errors import ConfigError
+from mlkd_cli.errors import ConfigError, DataError
 from mlkd_cli.experiment.model_dir import TOKENIZER_DIR, ModelDir, load_model_dir
 from mlkd_cli.fsutil import file_digest
 from mlkd_cli.models import CtcModel
@@ -65,8 +65,25 @@ def load_mlkd_teacher(lang: Optional[str], path: Path) -> MlkdTeacher:
     lang = lang or loaded.own_language
     if not lang:
         raise ConfigError(f"{path / 'config.yaml'}: not a teacher of one language; name its language as LANG={path}")
-    tokens_file = path / TOKENIZER_DIR / TOKENS_FILE
-    tokens = tuple(read_tokens(tokens_file))
+    return _teacher(lang, path, loaded)
+
+
+def load_mlkd_teachers(path: Path, langs: Sequence[str]) -> list[MlkdTeacher]:
+    """The teachers a model dir named without LANG= gives: a teacher of its own language, or a
+    language-adaptive student of each of its languages among ``langs`` (one model, shared): a
+    full-context student teaching a streaming one, say."""
+    loaded = load_model_dir(path)
+    if loaded.own_language or not loaded.languages:
+        return [load_mlkd_teacher(None, path)]
+    taught = [lang for lang in loaded.languages if lang in langs]
+    if not taught:
+        raise DataError(f"{path}: a model of {', '.join(loaded.languages)}, none of which the training data has "
+                        f"(its languages: {', '.join(langs)}); leave it out")
+    return [_teacher(lang, path, loaded) for lang in taught]
+
+
+def _teacher(lang: str, path: Path, loaded: ModelDir) -> MlkdTeacher:
+    tokens = tuple(read_tokens(path / TOKENIZER_DIR / TOKENS_FILE))
     loaded.model.eval().requires_grad_(False)
     return MlkdTeacher(lang, path, file_digest(loaded.weights), loaded.model, loaded.inference.features.frame_shift,
                        tokens, loaded)

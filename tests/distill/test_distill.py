@@ -212,3 +212,22 @@ def test_a_streaming_student_distils_from_full_context_teachers_and_keeps_stream
     read = lambda d: (student / d / "hyp.text").read_text().splitlines()  # noqa: E731
     same = sum(a == b for a, b in zip(read("decode_test_ctc-greedy_streaming-160ms"), read("decode_test_ctc-greedy_chunk-160ms")))
     assert same >= 0.9 * len(read("decode_test_ctc-greedy_chunk-160ms"))  # online fbank vs lhotse's: ~1e-4 apart
+
+
+def test_a_full_context_student_named_without_languages_teaches_each_of_them(prepared, distilled, tmp_path):
+    """A language-adaptive student as the teacher of a streaming one: named as DIR, it teaches every
+    language of the data (one model); config.yaml records it once per language."""
+    streaming_model = Path(__file__).resolve().parents[2] / "conf" / "model" / "student_tiny_streaming.yaml"
+    kd = tmp_path / "kd.yaml"
+    kd.write_text(yaml.safe_dump({"kl_weight": 1.0, "ctc_weight": 0.5}))
+    exp = tmp_path / "student_kd"
+    result = run_cli("distill", "--data", prepared, "--model-config", streaming_model, "--kd-config", kd,
+                     "--train-config", train_yaml(tmp_path / "t.yaml", max_steps=20), distilled, exp)
+    assert result.exit_code == 0, result.output
+    config = yaml.safe_load((exp / "config.yaml").read_text())
+    assert config["teachers"] == [f"{lang}={distilled.resolve()}" for lang in ("de", "en", "ru")]
+    records = train_records(exp)
+    assert records[-1]["kd"] < 0.8 * records[0]["kd"]
+    again = run_cli("distill", "--data", prepared, "--model-config", streaming_model, "--kd-config", kd,
+                    "--train-config", tmp_path / "t.yaml", distilled, f"en={distilled}", tmp_path / "other")
+    assert again.exit_code == 1 and "two teachers for language 'en'" in again.output
