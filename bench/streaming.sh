@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Streaming: trains the demo's streaming student (conf/model/student_demo_streaming.yaml) by
-# distillation from full-context teachers and fine-tuning, with the KD delay of each arm, and
-# from the full-context student (`finetune --init FULL --model-config STREAMING`, as many updates
-# as the presets' fine-tuning), then
+# distillation from full-context teachers and fine-tuning, with the KD delay of each arm; from
+# the full-context student (`finetune --init FULL --model-config STREAMING`, as many updates as
+# the presets' fine-tuning); and by distillation from the full-context student as the teacher of
+# every language (the first delay), then fine-tuning; then
 # bench/streaming.py decodes the test set chunk by chunk at 160, 320 and 640 ms and prints CER
 # against the full-context student, real-time factor, emission latency and when the language
 # decision settles.
@@ -59,5 +60,15 @@ mlkd finetune --data "$data" --init "$full" --model-config conf/model/student_de
   >"$work/student_from_full.log" 2>&1
 echo "from the full-context student: trained in ${SECONDS} s"
 students="$students $work/student_from_full"
+# the full-context student as the streaming student's teacher (every language), then fine-tuning
+SECONDS=0
+sed "s/^teacher_input:.*/&\ndelay_ms: ${delays%% *}/" conf/kd/demo.yaml >"$work/kd_from_full.yaml"
+mlkd distill --data "$data" --model-config conf/model/student_demo_streaming.yaml --kd-config "$work/kd_from_full.yaml" \
+  --lid-weight 3 --train-config "$work/distill.yaml" --max-steps "$(steps distill)" "$full" "$work/kd_from_full" \
+  >"$work/kd_from_full.log" 2>&1
+mlkd finetune --data "$data" --init "$work/kd_from_full" --lid-weight 3 --train-config "$work/finetune.yaml" \
+  --max-steps "$(steps finetune)" "$work/student_kd_from_full" >"$work/student_kd_from_full.log" 2>&1
+echo "distilled from the full-context student: trained in ${SECONDS} s"
+students="$students $work/student_kd_from_full"
 # shellcheck disable=SC2086
 python bench/streaming.py --data "$data" --full-context "$full" $students

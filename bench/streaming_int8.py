@@ -1,0 +1,97 @@
+"""int8 for devices: a streaming student's test-set CER through sherpa-onnx's OnlineRecognizer on the
+fp32 and int8 graphs of `mlkd export --streaming --int8`, beside mlkd's own `decode --streaming`.
+
+  python bench/streaming_int8.py MODEL_DIR CUTS [--chunk-ms 320]
+
+Prints per language and overall the greedy CER of mlkd (`mlkd decode --streaming`), of sherpa-onnx
+on model.onnx and on model.int8.onnx, the int8 / fp32 ratio, and on what share of utterances
+sherpa-onnx gives mlkd's text. sherpa-onnx runs in a subprocess (its own onnxruntime); each
+utterance is fed whole and decoded chunk by chunk, as a stream that ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from mlkd_cli.decode.inputs import resolve_inputs
+from mlkd_cli.score.metrics import score_languages, score_utterance
+from mlkd_cli.score.reading import read_text
+
+SHERPA = r"""
+import json, sys
+import numpy as np, sherpa_onnx
+model, tokens, chunk_size, left, audio = sys.argv[1:]
+recognizer = sherpa_onnx.OnlineRecognizer.from_wenet_ctc(
+    model=model, tokens=tokens, chunk_size=int(chunk_size), num_left_chunks=int(left), num_threads=1,
+    sample_rate=16000, feature_dim=80, decoding_method="greedy_search")
+texts = []
+for samples in np.load(audio, allow_pickle=True):
+    stream = recognizer.create_stream()
+    stream.accept_waveform(16000, samples)
+    stream.input_finished()
+    while recognizer.is_ready(stream):
+        recognizer.decode_stream(stream)
+    texts.append(recognizer.get_result(stream))
+print(json.dumps(texts))
+"""
+
+
+def sherpa_texts(model: Path, chunk_ms: int, audio_file: Path) -> list[str]:
+    import onnxruntime
+
+    meta = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_modelmeta()
+    left = meta.custom_metadata_map["num_left_chunks"]
+    result = subprocess.run([sys.executable, "-c", SHERPA, str(model), str(model.parent / "tokens.txt"),
+                             str(chunk_ms // 40), left, str(audio_file)], check=True, capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("cuts", type=Path)
+    parser.add_argument("--chunk-ms", type=int, default=320)
+    args = parser.parse_args()
+    mlkd = [sys.executable, "-m", "mlkd_cli"]
+    out = args.model_dir / f"export_streaming_{args.chunk_ms}ms"
+    subprocess.run([*mlkd, "export", str(args.model_dir), "--streaming", "--chunk-ms", str(args.chunk_ms), "--int8",
+                    "--force"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    name = f"int8bench_{args.chunk_ms}ms"
+    subprocess.run([*mlkd, "decode", str(args.model_dir), str(args.cuts), "--streaming", "--chunk-ms", str(args.chunk_ms),
+                    "--name", name, "--force"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    decode_dir = next(args.model_dir.glob(f"decode_{name}_*"))
+    ours = read_text(decode_dir / "hyp.text")
+    items = resolve_inputs([str(args.cuts)]).items
+    with tempfile.TemporaryDirectory() as tmp:
+        audio_file = Path(tmp) / "audio.npy"
+        audio = np.empty(len(items), dtype=object)
+        audio[:] = [item.cut.resample(16000).load_audio()[0].astype(np.float32) for item in items]
+        np.save(audio_file, audio, allow_pickle=True)
+        hyps = {"mlkd": [ours.get(item.id, "") for item in items]}
+        for graph in ("model.onnx", "model.int8.onnx"):
+            hyps[graph] = sherpa_texts(out / graph, args.chunk_ms, audio_file)
+    scores = {arm: score_languages([score_utterance(item.id, item.ref_text, hyp, item.ref_lang)
+                                    for item, hyp in zip(items, texts)]) for arm, texts in hyps.items()}
+    same = {graph: np.mean([a == b for a, b in zip(hyps[graph], hyps["mlkd"])]) for graph in ("model.onnx", "model.int8.onnx")}
+    print(f"{args.model_dir} at {args.chunk_ms} ms, {len(items)} utterances of {args.cuts}")
+    print(f"{'language':9} {'mlkd CER':>9} {'fp32 CER':>9} {'int8 CER':>9} {'int8/fp32':>10}")
+    overall = {arm: s[0] for arm, s in scores.items()}
+    rows = [(lang, {arm: scores[arm][1][lang] for arm in scores}) for lang in scores["mlkd"][1]] + [("all", overall)]
+    for lang, by_arm in rows:
+        cer = {arm: 100 * s.chars.rate for arm, s in by_arm.items()}
+        print(f"{lang:9} {cer['mlkd']:9.2f} {cer['model.onnx']:9.2f} {cer['model.int8.onnx']:9.2f} "
+              f"{cer['model.int8.onnx'] / cer['model.onnx']:10.3f}")
+    print(f"sherpa-onnx gives mlkd's text: fp32 {100 * same['model.onnx']:.1f}% of utterances, "
+          f"int8 {100 * same['model.int8.onnx']:.1f}%")
+
+
+if __name__ == "__main__":
+    main()
