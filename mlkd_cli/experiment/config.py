@@ -208,7 +208,6 @@ class KdConfig:
     # learns the teacher's frame t (hidden layers and posteriors), d = delay_ms of output frames.
     delay_ms: int = dataclasses.field(default=0, metadata=ADDED)
     # The precision the teachers run in (their targets and transcripts); "": the training's.
-    # bf16 teachers cost about a fifth less per pass on a CPU with native bf16 (bench/README.md).
     teacher_precision: str = dataclasses.field(default="", metadata=ADDED)
 
     def __post_init__(self) -> None:
