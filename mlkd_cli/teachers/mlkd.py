@@ -64,7 +64,7 @@ def load_mlkd_teacher(lang: Optional[str], path: Path) -> MlkdTeacher:
     loaded = load_model_dir(path)
     lang = lang or loaded.own_language
     if not lang:
-        raise ConfigError(f"{path / 'config.yaml'}: not a teacher of one language; name its language as LANG={path}")
+        raise _no_language(path)
     return _teacher(lang, path, loaded)
 
 
@@ -73,13 +73,19 @@ def load_mlkd_teachers(path: Path, langs: Sequence[str]) -> list[MlkdTeacher]:
     language-adaptive student of each of its languages among ``langs`` (one model, shared): a
     full-context student teaching a streaming one, say."""
     loaded = load_model_dir(path)
-    if loaded.own_language or not loaded.languages:
-        return [load_mlkd_teacher(None, path)]
+    if loaded.own_language:
+        return [_teacher(loaded.own_language, path, loaded)]
+    if not loaded.languages:
+        raise _no_language(path)
     taught = [lang for lang in loaded.languages if lang in langs]
     if not taught:
         raise DataError(f"{path}: a model of {', '.join(loaded.languages)}, none of which the training data has "
                         f"(its languages: {', '.join(langs)}); leave it out")
     return [_teacher(lang, path, loaded) for lang in taught]
+
+
+def _no_language(path: Path) -> ConfigError:
+    return ConfigError(f"{path / 'config.yaml'}: not a teacher of one language; name its language as LANG={path}")
 
 
 def _teacher(lang: str, path: Path, loaded: ModelDir) -> MlkdTeacher:
