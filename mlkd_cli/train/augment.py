@@ -50,6 +50,7 @@ def use_fast_resampling() -> None:
                        "resample with lhotse's slower torch resampler")
         return
     _libsox_failures_only()
+    _libsox_frees_with_the_process_allocator()
     set_current_resampling_backend("sox")
 
 
@@ -65,6 +66,20 @@ def _libsox_failures_only() -> None:
     get_globals = libsox.libsox.sox_get_globals
     get_globals.restype = ctypes.POINTER(ctypes.c_uint)
     get_globals().contents.value = 1
+
+
+def _libsox_frees_with_the_process_allocator() -> None:
+    """lhotse frees libsox's buffers with the free() it looks up in libc.so.6 itself. Under a
+    preloaded allocator (jemalloc: local/run.sh) libsox allocates with that allocator's malloc,
+    and glibc's free aborts the process ("munmap_chunk(): invalid pointer"); the free() the
+    process resolves is the one that pairs with libsox's malloc, preloaded or not."""
+    import ctypes
+
+    from lhotse.tools import libsox
+
+    free = ctypes.CDLL(None).free
+    free.argtypes, free.restype = [ctypes.c_void_p], None
+    libsox.sox_free = free
 
 
 @dataclasses.dataclass(frozen=True)

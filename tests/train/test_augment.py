@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -346,3 +349,23 @@ def test_libsox_says_nothing_on_the_terminal_about_clipped_samples(capfd):
         assert "rate clipped" in capfd.readouterr().err
     finally:
         verbosity.contents.value = 1
+
+
+def test_libsox_resamples_under_a_preloaded_jemalloc():
+    """local/run.sh preloads jemalloc; lhotse frees libsox's buffers with libc.so.6's own free(),
+    which aborts on jemalloc's memory unless mlkd hands it the process's free()."""
+    jemalloc = subprocess.run(["bash", "-c", "ldconfig -p | awk '$1 == \"libjemalloc.so.2\" {print $NF; exit}'"],
+                              capture_output=True, text=True).stdout.strip()
+    assert jemalloc, "libjemalloc2 is one of local/install_system_deps.sh's packages"
+    script = ("import numpy as np\n"
+              "from lhotse.tools import libsox\n"
+              "from mlkd_cli.train.augment import use_fast_resampling\n"
+              "use_fast_resampling()\n"
+              "audio = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32)\n"
+              "for _ in range(20):\n"
+              "    out, rate = libsox.libsox_rate(audio, 16000, 8000)\n"
+              "print(out.shape, rate)\n")
+    result = subprocess.run([sys.executable, "-c", script], env={**os.environ, "LD_PRELOAD": jemalloc},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.strip() == "(8000,) 8000"
