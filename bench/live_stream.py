@@ -53,6 +53,7 @@ def decode(samples):
             recognizer.decode_stream(stream)
             chunks += 1
         recognizer.get_result(stream)
+    stream.accept_waveform(16000, np.zeros(16 * (int(chunk_size) * 40 + 40), np.float32))  # its last chunk
     stream.input_finished()
     while recognizer.is_ready(stream):
         recognizer.decode_stream(stream)

@@ -6,7 +6,8 @@ fp32 and int8 graphs of `mlkd export --streaming --int8`, beside mlkd's own `dec
 Prints per language and overall the greedy CER of mlkd (`mlkd decode --streaming`), of sherpa-onnx
 on model.onnx and on model.int8.onnx, the int8 / fp32 ratio, and on what share of utterances
 sherpa-onnx gives mlkd's text. sherpa-onnx runs in a subprocess (its own onnxruntime); each
-utterance is fed whole and decoded chunk by chunk, as a stream that ends.
+utterance is fed whole, then a chunk and 40 ms of silence (sherpa-onnx decodes no partial last
+chunk), and decoded chunk by chunk, as a stream that ends.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ texts = []
 for samples in np.load(audio, allow_pickle=True):
     stream = recognizer.create_stream()
     stream.accept_waveform(16000, samples)
+    stream.accept_waveform(16000, np.zeros(int(16 * (int(chunk_size) * 40 + 40)), np.float32))  # its last chunk (docs/decode.md)
     stream.input_finished()
     while recognizer.is_ready(stream):
         recognizer.decode_stream(stream)
