@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import left_chunks, mlkd
 from mlkd_cli.decode.decoder import DecodeConfig, load_for_decoding
 from mlkd_cli.decode.inputs import resolve_inputs
 from mlkd_cli.decode.streaming import StreamingDecoder, online_fbank
@@ -99,21 +100,13 @@ def step_arm(model_dir: Path, audio: list[np.ndarray], chunk: int) -> float:
 def sherpa_arm(model_dir: Path, audio_file: Path, chunk: int, threads: int, int8: bool) -> tuple[float, int]:
     out = model_dir / f"export_streaming_{chunk}ms"
     if not (out / "model.int8.onnx").exists():
-        subprocess.run([sys.executable, "-m", "mlkd_cli", "export", str(model_dir), "--streaming", "--chunk-ms", str(chunk),
-                        "--int8", "--force"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    left = read_left_chunks(out / "model.onnx")
+        mlkd("export", str(model_dir), "--streaming", "--chunk-ms", str(chunk), "--int8", "--force")
+    left = left_chunks(out / "model.onnx")
     model = out / ("model.int8.onnx" if int8 else "model.onnx")
     result = subprocess.run([sys.executable, "-c", SHERPA, str(model), str(out / "tokens.txt"), str(chunk // 40),
                              str(left), str(threads), str(audio_file)], check=True, capture_output=True, text=True)
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     return figures["seconds"], figures["chunks"]
-
-
-def read_left_chunks(model: Path) -> int:
-    import onnxruntime
-
-    meta = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_modelmeta()
-    return int(meta.custom_metadata_map["num_left_chunks"])
 
 
 def main() -> None:

@@ -18,15 +18,14 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from kaldialign import align
 
+from live_stream import mlkd_arm
 from mlkd_cli.decode.decoder import DecodeConfig, Decoder, load_for_decoding
 from mlkd_cli.decode.inputs import resolve_inputs
-from mlkd_cli.decode.streaming import StreamingDecoder
 from mlkd_cli.score import score_decode_dir
 
 CHUNKS = (160, 320, 640)
@@ -133,10 +132,7 @@ def single_stream_rtf(student: Path, items: list, chunk: int) -> float:
     import torch
 
     torch.set_num_threads(2)
-    decoder = StreamingDecoder(load_for_decoding(student), DecodeConfig(streaming=True, chunk_ms=chunk), streams=1)
-    start = time.perf_counter()
-    decoder.decode(items)
-    return (time.perf_counter() - start) / sum(item.cut.duration for item in items)
+    return mlkd_arm(student, items, chunk) / sum(item.cut.duration for item in items)
 
 
 def decode_streaming(student: Path, cuts: Path, chunk: int, out: Path) -> list[dict]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common import left_chunks, mlkd
 from mlkd_cli.decode.inputs import resolve_inputs
 from mlkd_cli.score.metrics import score_languages, score_utterance
 from mlkd_cli.score.reading import read_text
@@ -46,12 +47,9 @@ print(json.dumps(texts))
 
 
 def sherpa_texts(model: Path, chunk_ms: int, audio_file: Path) -> list[str]:
-    import onnxruntime
-
-    meta = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_modelmeta()
-    left = meta.custom_metadata_map["num_left_chunks"]
     result = subprocess.run([sys.executable, "-c", SHERPA, str(model), str(model.parent / "tokens.txt"),
-                             str(chunk_ms // 40), left, str(audio_file)], check=True, capture_output=True, text=True)
+                             str(chunk_ms // 40), str(left_chunks(model)), str(audio_file)], check=True,
+                            capture_output=True, text=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -61,14 +59,11 @@ def main() -> None:
     parser.add_argument("cuts", type=Path)
     parser.add_argument("--chunk-ms", type=int, default=320)
     args = parser.parse_args()
-    mlkd = [sys.executable, "-m", "mlkd_cli"]
     out = args.model_dir / f"export_streaming_{args.chunk_ms}ms"
-    subprocess.run([*mlkd, "export", str(args.model_dir), "--streaming", "--chunk-ms", str(args.chunk_ms), "--int8",
-                    "--force"],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mlkd("export", str(args.model_dir), "--streaming", "--chunk-ms", str(args.chunk_ms), "--int8", "--force")
     name = f"int8bench_{args.chunk_ms}ms"
-    subprocess.run([*mlkd, "decode", str(args.model_dir), str(args.cuts), "--streaming", "--chunk-ms", str(args.chunk_ms),
-                    "--name", name, "--force"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mlkd("decode", str(args.model_dir), str(args.cuts), "--streaming", "--chunk-ms", str(args.chunk_ms), "--name", name,
+         "--force")
     decode_dir = next(args.model_dir.glob(f"decode_{name}_*"))
     ours = read_text(decode_dir / "hyp.text")
     items = resolve_inputs([str(args.cuts)]).items

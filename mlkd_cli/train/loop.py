@@ -62,6 +62,10 @@ def lr_lambda(config: TrainConfig):
     return factor
 
 
+def _losses(validations: dict[int, dict[str, float]]) -> dict[int, float]:
+    return {step: metrics["loss"] for step, metrics in validations.items()}
+
+
 def autocast(precision: str, device: torch.device):
     """Mixed-precision context for ``precision`` (fp32: none, also inside another autocast); bf16 on a
     CPU without native bf16 runs in fp32."""
@@ -242,13 +246,15 @@ class Trainer:
             self._log({"kind": "valid", "step": self.step, **valid})
             logger.info("step %d: %s", self.step, "  ".join(f"dev {k} {v:.4f}" for k, v in valid.items()))
             save_training_state(checkpoint_path(self.ckpt_dir, self.step), self.state_dict(valid))
-            prune_checkpoints(list_checkpoints(self.ckpt_dir), self._valid_losses(), self.config.keep_checkpoints,
+            prune_checkpoints(list_checkpoints(self.ckpt_dir), _losses(self._validations()), self.config.keep_checkpoints,
                               self.config.average_by)
             plot_curves(self.metrics_path, self.exp_dir / "train_curves.png", self.exp_dir.name)
         barrier(self.dist)
 
-    def _valid_losses(self) -> dict[int, float]:
-        return {r["step"]: r["loss"] for r in read_metrics(self.metrics_path) if r.get("kind") == "valid"}
+    def _validations(self) -> dict[int, dict[str, float]]:
+        """Each validation's dev metrics, by step."""
+        return {r["step"]: {k: v for k, v in r.items() if k not in ("kind", "step")}
+                for r in read_metrics(self.metrics_path) if r.get("kind") == "valid"}
 
     def _log(self, record: dict) -> None:
         if self.dist.is_main:
@@ -264,11 +270,10 @@ class Trainer:
         """Average the chosen checkpoints into ``out_dir/final.pt``; return its dev metrics."""
         cfg = self.config
         checkpoints = list_checkpoints(self.ckpt_dir)
-        paths = select_for_average(checkpoints, self._valid_losses(), cfg.average, cfg.average_by)
+        validated = self._validations()
+        paths = select_for_average(checkpoints, _losses(validated), cfg.average, cfg.average_by)
         states = [load_training_state(p)["task"] for p in paths]
         load_model_state(self.task, average_state_dicts(states), f"average of {len(paths)} checkpoints")
-        validated = {r["step"]: {k: v for k, v in r.items() if k not in ("kind", "step")}
-                     for r in read_metrics(self.metrics_path) if r.get("kind") == "valid"}
         steps = [step for step, path in checkpoints if path in paths]
         # one checkpoint: its validation measured these very weights, so the dev set is not run again
         valid = validated[steps[0]] if len(steps) == 1 and steps[0] in validated else self.evaluate()

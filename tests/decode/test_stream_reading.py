@@ -3,6 +3,7 @@ memory stays flat however long the file."""
 
 from __future__ import annotations
 
+import json
 import tracemalloc
 
 import numpy as np
@@ -115,5 +116,9 @@ def test_a_one_hour_file_streams_in_bounded_memory(tmp_path, data_dir, wavs):
     assert run.returncode == 0, run.stderr
     peak_mib = int(run.stdout.split()[-1]) / 1024
     assert peak_mib < 512, f"peak RSS {peak_mib:.0f} MiB"
-    assert (exp / "decode_hour_ctc-greedy_streaming" / "hyps.jsonl").is_file()
+    hyps = [json.loads(line) for line in (exp / "decode_hour_ctc-greedy_streaming" / "hyps.jsonl").read_text().splitlines()]
+    seconds = sf.info(hour).duration
+    assert len(hyps) == 1 and hyps[0]["id"] == "hour" and hyps[0]["duration"] == pytest.approx(seconds, abs=0.01)
+    segments = hyps[0]["segments"]  # transcribed to the end: its last segment ends in the last minute
+    assert len(segments) > 100 and segments[-1]["end"] > seconds - 60 and len(hyps[0]["text"]) > 1000
     print(f"peak RSS {peak_mib:.0f} MiB")
