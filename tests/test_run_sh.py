@@ -214,11 +214,25 @@ def test_every_command_runs_with_jemalloc_unless_told_otherwise(tmp_path, prepar
                         "--data", str(prepared_en_de), path=path)
     assert result.returncode == 0, result.stderr
     preloads = {line.split(" ", 1)[1] for line in (tmp_path / "mlkd.log").read_text().splitlines()}
-    jemalloc = subprocess.run(["bash", "-c", "ldconfig -p | awk '$1 == \"libjemalloc.so.2\" {print $NF; exit}'"],
+    jemalloc = subprocess.run(["bash", "-c", "ldconfig -p | awk '$1 == \"libjemalloc.so.2\" {p = $NF} END {print p}'"],
                               capture_output=True, text=True).stdout.strip()
     assert jemalloc.endswith("libjemalloc.so.2")
     assert preloads == {f"LD_PRELOAD={jemalloc if malloc == 'jemalloc' else ''}"}
     assert f", {'jemalloc' if malloc == 'jemalloc' else 'glibc malloc'}; " in result.stdout  # RESULTS.md's machine line
+
+
+def test_a_long_library_listing_does_not_stop_the_run(tmp_path, prepared_en_de):
+    """run.sh finds jemalloc in `ldconfig -p` under pipefail: a reader that stopped at the first match
+    would end a long listing with SIGPIPE, and the run with exit status 141 before any check."""
+    path = logging_mlkd(tmp_path)
+    (tmp_path / "bin" / "ldconfig").write_text(
+        "#!/usr/bin/env bash\necho '\tlibjemalloc.so.2 (libc6,x86-64) => /nonexistent/libjemalloc.so.2'\n"
+        "seq 1 200000 | sed 's/^/\tlibfake/'\n")
+    (tmp_path / "bin" / "ldconfig").chmod(0o755)
+    result = run_sh(tmp_path, "--stage", "2", "--stop-stage", "2", "--langs", "de en", "--preset", "tiny",
+                    "--data", str(prepared_en_de), path=path)
+    assert result.returncode == 0, result.stderr[-300:]
+    assert len((tmp_path / "mlkd.log").read_text().splitlines()) == 2
 
 
 def test_a_run_times_its_stages_and_writes_results(tmp_path, prepared_en_de):

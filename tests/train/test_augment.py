@@ -354,7 +354,7 @@ def test_libsox_says_nothing_on_the_terminal_about_clipped_samples(capfd):
 def test_libsox_resamples_under_a_preloaded_jemalloc():
     """local/run.sh preloads jemalloc; lhotse frees libsox's buffers with libc.so.6's own free(),
     which aborts on jemalloc's memory unless mlkd hands it the process's free()."""
-    jemalloc = subprocess.run(["bash", "-c", "ldconfig -p | awk '$1 == \"libjemalloc.so.2\" {print $NF; exit}'"],
+    jemalloc = subprocess.run(["bash", "-c", "ldconfig -p | awk '$1 == \"libjemalloc.so.2\" {p = $NF} END {print p}'"],
                               capture_output=True, text=True).stdout.strip()
     assert jemalloc, "libjemalloc2 is one of local/install_system_deps.sh's packages"
     script = ("import numpy as np\n"
