@@ -39,14 +39,7 @@ if [ $# -gt 0 ]; then
   exit 1
 fi
 . local/cmd.sh
-# Every mlkd command runs with jemalloc when the system has it (Debian's libjemalloc2): a CPU
-# training step under glibc's malloc slows down as a run goes on, under jemalloc it does not
-# (about 1.5 times as fast over a demo teacher's run: bench/README.md). MLKD_MALLOC=glibc opts out.
-if [ "${MLKD_MALLOC:-jemalloc}" = jemalloc ]; then
-  # awk reads the whole listing: leaving early would end ldconfig with SIGPIPE, and pipefail the run
-  jemalloc=$(ldconfig -p 2>/dev/null | awk '$1 == "libjemalloc.so.2" { path = $NF } END { print path }')
-  if [ -n "$jemalloc" ]; then export LD_PRELOAD="$jemalloc${LD_PRELOAD:+:$LD_PRELOAD}"; fi
-fi
+. local/jemalloc.sh
 conditions="test_noisy test_engine"   # test sets besides test: every model is decoded and scored on each
 teacher_set=teacher_train             # the teachers' own training data, when the corpus has it (else: train)
 
