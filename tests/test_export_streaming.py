@@ -4,6 +4,7 @@ same text from sherpa-onnx's online recognizer as from mlkd's chunk-by-chunk inf
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from mlkd_cli.fsutil import file_digest
 from mlkd_cli.models.asr import collapse
 from mlkd_cli.models.config import StreamingConfig
 from mlkd_cli.models.streaming import ModelStream
+from conftest import run_cli
 from fixtures.exports import RATE, make_experiment, run_export, synthetic_audio
 
 STREAMING = StreamingConfig(chunk_ms=(160, 320), left_context_ms=640)
@@ -257,3 +259,103 @@ def test_bad_chunk_options_are_refused_in_one_line(experiments, args, message):
     [line] = error_lines(result)
     assert message in line, line
     assert sorted(p.name for p in exp.iterdir()) == before
+
+
+# sherpa-onnx as a device runs it on files: each file, then the chunk and 40 ms of silence (docs/decode.md).
+SHERPA_FILES = """
+import json, sys
+import numpy as np, sherpa_onnx, soundfile as sf
+model, tokens, chunk_size, num_left_chunks, *wavs = sys.argv[1:]
+recognizer = sherpa_onnx.OnlineRecognizer.from_wenet_ctc(
+    tokens=tokens, model=model, chunk_size=int(chunk_size), num_left_chunks=int(num_left_chunks), num_threads=1,
+    sample_rate=16000, feature_dim=80, decoding_method="greedy_search")
+texts = []
+for wav in wavs:
+    samples, rate = sf.read(wav, dtype="float32")
+    stream = recognizer.create_stream()
+    stream.accept_waveform(rate, samples)
+    stream.accept_waveform(rate, np.zeros(640 * (int(chunk_size) + 1), np.float32))
+    stream.input_finished()
+    while recognizer.is_ready(stream):
+        recognizer.decode_stream(stream)
+    texts.append(recognizer.get_result(stream))
+print(json.dumps(texts))
+"""
+
+
+@pytest.fixture(scope="module")
+def odd_wavs(tmp_path_factory, wavs) -> list[Path]:
+    """The shared files and one whose end falls mid-chunk at every size (2.53 s)."""
+    path = tmp_path_factory.mktemp("odd_audio") / "odd.wav"
+    sf.write(path, synthetic_audio(2.53, seed=5), RATE, subtype="PCM_16")
+    return [*wavs, path]
+
+
+def final_lines(result) -> list[dict]:
+    lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    return [line for line in lines if line["final"]]
+
+
+@pytest.mark.parametrize("which, ms, graph", [("plain", 320, "model.int8.onnx"), ("adaptive", 160, "model.onnx")])
+def test_decoding_an_export_gives_sherpa_onnx_s_text(which, ms, graph, experiments, exported, odd_wavs, tmp_path):
+    """`decode --streaming --onnx` runs the export as sherpa-onnx's OnlineRecognizer does, to the letter:
+    the int8 graph too, and the language of a language-adaptive one from its cached LID state."""
+    exp, out = experiments[which], exported[which, ms]
+    result = run_cli("decode", exp, *odd_wavs, "--streaming", "--onnx", out / graph, "-o", tmp_path, "--name", "files")
+    assert result.exit_code == 0, result.output
+    final = final_lines(result)
+    sherpa = subprocess.run([sys.executable, "-c", SHERPA_FILES, out / graph, out / "tokens.txt", str(ms // 40),
+                             str(LEFT_CHUNKS[ms]), *odd_wavs], capture_output=True, text=True, timeout=120)
+    assert sherpa.returncode == 0, sherpa.stderr
+    theirs = json.loads(sherpa.stdout)
+    assert [line["text"] for line in final] == theirs
+    assert all(len(text) >= 10 for text in theirs), theirs
+    decode_dir = tmp_path / f"decode_files_ctc-greedy_streaming-{ms}ms_onnx-{Path(graph).stem}"
+    stats = json.loads((decode_dir / "stats.json").read_text())
+    assert stats["chunk_ms"] == ms and stats["num_utts"] == 3
+    languages = {line["language"] for line in final}
+    assert languages <= {"de", "en"} and None not in languages if which == "adaptive" else languages == {None}
+
+
+def test_the_language_of_an_export_is_mlkd_s_own(experiments, exported, odd_wavs, tmp_path):
+    """The adaptive export's LID state read back gives the language ModelStream predicts, file by file."""
+    exp, out = experiments["adaptive"], exported["adaptive", 160]
+    ours = final_lines(run_cli("decode", exp, *odd_wavs, "--streaming", "--chunk-ms", 160, "-o", tmp_path / "torch"))
+    onnx = final_lines(run_cli("decode", exp, *odd_wavs, "--streaming", "--onnx", out / "model.onnx",
+                               "-o", tmp_path / "onnx"))
+    assert [line["language"] for line in onnx] == [line["language"] for line in ours]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--onnx", "{plain320}/model.onnx"), "an export is decoded chunk by chunk, as sherpa-onnx runs it; add --streaming"),
+    (("--streaming", "--onnx", "{plain320}/model.onnx", "--int8"), "decode an int8 export with --onnx"),
+    (("--streaming", "--onnx", "{plain320}/model.onnx", "--chunk-ms", "160"),
+     "--chunk-ms 160: {plain320}/model.onnx was exported for 320 ms chunks"),
+    (("--streaming", "--onnx", "{plain320}/absent.onnx"), "absent.onnx: no such file"),
+    (("--streaming", "--onnx", "{adaptive160}/model.onnx"), "{adaptive160}/model.onnx: an export of"),
+    (("--streaming", "--onnx", "{copied}/model.onnx"), "{copied}/model.onnx: its shapes or token table are not those of"),
+])
+def test_bad_onnx_options_are_refused_in_one_line(experiments, exported, odd_wavs, tmp_path, args, message):
+    copied = tmp_path.parent / f"{tmp_path.name}_copied"  # the adaptive export without its stage.json
+    copied.mkdir()
+    for name in ("model.onnx", "tokens.txt"):
+        shutil.copy(exported["adaptive", 160] / name, copied)
+    paths = {"plain320": exported["plain", 320], "adaptive160": exported["adaptive", 160], "copied": copied}
+    result = run_cli("decode", experiments["plain"], odd_wavs[0], *[a.format(**paths) for a in args], "-o", tmp_path)
+    assert result.exit_code == 1
+    [line] = error_lines(result)
+    assert message.format(**paths) in line, line
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_export_of_another_model_is_refused_by_its_record(experiments, exported, odd_wavs, tmp_path):
+    """Same shapes and tokens, other weights: the export's stage.json names the model it came from."""
+    exp = tmp_path / "retrained"
+    shutil.copytree(experiments["plain"], exp, ignore=shutil.ignore_patterns("export_*", "onnx_*", "decode_*"))
+    weights = torch.load(exp / "final.pt", weights_only=True)
+    next(iter(weights["model"].values())).add_(1.0)
+    torch.save(weights, exp / "final.pt")
+    result = run_cli("decode", exp, odd_wavs[0], "--streaming", "--onnx", exported["plain", 320] / "model.onnx")
+    assert result.exit_code == 1
+    [line] = error_lines(result)
+    assert f"an export of {experiments['plain'].resolve() / 'final.pt'}" in line and f"not of {exp}" in line, line

@@ -36,6 +36,9 @@ import click
               "partial results go to stdout as JSON lines.")
 @click.option("--chunk-ms", type=int, help="Chunk size of a streaming model, in ms (a multiple of 40)  "
               "[default: the largest it was trained with]")
+@click.option("--onnx", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --streaming: decode with this export of the model (`mlkd export --streaming`, model.onnx or "
+                   "model.int8.onnx) in onnxruntime, as sherpa-onnx's OnlineRecognizer runs it: the text a device gets.")
 @click.option("--sample-rate", type=click.IntRange(min=1), help="Sample rate of the raw PCM on standard input (-)  [default: 16000]")
 @click.option("--min-pause", type=float, default=0.5,
               help="Greedy search: a pause of this many seconds (blank frames) ends a segment.")
@@ -53,8 +56,8 @@ import click
 def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lang: str, max_duration: float,
            chunk: float, overlap: float, threads: int, int8: bool, graph: str, lm_order: int, wfst_beam: float,
            max_active: int, acoustic_scale: float, unknown_threshold: float | None, unknown_score: str,
-           streaming: bool, chunk_ms: int | None, sample_rate: int | None, min_pause: float, max_segment: float,
-           output_format: str, name: str | None,
+           streaming: bool, chunk_ms: int | None, onnx: Path | None, sample_rate: int | None, min_pause: float,
+           max_segment: float, output_format: str, name: str | None,
            output_dir: Path | None, graph_dir: Path | None, force: bool) -> None:
     """Transcribe INPUTs (cuts manifests, Kaldi data dirs, audio files, globs, list files of
     audio paths) with the model of MODEL_DIR; results go to MODEL_DIR/decode_<name>_<method>/
@@ -73,6 +76,9 @@ def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lan
     16-bit mono PCM (raw, or WAV as arecord writes it) from standard input; nothing is
     written to disk then. Without --streaming a streaming model decodes each utterance at
     once with the same chunked attention (the same posteriors); --chunk-ms picks the chunk.
+    With --onnx, the streaming decode runs an export of the model as sherpa-onnx does (its
+    features, chunking and end of stream; the chunk size is the export's), giving the text
+    sherpa-onnx gives on a device, e.g. of the int8 graph.
 
     A model calibrated by `mlkd calibrate-lid` writes `unknown` as the language (and no text)
     for speech in none of its languages; its posteriors stay in hyps.jsonl.
@@ -106,7 +112,7 @@ def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lan
                           overlap=overlap, threads=threads, quantize="int8" if int8 else "", graph=graph,
                           lm_order=lm_order, wfst_beam=wfst_beam, max_active=max_active, acoustic_scale=acoustic_scale,
                           unknown_threshold=unknown_threshold, unknown_score=unknown_score, chunk_ms=chunk_ms,
-                          streaming=streaming, min_pause=min_pause, max_segment=max_segment)
+                          streaming=streaming, onnx=str(onnx or ""), min_pause=min_pause, max_segment=max_segment)
     if output_format != "tsv" and (streaming or method != "ctc-greedy"):
         raise ConfigError(f"--format {output_format}: word times come from the greedy CTC alignment of a whole "
                           "input; decode with --method ctc-greedy, without --streaming")

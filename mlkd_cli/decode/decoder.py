@@ -59,6 +59,9 @@ class DecodeConfig:
     # feeds the audio chunk by chunk as it would arrive, else each utterance runs at once.
     chunk_ms: Optional[int] = dataclasses.field(default=None, metadata=ADDED)
     streaming: bool = dataclasses.field(default=False, metadata=ADDED)
+    # With `streaming`: the posteriors of this `mlkd export --streaming` graph in onnxruntime, as
+    # sherpa-onnx runs it (mlkd_cli.decode.streaming.OnnxStreamingDecoder); "": mlkd's PyTorch model.
+    onnx: str = dataclasses.field(default="", metadata=ADDED)
     # Greedy decodes time their words and break the text into segments at pauses of at least
     # min_pause seconds, none longer than max_segment (mlkd_cli.decode.timing).
     min_pause: float = dataclasses.field(default=0.5, metadata=ADDED)
@@ -90,6 +93,12 @@ class DecodeConfig:
                 raise ConfigError(f"{option} {value}: must be {'at least' if inclusive else 'over'} {least}")
         if self.unknown_score not in SCORES:
             raise ConfigError(f"rejection score {self.unknown_score!r} is not one of {', '.join(SCORES)}")
+        if self.onnx and not self.streaming:
+            raise ConfigError(f"--onnx {self.onnx}: an export is decoded chunk by chunk, as sherpa-onnx runs it; "
+                              "add --streaming")
+        if self.onnx and self.quantize:
+            raise ConfigError("--int8 quantizes mlkd's PyTorch model; decode an int8 export with "
+                              "--onnx EXPORT_DIR/model.int8.onnx instead")
         if not 0 <= self.overlap < self.chunk / 2:
             raise ConfigError(f"--overlap {self.overlap}: must be at least 0 and under half of --chunk ({self.chunk})")
 

@@ -30,9 +30,11 @@ from mlkd_cli.decode.graphs import wfst_search
 from mlkd_cli.data.language import UNKNOWN
 from mlkd_cli.decode.inputs import Inputs, Item
 from mlkd_cli.decode.rejection import CALIBRATION, read_calibration
-from mlkd_cli.decode.streaming import STDIN, Partial, StreamingDecoder, Utterance, pcm_blocks
+from mlkd_cli.decode.streaming import (STDIN, OnnxStreamingDecoder, Partial, StreamingDecoder, StreamingExport, Utterance,
+                                       pcm_blocks)
 from mlkd_cli.decode.timing import ctm_lines
 from mlkd_cli.decode.wfst import SearchConfig
+from mlkd_cli.errors import ConfigError
 from mlkd_cli.experiment.model_dir import ModelDir
 from mlkd_cli.fsutil import atomic_write_text, stat_digest
 from mlkd_cli.log import log_to_file
@@ -58,7 +60,9 @@ def decode_dir_name(name: str, config: DecodeConfig) -> str:
         method += f"-{config.graph}{config.lm_order if config.graph == 'lm' else ''}"
     chunk = "" if config.chunk_ms is None else f"-{config.chunk_ms}ms"
     mode = f"streaming{chunk}" if config.streaming else f"chunk{chunk}" if chunk else ""
-    suffix = "".join(f"_{part}" for part in (mode, config.quantize, f"lang-{config.lang}" if config.lang else "") if part)
+    onnx = f"onnx-{Path(config.onnx).stem}" if config.onnx else ""
+    suffix = "".join(f"_{part}" for part in (mode, onnx, config.quantize, f"lang-{config.lang}" if config.lang else "")
+                     if part)
     return f"decode_{name}_{method}{suffix}"
 
 
@@ -85,8 +89,10 @@ def run_decode(model_dir: Path, inputs: Inputs, config: DecodeConfig, name: Opti
     model = file_input(loaded.weights)  # the weights' digest: for the record and the calibration
     if apply_calibration:
         config = with_calibrated_rejection(config, loaded, model["digest"], out_root)
+    export, config = open_export(loaded, config, model["digest"])
     out_dir = out_root / decode_dir_name(name or inputs.name, config)
-    record = new_record("decode", {"model": model, "inputs": items_input(items)},
+    record = new_record("decode", {"model": model, "inputs": items_input(items),
+                                   **({"onnx": file_input(export.path)} if export else {})},
                         _recorded_config(config), argv)
     stage = Stage(out_dir, record, force=force)
     with stage.run() as staging, log_to_file(out_dir / "log" / "decode.log"):
@@ -94,7 +100,7 @@ def run_decode(model_dir: Path, inputs: Inputs, config: DecodeConfig, name: Opti
             return _read_back(out_dir, items, inputs.failed)
         start = time.perf_counter()
         search = make_search(loaded, graph_dir if graph_dir is not None else out_root / "graph", config)
-        decoder = (StreamingDecoder(loaded, config, search, on_partial=on_partial) if config.streaming
+        decoder = (streaming_decoder(loaded, config, export, search, on_partial) if config.streaming
                    else Decoder(loaded, config, search))
         results = decoder.decode(items) if items else []
         elapsed = time.perf_counter() - start
@@ -107,6 +113,30 @@ def run_decode(model_dir: Path, inputs: Inputs, config: DecodeConfig, name: Opti
                     f"; {len(inputs.failed)} input(s) skipped" if inputs.failed else "", out_dir)
         _warn_if_all_blank(model_dir, results)
     return summary
+
+
+def open_export(loaded: ModelDir, config: DecodeConfig, weights_digest: str
+                ) -> tuple[Optional[StreamingExport], DecodeConfig]:
+    """The export ``--onnx`` names (None without it), and the config with its chunk size."""
+    if not config.onnx:
+        return None, config
+    export = StreamingExport.open(Path(config.onnx), loaded, weights_digest)
+    if config.chunk_ms not in (None, export.chunk_ms):
+        raise ConfigError(f"--chunk-ms {config.chunk_ms}: {export.path} was exported for {export.chunk_ms} ms chunks; "
+                          f"leave --chunk-ms out, or export that size (`mlkd export --streaming --chunk-ms "
+                          f"{config.chunk_ms} {loaded.path}`)")
+    if config.lang and loaded.languages:
+        raise ConfigError(f"--lang {config.lang}: the exported graph conditions on the language it predicts, "
+                          "as on a device; decode the export without --lang")
+    return export, dataclasses.replace(config, chunk_ms=export.chunk_ms)
+
+
+def streaming_decoder(loaded: ModelDir, config: DecodeConfig, export: Optional[StreamingExport], search,
+                      on_partial: Optional[Callable[[Partial], None]]) -> StreamingDecoder:
+    """mlkd's own chunk-by-chunk decoder, or with an export, onnxruntime's run of it as sherpa-onnx's."""
+    if export is not None:
+        return OnnxStreamingDecoder(loaded, config, export, search, on_partial)
+    return StreamingDecoder(loaded, config, search, on_partial=on_partial)
 
 
 def _warn_if_all_blank(model_dir: Path, results: list[Result]) -> None:
@@ -128,9 +158,11 @@ def decode_stdin(model_dir: Path, config: DecodeConfig, source, sample_rate: Opt
     if config.threads:
         torch.set_num_threads(config.threads)
     loaded = load_for_decoding(model_dir, config.quantize)
-    config = with_calibrated_rejection(config, loaded, file_input(loaded.weights)["digest"], Path(model_dir))
-    decoder = StreamingDecoder(loaded, config, make_search(loaded, Path(model_dir) / "graph", config),
-                               on_partial=on_partial)
+    digest = file_input(loaded.weights)["digest"]
+    config = with_calibrated_rejection(config, loaded, digest, Path(model_dir))
+    export, config = open_export(loaded, config, digest)
+    decoder = streaming_decoder(loaded, config, export, make_search(loaded, Path(model_dir) / "graph", config),
+                                on_partial)
     start = time.perf_counter()
     utterance = Utterance(STDIN, pcm_blocks(source, sample_rate, decoder.block / SAMPLING_RATE))
     posteriors = decoder.decode_together([utterance])[0]

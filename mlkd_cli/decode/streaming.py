@@ -15,22 +15,29 @@ writes unless told ``-t raw``), one channel, at ``--sample-rate``.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import struct
 import time
 from typing import BinaryIO, Callable, Iterator, Optional
 
 import numpy as np
+import torch
 
-from mlkd_cli.contracts import BLANK_ID, OUTPUT_FRAME_MS, SAMPLING_RATE
+from mlkd_cli.contracts import BLANK_ID, OUTPUT_FRAME_MS, SAMPLING_RATE, TOKENS_FILE, read_tokens
 from mlkd_cli.data.features import NUM_MEL_BINS
 from mlkd_cli.decode.decoder import Decoder, Posteriors
 from mlkd_cli.decode.inputs import Item
 from mlkd_cli.errors import DataError
+from mlkd_cli.experiment.model_dir import TOKENIZER_DIR
+from mlkd_cli.export.contract import Geometry, check_mlkd_streaming_export, session
+from mlkd_cli.export.streaming import OnnxStream
 from mlkd_cli.log import progress_bar
+from mlkd_cli.stage import STAGE_FILE, read_stage
 from mlkd_cli.models.streaming import ChunkOutput, StreamBatch
 
 STDIN = "-"
+PCM_SCALE = 32768.0  # the WeNet path of sherpa-onnx computes fbank of samples in 16-bit scale
 
 
 @dataclasses.dataclass
@@ -193,6 +200,88 @@ class StreamingDecoder(Decoder):
         if self.config.lang or lid_logits is None:
             return self.config.lang or self.loaded.own_language
         return self.loaded.languages[int(lid_logits.argmax())]
+
+
+class OnnxStreamingDecoder(StreamingDecoder):
+    """`decode --streaming --onnx FILE`: posteriors from a streaming export (`mlkd export --streaming`,
+    its model.onnx or model.int8.onnx) run by onnxruntime the way sherpa-onnx's OnlineRecognizer
+    runs it, so the text is the one a device gets: fbank of the samples in 16-bit scale, a chunk
+    decoded once more than its 4C + 3 frames are there, and after the audio a chunk and 40 ms of
+    silence (what docs/decode.md tells sherpa-onnx users to append before ``input_finished()``).
+    Streams go one at a time (the graph's batch is 1). A language-adaptive export's language is
+    the model's LID head on the running mean the graph keeps in its cache."""
+
+    def __init__(self, loaded, config, export: "StreamingExport", search=None,
+                 on_partial: Optional[Callable[[Partial], None]] = None) -> None:
+        super().__init__(loaded, config, search, on_partial=on_partial, streams=1)
+        self.export = export
+
+    def decode_together(self, utterances: list[Utterance]) -> list[Posteriors]:
+        return [self._stream(u) for u in utterances]
+
+    def _stream(self, u: Utterance) -> Posteriors:
+        geo = self.export.geo
+        stream, consumed = OnnxStream(self.export.session, geo), 0
+        tail = np.zeros((geo.chunk + 1) * self.block, np.float32)
+        for block in itertools.chain(u.blocks, [None]):
+            start = time.perf_counter()
+            if block is None:
+                u.fbank.accept_waveform(SAMPLING_RATE, tail)
+                u.fbank.input_finished()
+            else:
+                u.received += len(block)
+                u.fbank.accept_waveform(SAMPLING_RATE, block * PCM_SCALE)
+            outputs = []
+            while u.fbank.num_frames_ready - consumed > geo.frames:  # sherpa-onnx's IsReady
+                frames = np.stack([u.fbank.get_frame(i) for i in range(consumed, consumed + geo.frames)])
+                outputs.append(ChunkOutput(stream.step(frames), self._lid_logits(stream)))
+                consumed += 4 * geo.chunk
+            u.seconds += time.perf_counter() - start
+            self._report(u, outputs)
+        return self._posteriors(u)
+
+    def _lid_logits(self, stream: OnnxStream) -> Optional[np.ndarray]:
+        if not self.loaded.languages:
+            return None
+        with torch.no_grad():
+            return self.loaded.model.lid_head(torch.from_numpy(stream.language_mean())).float().numpy()
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamingExport:
+    """An `mlkd export --streaming` graph of a model dir: its onnxruntime session and geometry."""
+
+    path: Path
+    session: object
+    geo: Geometry
+
+    @property
+    def chunk_ms(self) -> int:
+        return self.geo.chunk * OUTPUT_FRAME_MS
+
+    @classmethod
+    def open(cls, path: Path, loaded, weights_digest: str) -> "StreamingExport":
+        """The export at ``path`` (tokens.txt beside it), checked against sherpa-onnx's contract and
+        against the model dir ``loaded`` (whose weights have ``weights_digest``): its token table and
+        shapes, and the weights the export's stage.json names, when it is there."""
+        tokens = path.parent / TOKENS_FILE
+        if not path.is_file() or not tokens.is_file():
+            raise DataError(f"{path if not path.is_file() else tokens}: no such file; give --onnx the model.onnx or "
+                            "model.int8.onnx of `mlkd export --streaming MODEL_DIR` (tokens.txt beside it)")
+        geo = check_mlkd_streaming_export(path, tokens)
+        fix = f"give --onnx an export of this model (`mlkd export --streaming {loaded.path}`)"
+        record = read_stage(path.parent)
+        exported = record.inputs.get("model", {}) if record is not None else {}
+        if exported and exported.get("digest") != weights_digest:
+            raise DataError(f"{path}: an export of {exported.get('path')} ({path.parent / STAGE_FILE}), not of "
+                            f"{loaded.path}; {fix}")
+        config = loaded.model.config
+        want = (config.num_layers + bool(config.languages), config.num_heads, config.d_model, config.conv_kernel,
+                config.vocab_size)
+        if (geo.blocks, geo.heads, geo.width, geo.kernel, geo.vocab) != want or read_tokens(tokens) != read_tokens(
+                loaded.path / TOKENIZER_DIR / TOKENS_FILE):
+            raise DataError(f"{path}: its shapes or token table are not those of {loaded.path}; {fix}")
+        return cls(path, session(path), geo)
 
 
 def cut_blocks(cut, block: int) -> Iterator[np.ndarray]:

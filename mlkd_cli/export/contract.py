@@ -97,9 +97,9 @@ class Geometry:
         return [([1, self.chunk, self.vocab], "tensor(float)"), shapes["attn_cache"], shapes["conv_cache"]]
 
 
-def check_streaming_model(model_path: Path, tokens_path: Path, chunk_size: int, num_left_chunks: int) -> None:
-    """Raise DataError unless ``from_wenet_ctc(tokens, model, chunk_size, num_left_chunks)`` can load and
-    run these files (sherpa-onnx exits the process on a missing metadata key or a bad shape)."""
+def check_streaming_model(model_path: Path, tokens_path: Path, chunk_size: int, num_left_chunks: int) -> Geometry:
+    """The graph's geometry; a DataError unless ``from_wenet_ctc(tokens, model, chunk_size, num_left_chunks)``
+    can load and run these files (sherpa-onnx exits the process on a missing metadata key or a bad shape)."""
     symbols = read_tokens(tokens_path)
     sess = session(model_path)
     meta = sess.get_modelmeta().custom_metadata_map
@@ -131,6 +131,18 @@ def check_streaming_model(model_path: Path, tokens_path: Path, chunk_size: int, 
     if got_outputs != geo.output_shapes():
         raise DataError(f"{model_path}: sherpa-onnx needs outputs {describe_shapes(geo.output_shapes())}; "
                         f"the model has {describe_shapes(got_outputs)}")
+    return geo
+
+
+def check_mlkd_streaming_export(model_path: Path, tokens_path: Path) -> Geometry:
+    """:func:`check_streaming_model` with the chunk_size and num_left_chunks that `mlkd export --streaming`
+    writes into the graph's metadata."""
+    meta = session(model_path).get_modelmeta().custom_metadata_map
+    sizes = {key: meta.get(key, "") for key in ("chunk_size", "num_left_chunks")}
+    if not all(value.isdigit() for value in sizes.values()):
+        raise DataError(f"{model_path}: not a streaming export of mlkd (no chunk_size and num_left_chunks metadata); "
+                        "export the model with `mlkd export --streaming`")
+    return check_streaming_model(model_path, tokens_path, int(sizes["chunk_size"]), int(sizes["num_left_chunks"]))
 
 
 def describe_ranks(args: list[tuple[str, int]]) -> str:

@@ -236,18 +236,35 @@ def sherpa_mask(offset: int, chunk: int, left_chunks: int) -> np.ndarray:
     return mask
 
 
+class OnnxStream:
+    """One stream through a streaming export in onnxruntime, its caches, offsets and masks as
+    sherpa-onnx keeps them (batch 1)."""
+
+    def __init__(self, sess, geo: Geometry) -> None:
+        self.sess, self.geo = sess, geo
+        self.inputs = initial_inputs(geo, np.zeros((1, geo.frames, NUM_MEL_BINS), np.float32))
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        """The (C, V) log-probs of one chunk's (4C + 3, 80) frames (32768-scale fbank)."""
+        self.inputs["x"] = np.ascontiguousarray(x[None], dtype=np.float32)
+        log_probs, self.inputs["attn_cache"], self.inputs["conv_cache"] = self.sess.run(None, self.inputs)
+        offset = self.inputs["offset"] + log_probs.shape[1]
+        self.inputs.update(offset=offset, attn_mask=sherpa_mask(int(offset[0]), self.geo.chunk, self.geo.left_chunks))
+        return log_probs[0]
+
+    def language_mean(self) -> np.ndarray:
+        """A language-adaptive graph's mean layer-``conditioned_layer`` frame so far (D,): the LID head's
+        input, kept in the extra cache block (see the module's docstring)."""
+        state = self.inputs["attn_cache"][self.geo.blocks - 1].reshape(-1)
+        return state[: self.geo.width] / max(float(state[self.geo.width]), 1.0)
+
+
 def run_chunks(path: Path, geo: Geometry, features: np.ndarray) -> list[np.ndarray]:
-    """onnxruntime over (T, 80) features (32768-scale fbank) as sherpa-onnx drives the graph: (C, V) per full chunk."""
-    sess = session(path)
-    inputs = initial_inputs(geo, features[None, : geo.frames])
-    outputs = []
-    for start in range(0, features.shape[0] - geo.frames + 1, 4 * geo.chunk):
-        inputs["x"] = np.ascontiguousarray(features[None, start : start + geo.frames])
-        log_probs, inputs["attn_cache"], inputs["conv_cache"] = sess.run(None, inputs)
-        outputs.append(log_probs[0])
-        inputs["offset"] = inputs["offset"] + log_probs.shape[1]
-        inputs["attn_mask"] = sherpa_mask(int(inputs["offset"][0]), geo.chunk, geo.left_chunks)
-    return outputs
+    """onnxruntime over (T, 80) features (32768-scale fbank), one (C, V) per full chunk (every chunk
+    whose 4C + 3 frames are there)."""
+    stream = OnnxStream(session(path), geo)
+    return [stream.step(features[start : start + geo.frames])
+            for start in range(0, features.shape[0] - geo.frames + 1, 4 * geo.chunk)]
 
 
 def verification_features(model: CtcModel, geo: Geometry) -> np.ndarray:
