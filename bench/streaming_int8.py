@@ -3,9 +3,10 @@ fp32 and int8 graphs of `mlkd export --streaming --int8`, beside mlkd's own `dec
 
   python bench/streaming_int8.py MODEL_DIR CUTS [--chunk-ms 320]
 
-Prints per language and overall the greedy CER of mlkd (`mlkd decode --streaming`), of sherpa-onnx
-on model.onnx and on model.int8.onnx, the int8 / fp32 ratio, and on what share of utterances
-sherpa-onnx gives mlkd's text. sherpa-onnx runs in a subprocess (its own onnxruntime); each
+Prints per language and overall the greedy CER of mlkd (`mlkd decode --streaming`, its PyTorch
+model), of sherpa-onnx on model.onnx and on model.int8.onnx, the int8 / fp32 ratio, and on what
+share of utterances sherpa-onnx gives the text of `mlkd decode --streaming --onnx` on the same
+graph, and of mlkd's PyTorch model. sherpa-onnx runs in a subprocess (its own onnxruntime); each
 utterance is fed whole, then a chunk and 40 ms of silence (sherpa-onnx decodes no partial last
 chunk), and decoded chunk by chunk, as a stream that ends.
 """
@@ -61,33 +62,43 @@ def main() -> None:
     args = parser.parse_args()
     out = args.model_dir / f"export_streaming_{args.chunk_ms}ms"
     mlkd("export", str(args.model_dir), "--streaming", "--chunk-ms", str(args.chunk_ms), "--int8", "--force")
-    name = f"int8bench_{args.chunk_ms}ms"
-    mlkd("decode", str(args.model_dir), str(args.cuts), "--streaming", "--chunk-ms", str(args.chunk_ms), "--name", name,
-         "--force")
-    decode_dir = next(args.model_dir.glob(f"decode_{name}_*"))
-    ours = read_text(decode_dir / "hyp.text")
+    graphs = ("model.onnx", "model.int8.onnx")
+    ours = {"mlkd": decoded_text(args.model_dir, args.cuts, args.chunk_ms, "int8bench")}
+    for graph in graphs:
+        ours[f"mlkd --onnx {graph}"] = decoded_text(args.model_dir, args.cuts, args.chunk_ms, "int8bench",
+                                                    "--onnx", str(out / graph))
     items = resolve_inputs([str(args.cuts)]).items
+    hyps = {arm: [text.get(item.id, "") for item in items] for arm, text in ours.items()}
     with tempfile.TemporaryDirectory() as tmp:
         audio_file = Path(tmp) / "audio.npy"
         audio = np.empty(len(items), dtype=object)
         audio[:] = [item.cut.resample(16000).load_audio()[0].astype(np.float32) for item in items]
         np.save(audio_file, audio, allow_pickle=True)
-        hyps = {"mlkd": [ours.get(item.id, "") for item in items]}
-        for graph in ("model.onnx", "model.int8.onnx"):
+        for graph in graphs:
             hyps[graph] = sherpa_texts(out / graph, args.chunk_ms, audio_file)
     scores = {arm: score_languages([score_utterance(item.id, item.ref_text, hyp, item.ref_lang)
                                     for item, hyp in zip(items, texts)]) for arm, texts in hyps.items()}
-    same = {graph: np.mean([a == b for a, b in zip(hyps[graph], hyps["mlkd"])]) for graph in ("model.onnx", "model.int8.onnx")}
     print(f"{args.model_dir} at {args.chunk_ms} ms, {len(items)} utterances of {args.cuts}")
-    print(f"{'language':9} {'mlkd CER':>9} {'fp32 CER':>9} {'int8 CER':>9} {'int8/fp32':>10}")
+    print(f"{'language':9} {'mlkd CER':>9} {'fp32 CER':>9} {'int8 CER':>9} {'int8/fp32':>10}  (fp32, int8: sherpa-onnx)")
     overall = {arm: s[0] for arm, s in scores.items()}
     rows = [(lang, {arm: scores[arm][1][lang] for arm in scores}) for lang in scores["mlkd"][1]] + [("all", overall)]
     for lang, by_arm in rows:
         cer = {arm: 100 * s.chars.rate for arm, s in by_arm.items()}
         print(f"{lang:9} {cer['mlkd']:9.2f} {cer['model.onnx']:9.2f} {cer['model.int8.onnx']:9.2f} "
               f"{cer['model.int8.onnx'] / cer['model.onnx']:10.3f}")
-    print(f"sherpa-onnx gives mlkd's text: fp32 {100 * same['model.onnx']:.1f}% of utterances, "
-          f"int8 {100 * same['model.int8.onnx']:.1f}%")
+    for graph in graphs:
+        same = {arm: 100 * np.mean([a == b for a, b in zip(hyps[graph], hyps[arm])])
+                for arm in ("mlkd", f"mlkd --onnx {graph}")}
+        print(f"sherpa-onnx on {graph} gives the text of `mlkd decode --streaming --onnx {graph}` on "
+              f"{same[f'mlkd --onnx {graph}']:.1f}% of utterances, of mlkd's PyTorch model on {same['mlkd']:.1f}%")
+
+
+def decoded_text(model_dir: Path, cuts: Path, chunk_ms: int, name: str, *options: str) -> dict[str, str]:
+    """hyp.text of `mlkd decode MODEL_DIR CUTS --streaming` (with ``options``) at ``chunk_ms``."""
+    mlkd("decode", str(model_dir), str(cuts), "--streaming", "--chunk-ms", str(chunk_ms), "--name", name, *options,
+         "--force")
+    suffix = f"_onnx-{Path(options[-1]).stem}" if options else ""
+    return read_text(model_dir / f"decode_{name}_ctc-greedy_streaming-{chunk_ms}ms{suffix}" / "hyp.text")
 
 
 if __name__ == "__main__":

@@ -359,3 +359,13 @@ def test_an_export_of_another_model_is_refused_by_its_record(experiments, export
     assert result.exit_code == 1
     [line] = error_lines(result)
     assert f"an export of {experiments['plain'].resolve() / 'final.pt'}" in line and f"not of {exp}" in line, line
+
+
+def test_standard_input_through_an_export_gives_the_file_s_text(experiments, exported, odd_wavs, tmp_path):
+    """A microphone's raw PCM on standard input takes the same path as the file."""
+    exp, graph = experiments["adaptive"], exported["adaptive", 160] / "model.onnx"
+    pcm = sf.read(odd_wavs[2], dtype="int16")[0].tobytes()
+    [live] = final_lines(run_cli("decode", exp, "--streaming", "--onnx", graph, "-", input=pcm))
+    [file] = final_lines(run_cli("decode", exp, odd_wavs[2], "--streaming", "--onnx", graph, "-o", tmp_path))
+    assert (live["text"], live["language"]) == (file["text"], file["language"]) and len(live["text"]) >= 10
+    assert live["time"] == file["time"] == 2.53
