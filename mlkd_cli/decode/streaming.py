@@ -19,6 +19,7 @@ import itertools
 import math
 import struct
 import time
+from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Optional
 
 import numpy as np
@@ -29,12 +30,12 @@ from mlkd_cli.data.features import NUM_MEL_BINS
 from mlkd_cli.decode.decoder import Decoder, Posteriors
 from mlkd_cli.decode.inputs import Item
 from mlkd_cli.errors import DataError
-from mlkd_cli.experiment.model_dir import TOKENIZER_DIR
+from mlkd_cli.experiment.model_dir import TOKENIZER_DIR, ModelDir
 from mlkd_cli.export.contract import Geometry, check_mlkd_streaming_export, session
 from mlkd_cli.export.streaming import OnnxStream
 from mlkd_cli.log import progress_bar
-from mlkd_cli.stage import STAGE_FILE, read_stage
 from mlkd_cli.models.streaming import ChunkOutput, StreamBatch
+from mlkd_cli.stage import STAGE_FILE, read_stage
 
 STDIN = "-"
 PCM_SCALE = 32768.0  # the WeNet path of sherpa-onnx computes fbank of samples in 16-bit scale
@@ -211,7 +212,7 @@ class OnnxStreamingDecoder(StreamingDecoder):
     Streams go one at a time (the graph's batch is 1). A language-adaptive export's language is
     the model's LID head on the running mean the graph keeps in its cache."""
 
-    def __init__(self, loaded, config, export: "StreamingExport", search=None,
+    def __init__(self, loaded: ModelDir, config, export: "StreamingExport", search=None,
                  on_partial: Optional[Callable[[Partial], None]] = None) -> None:
         super().__init__(loaded, config, search, on_partial=on_partial, streams=1)
         self.export = export
@@ -260,7 +261,7 @@ class StreamingExport:
         return self.geo.chunk * OUTPUT_FRAME_MS
 
     @classmethod
-    def open(cls, path: Path, loaded, weights_digest: str) -> "StreamingExport":
+    def open(cls, path: Path, loaded: ModelDir, weights_digest: str) -> "StreamingExport":
         """The export at ``path`` (tokens.txt beside it), checked against sherpa-onnx's contract and
         against the model dir ``loaded`` (whose weights have ``weights_digest``): its token table and
         shapes, and the weights the export's stage.json names, when it is there."""
