@@ -151,9 +151,10 @@ def main() -> None:
     parser.add_argument("students", type=Path, nargs="+")
     args = parser.parse_args()
     cuts = args.data / "manifests" / "test_cuts.jsonl.gz"
-    subprocess.run([sys.executable, "-m", "mlkd_cli", "decode", str(args.full_context), str(cuts), "--threads", "2"],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    full = mean_cer(args.full_context / "decode_test_ctc-greedy")
+    # its own decode dir: the recipe's decode_test_ctc-greedy also holds the unseen languages' test set
+    subprocess.run([sys.executable, "-m", "mlkd_cli", "decode", str(args.full_context), str(cuts), "--threads", "2",
+                    "--name", "streaming_bench"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    full = mean_cer(args.full_context / "decode_streaming_bench_ctc-greedy")
     items = resolve_inputs([str(cuts)]).items
     refs = {item.id: item.ref_text for item in items}
     truth = {item.id: item.ref_lang for item in items}
