@@ -29,7 +29,7 @@ lid_weight=3     # λ of the language-ID loss (distill, finetune, baseline)
 noise=""         # noise set for augmentation in every training stage (default: the corpus's noise/)
 unlabeled=unlabeled  # the untranscribed set distillation also learns from, when prepared ("": none)
 pl_baseline=true # also the pseudo-label baseline (stage 5): CTC on the teachers' transcripts, no layer or posterior KD
-streaming=false  # true: the student and the baseline stream (conf/model/student_${preset}_streaming.yaml)
+streaming=false  # true: also a streaming student, fine-tuned from the student (conf/model/student_${preset}_streaming.yaml)
 max_jobs_run=2   # cmd=local: mlkd commands at once (teachers, decodes, baselines beside them), each on its share of the cores
 dry_run=false    # cmd=slurm: write every job script and $exp/slurm/jobs.tsv (job, script, the jobs it waits for); submit nothing
 
@@ -51,7 +51,7 @@ runs() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }  # does stage $1
 check_preset() {
   local f pl=""
   if [ "$pl_baseline" = true ]; then pl=conf/kd/pseudo_label.yaml; fi
-  for f in conf/model/$preset.yaml $student_config conf/kd/$preset.yaml $pl \
+  for f in conf/model/$preset.yaml $student_config $streaming_config conf/kd/$preset.yaml $pl \
            conf/train/{teacher,distill,finetune,baseline}_$preset.yaml; do
     if [ ! -f "$f" ]; then
       local known
@@ -114,7 +114,8 @@ if [ "$max_jobs_run" -gt 1 ] && (( BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] < 5
   die "--max-jobs-run $max_jobs_run needs bash 5.1 or later (this is $BASH_VERSION); use --max-jobs-run 1"
 fi
 student_config=conf/model/student_$preset.yaml
-if [ "$streaming" = true ]; then student_config=conf/model/student_${preset}_streaming.yaml; fi
+streaming_config=""
+if [ "$streaming" = true ]; then streaming_config=conf/model/student_${preset}_streaming.yaml; fi
 [ -n "${langs//[[:space:]]/}" ] || die "--langs is empty; give at least one language, e.g. --langs \"en de\""
 if runs 2 || runs 3 || runs 4 || runs 5; then check_preset; fi
 if [ "$stage" -eq 0 ]; then
@@ -393,6 +394,15 @@ if runs 4; then
   # shellcheck disable=SC2086
   step finetune --after distill -- finetune --data "$data" --init "$exp/student_kd" --lid-weight "$lid_weight" \
     --train-config "conf/train/finetune_$preset.yaml" $(noise_for "conf/train/finetune_$preset.yaml") "$exp/student"
+  if [ "$streaming" = true ]; then
+    # The streaming student starts from the student (its weights; the convolutions become causal)
+    # and fine-tunes as long again: closer to the full-context student than distilling a
+    # streaming student from the teachers in as many updates (bench/README.md, "Streaming").
+    # shellcheck disable=SC2086
+    step finetune-streaming --after finetune -- finetune --data "$data" --init "$exp/student" \
+      --model-config "$streaming_config" --lid-weight "$lid_weight" --train-config "conf/train/finetune_$preset.yaml" \
+      $(noise_for "conf/train/finetune_$preset.yaml") "$exp/student_streaming"
+  fi
   finished 4
 fi
 
@@ -441,7 +451,8 @@ if runs 6; then
   step decode-beam "ctc-prefix-beam wfst" --after finetune -- decode "$exp/student" "$manifests/test_cuts.jsonl.gz" \
     --method "{item}"
   if [ "$streaming" = true ]; then  # as audio would arrive, chunk by chunk (partial results: log/)
-    step decode-streaming --after finetune -- decode "$exp/student" "$manifests/test_cuts.jsonl.gz" --streaming
+    step decode-streaming --after finetune-streaming -- decode "$exp/student_streaming" "$manifests/test_cuts.jsonl.gz" \
+      --streaming
     decodes="$decodes decode-streaming"
   fi
   for set in $conditions; do
@@ -472,14 +483,14 @@ if runs 7; then
     fi
   done
   streamed=""
-  if [ "$streaming" = true ]; then streamed=$exp/student/decode_test_ctc-greedy_streaming; fi
+  if [ "$streaming" = true ]; then streamed=$exp/student_streaming/decode_test_ctc-greedy_streaming; fi
   # shellcheck disable=SC2086
   step score --after "${decodes:-}" -- score $dirs "$exp/student/decode_test_ctc-prefix-beam" "$exp/student/decode_test_wfst-lm3" $streamed
   # shellcheck disable=SC2086
-  step compare --after score -- score --compare --metric cer $dirs   # both write into the decode dirs
+  step compare --after score -- score --compare --metric cer $dirs $streamed   # both write into the decode dirs
   if [ "$cmd" = local ]; then
     # shellcheck disable=SC2086
-    mlkd score --compare --metric cer --markdown $dirs >"$exp/compare.md"
+    mlkd score --compare --metric cer --markdown $dirs $streamed >"$exp/compare.md"
   fi
   finished 7
 fi

@@ -186,20 +186,29 @@ def test_help_lists_exactly_the_options(tmp_path):
     assert f"{preset}_$preset.yaml" in lines  # underscores in comments stay
 
 
-def test_streaming_trains_streaming_students_and_decodes_them_as_a_stream(tmp_path, prepared_en_de):
-    """--streaming true: the student and the baseline read the preset's streaming model config, and
-    stage 6 also decodes the student with --streaming (scored in stage 7)."""
+def test_streaming_fine_tunes_a_streaming_student_from_the_student_and_decodes_it_as_a_stream(tmp_path, prepared_en_de):
+    """--streaming true: after the student, stage 4 fine-tunes exp/student_streaming from it with the
+    preset's streaming model config (the baselines stay full-context), stage 6 decodes it with
+    --streaming, and stage 7 scores it and puts it in the table."""
     result = run_sh(tmp_path, "--stage", "3", "--langs", "de en", "--preset", "tiny", "--streaming", "true",
                     "--data", str(prepared_en_de), path=logging_mlkd(tmp_path))
     assert result.returncode == 0, result.stderr
     lines = (tmp_path / "mlkd.log").read_text().splitlines()
-    model_configs = {line.split()[0]: line.split()[line.split().index("--model-config") + 1]
+    exp = tmp_path / "exp"
+    model_configs = {line.split()[-1]: line.split()[line.split().index("--model-config") + 1]
                      for line in lines if "--model-config" in line}
-    assert model_configs == {"distill": "conf/model/student_tiny_streaming.yaml",
-                             "finetune": "conf/model/student_tiny_streaming.yaml"}
-    assert f"decode {tmp_path}/exp/student {prepared_en_de}/manifests/test_cuts.jsonl.gz --streaming" in lines
+    assert model_configs == {f"{exp}/student_kd": "conf/model/student_tiny.yaml",
+                             f"{exp}/baseline": "conf/model/student_tiny.yaml",
+                             f"{exp}/baseline_pl": "conf/model/student_tiny.yaml",
+                             f"{exp}/student_streaming": "conf/model/student_tiny_streaming.yaml"}
+    [streaming] = [line for line in lines if line.endswith(f"{exp}/student_streaming")]
+    assert streaming.startswith(f"finetune --data {prepared_en_de} --init {exp}/student ")
+    assert lines.index(streaming) > lines.index(next(line for line in lines if line.endswith(f"{exp}/student")))
+    assert f"decode {exp}/student_streaming {prepared_en_de}/manifests/test_cuts.jsonl.gz --streaming" in lines
+    streamed = f"{exp}/student_streaming/decode_test_ctc-greedy_streaming"
     score = next(line for line in lines if line.startswith("score ") and "--compare" not in line)
-    assert score.endswith(f"{tmp_path}/exp/student/decode_test_ctc-greedy_streaming")
+    assert score.endswith(streamed)
+    assert all(line.endswith(streamed) for line in lines if line.startswith("score --compare"))
 
 
 @pytest.mark.parametrize("malloc", ["jemalloc", "glibc"])
