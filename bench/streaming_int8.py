@@ -79,13 +79,15 @@ def main() -> None:
     scores = {arm: score_languages([score_utterance(item.id, item.ref_text, hyp, item.ref_lang)
                                     for item, hyp in zip(items, texts)]) for arm, texts in hyps.items()}
     print(f"{args.model_dir} at {args.chunk_ms} ms, {len(items)} utterances of {args.cuts}")
-    print(f"{'language':9} {'mlkd CER':>9} {'fp32 CER':>9} {'int8 CER':>9} {'int8/fp32':>10}  (fp32, int8: sherpa-onnx)")
+    print(f"{'language':9} {'mlkd CER':>9} {'fp32 CER':>9} {'int8 CER':>9} {'int8/fp32':>10} {'--onnx fp32':>12} "
+          f"{'--onnx int8':>12}  (fp32, int8: sherpa-onnx; --onnx: mlkd decode --streaming --onnx)")
     overall = {arm: s[0] for arm, s in scores.items()}
     rows = [(lang, {arm: scores[arm][1][lang] for arm in scores}) for lang in scores["mlkd"][1]] + [("all", overall)]
     for lang, by_arm in rows:
         cer = {arm: 100 * s.chars.rate for arm, s in by_arm.items()}
         print(f"{lang:9} {cer['mlkd']:9.2f} {cer['model.onnx']:9.2f} {cer['model.int8.onnx']:9.2f} "
-              f"{cer['model.int8.onnx'] / cer['model.onnx']:10.3f}")
+              f"{cer['model.int8.onnx'] / cer['model.onnx']:10.3f} {cer['mlkd --onnx model.onnx']:12.2f} "
+              f"{cer['mlkd --onnx model.int8.onnx']:12.2f}")
     for graph in graphs:
         same = {arm: 100 * np.mean([a == b for a, b in zip(hyps[graph], hyps[arm])])
                 for arm in ("mlkd", f"mlkd --onnx {graph}")}
