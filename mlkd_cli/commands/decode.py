@@ -78,7 +78,8 @@ def decode(model_dir: Path, inputs: tuple[str, ...], method: str, beam: int, lan
     once with the same chunked attention (the same posteriors); --chunk-ms picks the chunk.
     With --onnx, the streaming decode runs an export of the model as sherpa-onnx does (its
     features, chunking and end of stream; the chunk size is the export's), giving the text
-    sherpa-onnx gives on a device, e.g. of the int8 graph.
+    sherpa-onnx gives on a device (an int8 graph's up to the integer kernels of onnxruntime
+    builds).
 
     A model calibrated by `mlkd calibrate-lid` writes `unknown` as the language (and no text)
     for speech in none of its languages; its posteriors stay in hyps.jsonl.
