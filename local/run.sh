@@ -396,8 +396,9 @@ if runs 4; then
     --train-config "conf/train/finetune_$preset.yaml" $(noise_for "conf/train/finetune_$preset.yaml") "$exp/student"
   if [ "$streaming" = true ]; then
     # The streaming student starts from the student (its weights; the convolutions become causal)
-    # and fine-tunes as long again: closer to the full-context student than distilling a
-    # streaming student from the teachers in as many updates (bench/README.md, "Streaming").
+    # and fine-tunes as long again: on the demo, as close to the full-context student as a
+    # streaming student distilled from the teachers in as many updates as both took, for a third
+    # of them (bench/README.md, "Streaming at the demo schedules").
     # shellcheck disable=SC2086
     step finetune-streaming --after finetune -- finetune --data "$data" --init "$exp/student" \
       --model-config "$streaming_config" --lid-weight "$lid_weight" --train-config "conf/train/finetune_$preset.yaml" \
