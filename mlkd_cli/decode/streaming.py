@@ -31,7 +31,7 @@ from mlkd_cli.decode.decoder import Decoder, Posteriors
 from mlkd_cli.decode.inputs import Item
 from mlkd_cli.errors import DataError
 from mlkd_cli.experiment.model_dir import TOKENIZER_DIR, ModelDir
-from mlkd_cli.export.contract import Geometry, check_mlkd_streaming_export, session
+from mlkd_cli.export.contract import Geometry, open_mlkd_streaming_export
 from mlkd_cli.export.streaming import OnnxStream
 from mlkd_cli.log import progress_bar
 from mlkd_cli.models.streaming import ChunkOutput, StreamBatch
@@ -269,7 +269,7 @@ class StreamingExport:
         if not path.is_file() or not tokens.is_file():
             raise DataError(f"{path if not path.is_file() else tokens}: no such file; give --onnx the model.onnx or "
                             "model.int8.onnx of `mlkd export --streaming MODEL_DIR` (tokens.txt beside it)")
-        geo = check_mlkd_streaming_export(path, tokens)
+        sess, geo = open_mlkd_streaming_export(path, tokens)
         fix = f"give --onnx an export of this model (`mlkd export --streaming {loaded.path}`)"
         record = read_stage(path.parent)
         exported = record.inputs.get("model", {}) if record is not None else {}
@@ -282,7 +282,7 @@ class StreamingExport:
         if (geo.blocks, geo.heads, geo.width, geo.kernel, geo.vocab) != want or read_tokens(tokens) != read_tokens(
                 loaded.path / TOKENIZER_DIR / TOKENS_FILE):
             raise DataError(f"{path}: its shapes or token table are not those of {loaded.path}; {fix}")
-        return cls(path, session(path), geo)
+        return cls(path, sess, geo)
 
 
 def cut_blocks(cut, block: int) -> Iterator[np.ndarray]:

@@ -100,8 +100,12 @@ class Geometry:
 def check_streaming_model(model_path: Path, tokens_path: Path, chunk_size: int, num_left_chunks: int) -> Geometry:
     """The graph's geometry; a DataError unless ``from_wenet_ctc(tokens, model, chunk_size, num_left_chunks)``
     can load and run these files (sherpa-onnx exits the process on a missing metadata key or a bad shape)."""
+    return _streaming_geometry(session(model_path), model_path, tokens_path, chunk_size, num_left_chunks)
+
+
+def _streaming_geometry(sess, model_path: Path, tokens_path: Path, chunk_size: int, num_left_chunks: int) -> Geometry:
+    """:func:`check_streaming_model` on an open session of ``model_path``."""
     symbols = read_tokens(tokens_path)
-    sess = session(model_path)
     meta = sess.get_modelmeta().custom_metadata_map
     values = {}
     for key in SHERPA_KEYS:
@@ -134,15 +138,17 @@ def check_streaming_model(model_path: Path, tokens_path: Path, chunk_size: int, 
     return geo
 
 
-def check_mlkd_streaming_export(model_path: Path, tokens_path: Path) -> Geometry:
-    """:func:`check_streaming_model` with the chunk_size and num_left_chunks that `mlkd export --streaming`
-    writes into the graph's metadata."""
-    meta = session(model_path).get_modelmeta().custom_metadata_map
+def open_mlkd_streaming_export(model_path: Path, tokens_path: Path):
+    """An onnxruntime session of an `mlkd export --streaming` graph and its geometry, checked as
+    :func:`check_streaming_model` does with the chunk_size and num_left_chunks of its metadata."""
+    sess = session(model_path)
+    meta = sess.get_modelmeta().custom_metadata_map
     sizes = {key: meta.get(key, "") for key in ("chunk_size", "num_left_chunks")}
     if not all(value.isdigit() for value in sizes.values()):
         raise DataError(f"{model_path}: not a streaming export of mlkd (no chunk_size and num_left_chunks metadata); "
                         "export the model with `mlkd export --streaming`")
-    return check_streaming_model(model_path, tokens_path, int(sizes["chunk_size"]), int(sizes["num_left_chunks"]))
+    return sess, _streaming_geometry(sess, model_path, tokens_path, int(sizes["chunk_size"]),
+                                     int(sizes["num_left_chunks"]))
 
 
 def describe_ranks(args: list[tuple[str, int]]) -> str:
