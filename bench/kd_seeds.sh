@@ -6,18 +6,19 @@
 # deviation of each language's CER and of the ratios student / baseline, student / pseudo-label
 # baseline and student / mean of teachers (bench/kd_seeds.py).
 #   bench/kd_seeds.sh [--data data] [--exp exp] [--langs "en de es it ru"] [--seeds "0 1 2"]
-#                     [--variants "plain nopool"] [--work bench/work/kd_seeds] [--preset demo]
+#                     [--variants "plain nopool"] [--work bench/work/kd_seeds] [--preset demo] [--noise DATA/corpus/noise]
 # Variants: plain (conf/kd/<preset>.yaml, as the recipe: also on the untranscribed pool when the
 # data has one), nopool (the same on the transcribed set alone) or a lever NAME (bench/kd/NAME.yaml,
-# with the pool). The baselines are one per seed for every variant.
+# with the pool). The baselines are one per seed for every variant. The student's distillation and
+# fine-tuning mix in the noise set as local/run.sh does (the corpus's, when DATA has one).
 # Each command's output goes to WORK/seed<S>/<model>.log; finished runs are up to date on a re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=data exp=exp langs="en de es it ru" seeds="0 1 2" variants="plain nopool" work=bench/work/kd_seeds preset=demo
+data=data exp=exp langs="en de es it ru" seeds="0 1 2" variants="plain nopool" work=bench/work/kd_seeds preset=demo noise=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --data) data=$2;; --exp) exp=$2;; --langs) langs=$2;; --seeds) seeds=$2;; --variants) variants=$2;;
-    --work) work=$2;; --preset) preset=$2;;
+    --work) work=$2;; --preset) preset=$2;; --noise) noise=$2;;
     *) echo "$0: unknown option $1" >&2; exit 1;;
   esac
   shift 2
@@ -41,6 +42,9 @@ run() {  # NAME LOG mlkd-args...: time one training command, then decode the tes
   echo "$name: ${SECONDS} s"
 }
 
+noise_opts=()
+[ -n "$noise" ] || noise=$data/corpus/noise
+if [ -d "$noise" ]; then noise_opts=(--noise-set "$noise"); fi
 pool=()
 if [ -f "$data/manifests/unlabeled_cuts.jsonl.gz" ]; then pool=(--unlabeled-set unlabeled); fi
 dirs=""
@@ -61,10 +65,10 @@ for seed in $seeds; do
     # shellcheck disable=SC2086
     run "seed $seed $variant: distill" "$out/student_kd_$variant.log" distill --data "$data" \
       --model-config "conf/model/student_$preset.yaml" --kd-config "$kd" --lid-weight "$lid_weight" \
-      --train-config "conf/train/distill_$preset.yaml" --seed "$seed" "${extra[@]}" $teachers "$out/student_kd_$variant"
+      --train-config "conf/train/distill_$preset.yaml" --seed "$seed" "${noise_opts[@]}" "${extra[@]}" $teachers "$out/student_kd_$variant"
     run "seed $seed $variant: finetune" "$out/student_$variant.log" finetune --data "$data" \
       --init "$out/student_kd_$variant" --lid-weight "$lid_weight" --train-config "conf/train/finetune_$preset.yaml" \
-      --seed "$seed" "$out/student_$variant"
+      --seed "$seed" "${noise_opts[@]}" "$out/student_$variant"
     dirs="$dirs $variant:$out/student_$variant"
   done
 done

@@ -167,16 +167,20 @@ def record_dict(obj: Any) -> dict[str, Any]:
     return prune(obj, to_dict(obj))
 
 
-def load_yaml(cls: type[T], path: str | Path) -> T:
-    """Read ``path`` into dataclass ``cls``; errors name the file."""
+def read_yaml(path: str | Path) -> Any:
+    """The YAML document in ``path`` ({} when empty); errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    return from_dict(cls, data, where=str(path))
+
+
+def load_yaml(cls: type[T], path: str | Path) -> T:
+    """Read ``path`` into dataclass ``cls``; errors name the file."""
+    return from_dict(cls, read_yaml(path), where=str(path))
 
 
 def dump_yaml(obj: Any) -> str:

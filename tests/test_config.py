@@ -68,6 +68,17 @@ def test_a_noise_or_room_set_the_config_would_not_use_is_refused(tmp_path):
     assert load_train_config(path, None, None, noise_sets=(Path("noise"),)).augment.noise.sets == ("noise",)
 
 
+def test_a_config_may_leave_its_noise_and_rooms_to_the_command_line(tmp_path):
+    from mlkd_cli.commands.options import load_train_config
+
+    path = tmp_path / "train.yaml"
+    path.write_text("augment:\n  noise: {prob: 0.2, snr: [10, 20]}\n  reverb: {prob: 0.1}\n")
+    train = load_train_config(path, None, None, noise_sets=(Path("a"), Path("b")), rir_sets=(Path("r"),))
+    assert (train.augment.noise.sets, train.augment.noise.prob, train.augment.reverb.rirs) == (("a", "b"), 0.2, ("r",))
+    with pytest.raises(ConfigError, match=f"{path}.augment.noise: augment noise prob > 0 needs a source"):
+        load_train_config(path, None, None)
+
+
 def test_command_line_overrides_of_the_kd_terms():
     from pathlib import Path
 

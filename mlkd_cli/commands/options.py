@@ -33,22 +33,25 @@ def training_options(command):
 
 def load_train_config(path: Path | None, max_steps: int | None, precision: str | None, seed: int | None = None,
                       noise_sets: tuple[Path, ...] = (), rir_sets: tuple[Path, ...] = ()):
-    from mlkd_cli.config import load_yaml
+    """The train config of ``path`` (or the defaults) with the command line's overrides.
+
+    ``--noise-set``/``--rir-set`` go into the YAML before it is checked, so a config may leave its
+    noise or rooms to the command line (``noise: {prob: 0.2}`` and ``--noise-set DIR``)."""
+    from mlkd_cli.config import from_dict, read_yaml
     from mlkd_cli.experiment.config import TrainConfig
 
-    train = load_yaml(TrainConfig, path) if path else TrainConfig()
-    given = {"max_steps": max_steps, "precision": precision, "seed": seed}
-    overrides = {k: v for k, v in given.items() if v is not None}
-    augment = train.augment
+    data = read_yaml(path) if path else {}
     where = path or "the default train config"
-    if noise_sets and augment.noise.prob == 0:
-        raise ConfigError(f"--noise-set: {where} mixes in no noise (augment.noise.prob is 0), so the set would not "
-                          "be used; drop --noise-set, or give the config an augment.noise block")
-    if rir_sets and augment.reverb.prob == 0:
-        raise ConfigError(f"--rir-set: {where} simulates no rooms (augment.reverb.prob is 0), so the set would not "
-                          "be used; drop --rir-set, or give the config an augment.reverb block")
-    if noise_sets:
-        augment = dataclasses.replace(augment, noise=dataclasses.replace(augment.noise, sets=tuple(map(str, noise_sets))))
-    if rir_sets:
-        augment = dataclasses.replace(augment, reverb=dataclasses.replace(augment.reverb, rirs=tuple(map(str, rir_sets))))
-    return dataclasses.replace(train, augment=augment, **overrides)
+    for option, sets, block, key, what in (("--noise-set", noise_sets, "noise", "sets", "mixes in no noise"),
+                                           ("--rir-set", rir_sets, "reverb", "rirs", "simulates no rooms")):
+        if not sets:
+            continue
+        augment = data.get("augment") if isinstance(data, dict) else None
+        kind = augment.get(block) if isinstance(augment, dict) else None
+        if not isinstance(kind, dict) or not kind.get("prob"):
+            raise ConfigError(f"{option}: {where} {what} (augment.{block}.prob is 0), so the set would not be used; "
+                              f"drop {option}, or give the config an augment.{block} block")
+        data = {**data, "augment": {**augment, block: {**kind, key: [str(p) for p in sets]}}}
+    train = from_dict(TrainConfig, data, where=str(where))
+    given = {"max_steps": max_steps, "precision": precision, "seed": seed}
+    return dataclasses.replace(train, **{k: v for k, v in given.items() if v is not None})
