@@ -7,23 +7,27 @@
 # baseline and student / mean of teachers (bench/kd_seeds.py).
 #   bench/kd_seeds.sh [--data data] [--exp exp] [--langs "en de es it ru"] [--seeds "0 1 2"]
 #                     [--variants "plain nopool"] [--work bench/work/kd_seeds] [--preset demo] [--noise DATA/corpus/noise]
+#                     [--jobs 1]
 # Variants: plain (conf/kd/<preset>.yaml, as the recipe: also on the untranscribed pool when the
 # data has one), nopool (the same on the transcribed set alone) or a lever NAME (bench/kd/NAME.yaml,
 # with the pool). The baselines are one per seed for every variant. The student's distillation and
 # fine-tuning mix in the noise set as local/run.sh does (the corpus's, when DATA has one).
+# --jobs N: N seeds at a time, each command on its share of the cores (as local/run.sh runs its jobs).
 # Each command's output goes to WORK/seed<S>/<model>.log; finished runs are up to date on a re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=data exp=exp langs="en de es it ru" seeds="0 1 2" variants="plain nopool" work=bench/work/kd_seeds preset=demo noise=""
+data=data exp=exp langs="en de es it ru" seeds="0 1 2" variants="plain nopool" work=bench/work/kd_seeds preset=demo noise="" jobs=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --data) data=$2;; --exp) exp=$2;; --langs) langs=$2;; --seeds) seeds=$2;; --variants) variants=$2;;
-    --work) work=$2;; --preset) preset=$2;; --noise) noise=$2;;
+    --work) work=$2;; --preset) preset=$2;; --noise) noise=$2;; --jobs) jobs=$2;;
     *) echo "$0: unknown option $1" >&2; exit 1;;
   esac
   shift 2
 done
 export PATH="$PWD/.venv/bin:$PATH"
+. local/jemalloc.sh
+threads=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 ))
 lid_weight=3   # as local/run.sh
 test_cuts=$data/manifests/test_cuts.jsonl.gz
 teachers=""
@@ -36,9 +40,9 @@ done
 run() {  # NAME LOG mlkd-args...: time one training command, then decode the test set
   local name=$1 log=$2; shift 2
   SECONDS=0
-  mlkd "$@" >"$log" 2>&1
+  OMP_NUM_THREADS=$threads mlkd "$@" >"$log" 2>&1
   local model=${*: -1}
-  mlkd decode "$model" "$test_cuts" >>"$log" 2>&1
+  OMP_NUM_THREADS=$threads mlkd decode "$model" "$test_cuts" >>"$log" 2>&1
   echo "$name: ${SECONDS} s"
 }
 
@@ -47,9 +51,15 @@ noise_opts=()
 if [ -d "$noise" ]; then noise_opts=(--noise-set "$noise"); fi
 pool=()
 if [ -f "$data/manifests/unlabeled_cuts.jsonl.gz" ]; then pool=(--unlabeled-set unlabeled); fi
-dirs=""
-for seed in $seeds; do
-  out=$work/seed$seed
+kd_config() {  # VARIANT: its KD config
+  case $1 in plain|nopool) echo "conf/kd/$preset.yaml";; *) echo "bench/kd/$1.yaml";; esac
+}
+for variant in $variants; do
+  [ -f "$(kd_config "$variant")" ] || { echo "$0: variant $variant: no $(kd_config "$variant")" >&2; exit 1; }
+done
+
+one_seed() {  # SEED: its two baselines and each variant's student, one command after another
+  local seed=$1 out=$work/seed$1 variant extra
   mkdir -p "$out"
   run "seed $seed baseline" "$out/baseline.log" finetune --data "$data" --model-config "conf/model/student_$preset.yaml" \
     --lid-weight "$lid_weight" --train-config "conf/train/baseline_$preset.yaml" --seed "$seed" "$out/baseline"
@@ -57,20 +67,26 @@ for seed in $seeds; do
   run "seed $seed pseudo-label baseline" "$out/baseline_pl.log" distill --data "$data" \
     --model-config "conf/model/student_$preset.yaml" --kd-config conf/kd/pseudo_label.yaml --lid-weight "$lid_weight" \
     --train-config "conf/train/baseline_$preset.yaml" --seed "$seed" "${pool[@]}" $teachers "$out/baseline_pl"
-  dirs="$dirs baseline:$out/baseline baseline_pl:$out/baseline_pl"
   for variant in $variants; do
-    kd=bench/kd/$variant.yaml extra=("${pool[@]}")
-    case $variant in plain) kd=conf/kd/$preset.yaml;; nopool) kd=conf/kd/$preset.yaml extra=();; esac
-    [ -f "$kd" ] || { echo "$0: variant $variant: no $kd" >&2; exit 1; }
+    extra=("${pool[@]}")
+    if [ "$variant" = nopool ]; then extra=(); fi
     # shellcheck disable=SC2086
     run "seed $seed $variant: distill" "$out/student_kd_$variant.log" distill --data "$data" \
-      --model-config "conf/model/student_$preset.yaml" --kd-config "$kd" --lid-weight "$lid_weight" \
+      --model-config "conf/model/student_$preset.yaml" --kd-config "$(kd_config "$variant")" --lid-weight "$lid_weight" \
       --train-config "conf/train/distill_$preset.yaml" --seed "$seed" "${noise_opts[@]}" "${extra[@]}" $teachers "$out/student_kd_$variant"
     run "seed $seed $variant: finetune" "$out/student_$variant.log" finetune --data "$data" \
       --init "$out/student_kd_$variant" --lid-weight "$lid_weight" --train-config "conf/train/finetune_$preset.yaml" \
       --seed "$seed" "${noise_opts[@]}" "$out/student_$variant"
-    dirs="$dirs $variant:$out/student_$variant"
   done
+}
+
+pids=() dirs=""
+for seed in $seeds; do
+  if [ ${#pids[@]} -ge "$jobs" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+  one_seed "$seed" & pids+=($!)
+  dirs="$dirs baseline:$work/seed$seed/baseline baseline_pl:$work/seed$seed/baseline_pl"
+  for variant in $variants; do dirs="$dirs $variant:$work/seed$seed/student_$variant"; done
 done
+for pid in "${pids[@]}"; do wait "$pid"; done
 # shellcheck disable=SC2086
 python bench/kd_seeds.py --teachers $teachers -- $dirs
