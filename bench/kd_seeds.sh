@@ -10,8 +10,9 @@
 #                     [--jobs 1]
 # Variants: plain (conf/kd/<preset>.yaml, as the recipe: also on the untranscribed pool when the
 # data has one), nopool (the same on the transcribed set alone) or a lever NAME (bench/kd/NAME.yaml,
-# with the pool). The baselines are one per seed for every variant. The student's distillation and
-# fine-tuning mix in the noise set as local/run.sh does (the corpus's, when DATA has one).
+# with the pool; distilled with bench/kd/NAME.train.yaml where there is one). The baselines are one
+# per seed for every variant. The student's distillation and fine-tuning mix in the noise set as
+# local/run.sh does (the corpus's, when DATA has one and the train config mixes in noise).
 # --jobs N: N seeds at a time, each command on its share of the cores (as local/run.sh runs its jobs).
 # Each command's output goes to WORK/seed<S>/<model>.log; finished runs are up to date on a re-run.
 set -euo pipefail
@@ -54,6 +55,17 @@ if [ -f "$data/manifests/unlabeled_cuts.jsonl.gz" ]; then pool=(--unlabeled-set 
 kd_config() {  # VARIANT: its KD config
   case $1 in plain|nopool) echo "conf/kd/$preset.yaml";; *) echo "bench/kd/$1.yaml";; esac
 }
+train_config() {  # VARIANT: its distillation's train config
+  if [ -f "bench/kd/$1.train.yaml" ]; then echo "bench/kd/$1.train.yaml"; else echo "conf/train/distill_$preset.yaml"; fi
+}
+noise_for() {  # TRAIN_CONFIG: the noise option, where the config mixes in noise (as local/run.sh)
+  if [ ${#noise_opts[@]} -gt 0 ] && python - "$1" <<'EOF'
+import sys, yaml
+augment = (yaml.safe_load(open(sys.argv[1])) or {}).get("augment") or {}
+sys.exit(0 if (augment.get("noise") or {}).get("prob", 0) > 0 else 1)
+EOF
+  then echo "${noise_opts[@]}"; fi
+}
 for variant in $variants; do
   [ -f "$(kd_config "$variant")" ] || { echo "$0: variant $variant: no $(kd_config "$variant")" >&2; exit 1; }
 done
@@ -73,7 +85,8 @@ one_seed() {  # SEED: its two baselines and each variant's student, one command 
     # shellcheck disable=SC2086
     run "seed $seed $variant: distill" "$out/student_kd_$variant.log" distill --data "$data" \
       --model-config "conf/model/student_$preset.yaml" --kd-config "$(kd_config "$variant")" --lid-weight "$lid_weight" \
-      --train-config "conf/train/distill_$preset.yaml" --seed "$seed" "${noise_opts[@]}" "${extra[@]}" $teachers "$out/student_kd_$variant"
+      --train-config "$(train_config "$variant")" --seed "$seed" $(noise_for "$(train_config "$variant")") "${extra[@]}" \
+      $teachers "$out/student_kd_$variant"
     run "seed $seed $variant: finetune" "$out/student_$variant.log" finetune --data "$data" \
       --init "$out/student_kd_$variant" --lid-weight "$lid_weight" --train-config "conf/train/finetune_$preset.yaml" \
       --seed "$seed" "${noise_opts[@]}" "$out/student_$variant"
