@@ -28,6 +28,7 @@ while [ $# -gt 0 ]; do
 done
 export PATH="$PWD/.venv/bin:$PATH"
 . local/jemalloc.sh
+. local/mixes_noise.sh
 threads=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 ))
 lid_weight=3   # as local/run.sh
 test_cuts=$data/manifests/test_cuts.jsonl.gz
@@ -59,19 +60,14 @@ train_config() {  # VARIANT: its distillation's train config
   if [ -f "bench/kd/$1.train.yaml" ]; then echo "bench/kd/$1.train.yaml"; else echo "conf/train/distill_$preset.yaml"; fi
 }
 noise_for() {  # TRAIN_CONFIG: the noise option, where the config mixes in noise (as local/run.sh)
-  if [ ${#noise_opts[@]} -gt 0 ] && python - "$1" <<'EOF'
-import sys, yaml
-augment = (yaml.safe_load(open(sys.argv[1])) or {}).get("augment") or {}
-sys.exit(0 if (augment.get("noise") or {}).get("prob", 0) > 0 else 1)
-EOF
-  then echo "${noise_opts[@]}"; fi
+  if [ ${#noise_opts[@]} -gt 0 ] && mixes_noise "$1"; then echo "${noise_opts[@]}"; fi
 }
 for variant in $variants; do
   [ -f "$(kd_config "$variant")" ] || { echo "$0: variant $variant: no $(kd_config "$variant")" >&2; exit 1; }
 done
 
 one_seed() {  # SEED: its two baselines and each variant's student, one command after another
-  local seed=$1 out=$work/seed$1 variant extra
+  local seed=$1 out=$work/seed$1 variant extra distill_config finetune_config=conf/train/finetune_$preset.yaml
   mkdir -p "$out"
   run "seed $seed baseline" "$out/baseline.log" finetune --data "$data" --model-config "conf/model/student_$preset.yaml" \
     --lid-weight "$lid_weight" --train-config "conf/train/baseline_$preset.yaml" --seed "$seed" "$out/baseline"
@@ -80,16 +76,16 @@ one_seed() {  # SEED: its two baselines and each variant's student, one command 
     --model-config "conf/model/student_$preset.yaml" --kd-config conf/kd/pseudo_label.yaml --lid-weight "$lid_weight" \
     --train-config "conf/train/baseline_$preset.yaml" --seed "$seed" "${pool[@]}" $teachers "$out/baseline_pl"
   for variant in $variants; do
-    extra=("${pool[@]}")
+    extra=("${pool[@]}") distill_config=$(train_config "$variant")
     if [ "$variant" = nopool ]; then extra=(); fi
     # shellcheck disable=SC2086
     run "seed $seed $variant: distill" "$out/student_kd_$variant.log" distill --data "$data" \
       --model-config "conf/model/student_$preset.yaml" --kd-config "$(kd_config "$variant")" --lid-weight "$lid_weight" \
-      --train-config "$(train_config "$variant")" --seed "$seed" $(noise_for "$(train_config "$variant")") "${extra[@]}" \
+      --train-config "$distill_config" --seed "$seed" $(noise_for "$distill_config") "${extra[@]}" \
       $teachers "$out/student_kd_$variant"
     run "seed $seed $variant: finetune" "$out/student_$variant.log" finetune --data "$data" \
-      --init "$out/student_kd_$variant" --lid-weight "$lid_weight" --train-config "conf/train/finetune_$preset.yaml" \
-      --seed "$seed" "${noise_opts[@]}" "$out/student_$variant"
+      --init "$out/student_kd_$variant" --lid-weight "$lid_weight" --train-config "$finetune_config" \
+      --seed "$seed" $(noise_for "$finetune_config") "$out/student_$variant"
   done
 }
 

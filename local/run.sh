@@ -136,13 +136,9 @@ fi
 
 # The noise option for a train config: only one that mixes in noise reads a noise set (mlkd refuses
 # a --noise-set that would go unused).
+. local/mixes_noise.sh
 noise_for() {
-  if [ -n "$noise_opts" ] && [ -f "$1" ] && python - "$1" <<'EOF'
-import sys, yaml
-augment = (yaml.safe_load(open(sys.argv[1])) or {}).get("augment") or {}
-sys.exit(0 if (augment.get("noise") or {}).get("prob", 0) > 0 else 1)
-EOF
-  then echo "$noise_opts"; fi
+  if [ -n "$noise_opts" ] && mixes_noise "$1"; then echo "$noise_opts"; fi
 }
 
 # cmd=slurm: each job's id by step name (its name on a dry run), for the jobs that wait for it.
