@@ -154,6 +154,8 @@ def test_a_slurm_dry_run_writes_the_dependency_graph_and_submits_nothing(tmp_pat
     training = [c for c in calls if c.split(" -- ")[1].split()[0] in ("train-teacher", "distill", "finetune")]
     assert training and all("--config conf/slurm/gpu.yaml" in c for c in training)
     assert all("--config conf/slurm/cpu.yaml" in c for c in calls if c not in training)
+    calibrations = [c for c in calls if " -- calibrate-lid " in c]  # at the recipe's 1% false rejections
+    assert calibrations and all(c.endswith("--max-false-reject 0.01") for c in calibrations)
     refused = run_sh(tmp_path / "local", "--dry-run", "true")
     assert refused.returncode == 1 and "--dry-run true writes a SLURM job graph" in refused.stderr
 
@@ -180,7 +182,7 @@ def test_help_lists_exactly_the_options(tmp_path):
     assert result.returncode == 0 and lines[:2] == ["local/run.sh --help", "Options (with their defaults):"]
     assert [line.split()[0] for line in lines[2:]] == [
         "--stage", "--stop-stage", "--langs", "--size", "--seed", "--nj", "--corpus", "--data", "--tokenizer",
-        "--vocab-size", "--preset", "--exp", "--lid-weight", "--noise", "--unlabeled", "--pl-baseline", "--streaming",
+        "--vocab-size", "--preset", "--exp", "--lid-weight", "--max-false-reject", "--noise", "--unlabeled", "--pl-baseline", "--streaming",
         "--max-jobs-run", "--dry-run"]
     preset = "  --preset demo      # conf/model/{,student_}$preset.yaml, conf/train/{teacher,distill,finetune,baseline}"
     assert f"{preset}_$preset.yaml" in lines  # underscores in comments stay

@@ -131,6 +131,26 @@ def test_decode_applies_the_calibration_and_score_reports_it(calibrated, tiny_ad
     assert f"unknown_threshold: {threshold}" in config
 
 
+def test_a_decode_follows_a_new_calibration_but_refuses_a_changed_setting(calibrated, tiny_adaptive, prepared, tmp_path):
+    """Calibrating again (another --max-false-reject) redoes the decodes it applies to, as a score
+    follows its decode; a setting given on the command line is still refused when it changes."""
+    out = tmp_path / "out"
+    shutil.copytree(calibrated, out)
+    test = prepared / "manifests" / "test_cuts.jsonl.gz"
+    assert run_cli("decode", tiny_adaptive, test, "-o", out).exit_code == 0
+    m = prepared / "manifests"
+    result = run_cli("calibrate-lid", tiny_adaptive, m / "dev_cuts.jsonl.gz", m / "dev_unseen_cuts.jsonl.gz",
+                     "--max-false-reject", "0.3", "--score", "lid", "-o", out)
+    assert result.exit_code == 0, result.output
+    threshold = json.loads((out / CALIBRATION).read_text())["threshold"]
+    assert threshold != json.loads((calibrated / CALIBRATION).read_text())["threshold"]
+    result = run_cli("decode", tiny_adaptive, test, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert f"unknown_threshold: {threshold}" in (out / "decode_test_ctc-greedy" / "config.yaml").read_text()
+    result = run_cli("decode", tiny_adaptive, test, "-o", out, "--unknown-threshold", "0.5")
+    assert result.exit_code == 1 and "changed: config.unknown_threshold" in result.output
+
+
 def test_a_stale_calibration_or_a_teacher_is_refused(calibrated, tiny_adaptive, tiny_teachers, prepared, tmp_path):
     stale = tmp_path / "out"
     stale.mkdir()
