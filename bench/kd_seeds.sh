@@ -30,7 +30,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 . local/jemalloc.sh
 . local/mixes_noise.sh
 threads=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 ))
-lid_weight=10  # as local/run.sh
+lid_weight=3   # as local/run.sh
 test_cuts=$data/manifests/test_cuts.jsonl.gz
 teachers=""
 for lang in $langs; do
