@@ -88,8 +88,9 @@ def test_command_line_overrides_of_the_kd_terms():
     assert demo.overridden() == demo
     assert demo.overridden(kl_weight=1.5).kl_weight == 1.5
     assert demo.overridden(kd_weight=0.5).layer_weights == (0.5,) * 6
+    (weight,) = set(demo.layer_weights)  # one λ for every layer: a layer map keeps it
     pairs = demo.overridden(layer_map="2:3, 6:6")
-    assert (pairs.student_layers, pairs.teacher_layers, pairs.layer_weights) == ((2, 6), (3, 6), (0.2, 0.2))
+    assert (pairs.student_layers, pairs.teacher_layers, pairs.layer_weights) == ((2, 6), (3, 6), (weight, weight))
     depth = KdConfig().overridden(layer_map="2,4")  # no weights: 1 for every pair, as before
     assert (depth.student_layers, depth.teacher_layers, depth.layer_weights) == ((2, 4), (), ())
     uneven = KdConfig(layer_weights=(0.1, 0.2, 0.3))
