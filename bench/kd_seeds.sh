@@ -30,7 +30,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 . local/jemalloc.sh
 . local/mixes_noise.sh
 threads=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 ))
-lid_weight=3   # as local/run.sh
+lid_weight=3 finetune_lid_weight=10  # as local/run.sh
 test_cuts=$data/manifests/test_cuts.jsonl.gz
 teachers=""
 for lang in $langs; do
@@ -84,7 +84,7 @@ one_seed() {  # SEED: its two baselines and each variant's student, one command 
       --train-config "$distill_config" --seed "$seed" $(noise_for "$distill_config") "${extra[@]}" \
       $teachers "$out/student_kd_$variant"
     run "seed $seed $variant: finetune" "$out/student_$variant.log" finetune --data "$data" \
-      --init "$out/student_kd_$variant" --lid-weight "$lid_weight" --train-config "$finetune_config" \
+      --init "$out/student_kd_$variant" --lid-weight "$finetune_lid_weight" --train-config "$finetune_config" \
       --seed "$seed" $(noise_for "$finetune_config") "$out/student_$variant"
   done
 }

@@ -25,7 +25,8 @@ tokenizer=char   # characters: BPE-500 stays on the blank plateau with 1 h per l
 vocab_size=500
 preset=demo      # conf/model/{,student_}$preset.yaml, conf/train/{teacher,distill,finetune,baseline}_$preset.yaml
 exp=exp
-lid_weight=3     # λ of the language-ID loss (distill, finetune, baseline)
+lid_weight=3     # λ of the language-ID loss in distillation and the baselines
+finetune_lid_weight=10  # λ of the language-ID loss in the student's fine-tuning (each λ chosen on dev: bench/README.md)
 max_false_reject=0.01  # stage 6: the share of trained-language dev utterances the unknown-language threshold may flag
 noise=""         # noise set for augmentation in every training stage (default: the corpus's noise/)
 unlabeled=unlabeled  # the untranscribed set distillation also learns from, when prepared ("": none)
@@ -389,7 +390,7 @@ if runs 4; then
   begin
   # Stage 4: language-adaptive fine-tuning of the student: CTC + λ·CE(language id).
   # shellcheck disable=SC2086
-  step finetune --after distill -- finetune --data "$data" --init "$exp/student_kd" --lid-weight "$lid_weight" \
+  step finetune --after distill -- finetune --data "$data" --init "$exp/student_kd" --lid-weight "$finetune_lid_weight" \
     --train-config "conf/train/finetune_$preset.yaml" $(noise_for "conf/train/finetune_$preset.yaml") "$exp/student"
   if [ "$streaming" = true ]; then
     # The streaming student starts from the student (its weights; the convolutions become causal)
@@ -398,7 +399,7 @@ if runs 4; then
     # of them (bench/README.md, "Streaming at the demo schedules").
     # shellcheck disable=SC2086
     step finetune-streaming --after finetune -- finetune --data "$data" --init "$exp/student" \
-      --model-config "$streaming_config" --lid-weight "$lid_weight" --train-config "conf/train/finetune_$preset.yaml" \
+      --model-config "$streaming_config" --lid-weight "$finetune_lid_weight" --train-config "conf/train/finetune_$preset.yaml" \
       $(noise_for "conf/train/finetune_$preset.yaml") "$exp/student_streaming"
   fi
   finished 4
