@@ -9,7 +9,8 @@ decides:
   skip      the same inputs and config, finished: "up to date", nothing is rewritten
   resume    the same inputs and config, interrupted (training stages only)
   fresh     nothing there yet, ``--force``, an unfinished publish, or (for derived outputs
-            such as caches and scores: ``on_change="redo"``) changed inputs
+            such as caches and scores: ``on_change="redo"``) changed inputs, or changes only
+            among those the stage ``follows`` (a decode: its calibrated rejection rule)
   refuse    changed inputs or config of a finished or running stage, without ``--force``:
             a StageError names what changed
 
@@ -35,7 +36,7 @@ import platform
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Collection, Iterator, Literal
 
 from mlkd_cli.errors import StageError
 from mlkd_cli.fsutil import atomic_write_text, file_digest
@@ -124,13 +125,16 @@ class Stage:
 
     def __init__(self, out_dir: str | Path, record: StageRecord, *, force: bool = False,
                  on_change: Literal["refuse", "redo"] = "refuse", resumable: bool = False,
-                 record_name: str = STAGE_FILE, intact: Callable[[], bool] = lambda: True, shared: bool = False):
+                 record_name: str = STAGE_FILE, intact: Callable[[], bool] = lambda: True, shared: bool = False,
+                 follows: Collection[str] = ()):
         """``intact``: whether finished outputs are still whole beyond their top-level entries
         (e.g. every file a manifest names); a finished stage that is not is redone. ``shared``: a
         cache that stages running at once may all need (teachers of a job array): a second one
-        waits for the lock, then reads what the first published, instead of failing."""
+        waits for the lock, then reads what the first published, instead of failing. ``follows``:
+        changes (as :meth:`StageRecord.changes_from` names them) that come from another stage's
+        output rather than the command line, e.g. a calibration: a change among them alone redoes."""
         self.out_dir, self.record, self.force, self.intact = Path(out_dir), record, force, intact
-        self.shared = shared
+        self.shared, self.follows = shared, frozenset(follows)
         self.on_change, self.resumable, self.record_name = on_change, resumable, record_name
         stem = record_name.removesuffix(".json")
         self.staging = self.out_dir / f".staging-{stem}"
@@ -154,7 +158,7 @@ class Stage:
                 return "skip"
             logger.info("%s: outputs of the finished run are missing; redoing it", self.out_dir)
             return "fresh"
-        if self.on_change == "redo":
+        if self.on_change == "redo" or set(changed) <= self.follows:
             logger.info("%s: redoing (changed: %s)", self.out_dir, _shown(changed))
             return "fresh"
         raise StageError(

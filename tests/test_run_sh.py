@@ -131,12 +131,12 @@ def test_the_noise_set_goes_only_to_stages_whose_config_mixes_in_noise(tmp_path,
     result = run_sh(tmp_path, "--stage", "2", "--stop-stage", "5", "--langs", "en de", "--preset", "demo",
                     "--max-jobs-run", "1", "--data", str(prepared_en_de), path=logging_mlkd(tmp_path))
     assert result.returncode == 0, result.stderr
-    noise = {line.split()[-1].rsplit("/", 1)[-1]: f"--noise-set {tmp_path}/corpus/noise" in line
-             for line in (tmp_path / "mlkd.log").read_text().splitlines()}
+    calls = (tmp_path / "mlkd.log").read_text().splitlines()
+    noise = {line.split()[-1].rsplit("/", 1)[-1]: f"--noise-set {tmp_path}/corpus/noise" in line for line in calls}
     assert noise == {"teacher_de": True, "teacher_en": True, "student_kd": True, "student": True,
                      "baseline": False, "baseline_pl": False}  # conf/train/baseline_demo.yaml: clean audio
     lid_weights = {line.split()[-1].rsplit("/", 1)[-1]: line.split("--lid-weight ")[1].split()[0]
-                   for line in (tmp_path / "mlkd.log").read_text().splitlines() if "--lid-weight" in line}
+                   for line in calls if "--lid-weight" in line}
     assert lid_weights == {"student_kd": "3", "student": "10", "baseline": "3", "baseline_pl": "3"}  # each chosen on dev
 
 

@@ -38,9 +38,10 @@ from mlkd_cli.errors import ConfigError
 from mlkd_cli.experiment.model_dir import ModelDir
 from mlkd_cli.fsutil import atomic_write_text, stat_digest
 from mlkd_cli.log import log_to_file
-from mlkd_cli.stage import Stage, StageRecord, file_input, new_record, read_stage
+from mlkd_cli.stage import Stage, file_input, new_record
 
 logger = logging.getLogger("mlkd")
+REJECTION_SETTINGS = ("config.unknown_threshold", "config.unknown_score")  # the record's keys of a rejection rule
 ALL_BLANK_SHARE = 0.95  # a decode with at least this share of empty transcripts (trained languages) is warned about
 
 
@@ -88,14 +89,15 @@ def run_decode(model_dir: Path, inputs: Inputs, config: DecodeConfig, name: Opti
     out_root = Path(output_dir) if output_dir is not None else Path(model_dir)
     model = file_input(loaded.weights)  # the weights' digest: for the record and the calibration
     calibrated = with_calibrated_rejection(config, loaded, model["digest"], out_root) if apply_calibration else config
-    from_calibration, config = calibrated is not config, calibrated
+    # a rule read from lid_calibration.json: calibrating again redoes the decode, as a score follows its decode
+    follows = REJECTION_SETTINGS if calibrated is not config else ()
+    config = calibrated
     export, config = open_export(loaded, config, model["digest"])
     out_dir = out_root / decode_dir_name(name or inputs.name, config)
     record = new_record("decode", {"model": model, "inputs": items_input(items),
                                    **({"onnx": file_input(export.path)} if export else {})},
                         _recorded_config(config), argv)
-    recalibrated = from_calibration and _only_rejection_changed(out_dir, record)
-    stage = Stage(out_dir, record, force=force, on_change="redo" if recalibrated else "refuse")
+    stage = Stage(out_dir, record, force=force, follows=follows)
     with stage.run() as staging, log_to_file(out_dir / "log" / "decode.log"):
         if staging is None:
             return _read_back(out_dir, items, inputs.failed)
@@ -185,15 +187,6 @@ def with_calibrated_rejection(config: DecodeConfig, loaded: ModelDir, weights_di
     logger.info("rejecting speech of no trained language as %s: %s score below %.4f (%s)", UNKNOWN, rejection.score,
                 rejection.threshold, out_root / CALIBRATION)
     return dataclasses.replace(config, unknown_threshold=rejection.threshold, unknown_score=rejection.score)
-
-
-def _only_rejection_changed(out_dir: Path, record: StageRecord) -> bool:
-    """Whether the finished decode in ``out_dir`` differs from ``record`` by the rejection rule alone:
-    `mlkd calibrate-lid` has (re)calibrated the model since, and its decodes follow, as a score
-    follows its decode."""
-    old = read_stage(out_dir)
-    changed = set(record.changes_from(old)) if old is not None and old.status == "done" else set()
-    return bool(changed) and changed <= {"config.unknown_threshold", "config.unknown_score"}
 
 
 def _recorded_config(config: DecodeConfig) -> dict:
