@@ -209,6 +209,10 @@ class KdConfig:
     delay_ms: int = dataclasses.field(default=0, metadata=ADDED)
     # The precision the teachers run in (their targets and transcripts); "": the training's.
     teacher_precision: str = dataclasses.field(default="", metadata=ADDED)
+    # Intermediate CTC (InterCTC, Lee & Watanabe 2021): the CTC head also reads encoder layer
+    # inter_ctc_layer (0: the middle one) and learns the transcripts there, at this weight.
+    inter_ctc_weight: float = dataclasses.field(default=0.0, metadata=ADDED)
+    inter_ctc_layer: int = dataclasses.field(default=0, metadata=ADDED)
 
     def __post_init__(self) -> None:
         if self.targets not in TARGET_MODES:
@@ -221,9 +225,9 @@ class KdConfig:
             raise ConfigError("kd teacher_input: augmented needs targets: on-the-fly (augmentation differs every step)")
         if self.teacher_layers and len(self.teacher_layers) != len(self.student_layers):
             raise ConfigError("kd teacher_layers needs one entry per student_layers entry")
-        if min(self.ctc_weight, self.kl_weight, self.attention_weight, self.sequence_weight, self.kl_blank_weight) < 0 \
-                or self.kl_temperature <= 0:
-            raise ConfigError("kd weights must be >= 0 and kl_temperature > 0")
+        if min(self.ctc_weight, self.kl_weight, self.attention_weight, self.sequence_weight, self.kl_blank_weight,
+               self.inter_ctc_weight, self.inter_ctc_layer) < 0 or self.kl_temperature <= 0:
+            raise ConfigError("kd weights and inter_ctc_layer must be >= 0 and kl_temperature > 0")
         for name in ("min_confidence", "min_vocab_coverage"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"kd {name} must be in [0, 1], got {getattr(self, name)}")

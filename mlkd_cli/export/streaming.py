@@ -141,7 +141,7 @@ class WenetCtcChunk(nn.Module):
             rest = state.new_zeros(state.numel() - width - 1)
             keys.append(torch.cat([total, count, rest]).reshape(1, geo.heads, r, 2 * head_dim))
             convs.append(torch.zeros_like(conv_cache[geo.layers : geo.layers + 1]))
-        return model._log_probs(x), torch.cat(keys), torch.cat(convs)
+        return model.head_log_probs(x), torch.cat(keys), torch.cat(convs)
 
 
 @dataclasses.dataclass(frozen=True)

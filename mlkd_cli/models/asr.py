@@ -77,7 +77,7 @@ class CtcModel(nn.Module):
             if language is not None:
                 raise ConfigError("this model has no language input (its config lists no languages)")
             enc = self.encoder(features, feature_lens, return_attention)
-            return CtcOutput(self._log_probs(enc.output), enc.lengths, enc.output, enc.hidden, enc.attention)
+            return CtcOutput(self.head_log_probs(enc.output), enc.lengths, enc.output, enc.hidden, enc.attention)
         layers, split = len(self.encoder.layers), self.config.conditioned_layer
         state, hidden, attention = self.encoder.run(self.encoder.embed(features, feature_lens), 0, split, return_attention)
         lid_logits = self.lid_head(masked_mean(state.x, state.lengths)).float()
@@ -91,10 +91,11 @@ class CtcModel(nn.Module):
             weights = language.float()[:, None, :]
         state = state._replace(x=state.x + self.language_embedding(weights.to(state.x.dtype)))
         state, upper_hidden, upper_attention = self.encoder.run(state, split, layers, return_attention)
-        return CtcOutput(self._log_probs(state.x), state.lengths, state.x, hidden + upper_hidden,
+        return CtcOutput(self.head_log_probs(state.x), state.lengths, state.x, hidden + upper_hidden,
                          attention + upper_attention if return_attention else None, lid_logits)
 
-    def _log_probs(self, output: torch.Tensor) -> torch.Tensor:
+    def head_log_probs(self, output: torch.Tensor) -> torch.Tensor:
+        """The CTC head's log-posteriors of the frames of ``output`` (the top layer's, or a lower one's)."""
         return self.ctc_head(output).float().log_softmax(dim=-1)
 
 

@@ -146,7 +146,7 @@ class StreamBatch:
             x = self._layers(x, rope, split, len(encoder.layers), mask)
             lid_logits = list(lid.numpy())
         self.offset += frames
-        log_probs = model._log_probs(x).numpy()
+        log_probs = model.head_log_probs(x).numpy()
         lengths = valid or [frames] * n
         return [ChunkOutput(lp[:m], lg) for lp, lg, m in zip(log_probs, lid_logits, lengths)]
 

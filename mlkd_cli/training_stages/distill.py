@@ -1,7 +1,7 @@
 """`mlkd distill`: one small multilingual student learns from every language's teacher.
 
-L = Σ_l λ_l ‖h_l^t − P_l(h_l^s)‖²  (+ ctc · L_CTC + kl · T²·KL(p_t^T ‖ p_s^T) + attention · L_att
-+ sequence · L_CTC(teacher transcript)), each utterance against its own language's teacher,
+L = Σ_l λ_l ‖h_l^t − P_l(h_l^s)‖²  (+ ctc · L_CTC + inter_ctc · L_CTC(a lower layer) + kl · T²·KL(p_t^T ‖ p_s^T)
++ attention · L_att + sequence · L_CTC(teacher transcript)), each utterance against its own language's teacher,
 with learned projections P_l (student width → that teacher's width) per teacher language.
 Teachers of any kind mix (:mod:`mlkd_cli.teachers`): white boxes give layers and posteriors
 (aligned to the student's frames, mapped to its vocabulary), black boxes their transcripts.
@@ -51,6 +51,7 @@ class LayerPlan:
     student: list[int]
     teacher: dict[str, list[int]]
     weights: list[float]
+    inter_ctc: int = 0  # the student layer the intermediate CTC reads (0: none)
 
 
 def plan_layers(kd: KdConfig, student: ModelConfig, teachers: dict[str, Teacher]) -> LayerPlan:
@@ -64,6 +65,10 @@ def plan_layers(kd: KdConfig, student: ModelConfig, teachers: dict[str, Teacher]
     bad = [s for s in student_layers if not 1 <= s <= student.num_layers]
     if bad:
         raise ConfigError(f"kd student_layers {bad} are not layers of the {student.num_layers}-layer student")
+    inter_ctc = (kd.inter_ctc_layer or student.num_layers // 2) if kd.inter_ctc_weight > 0 else 0
+    if inter_ctc >= student.num_layers:
+        raise ConfigError(f"kd inter_ctc_layer {inter_ctc} is not below the top of the {student.num_layers}-layer "
+                          f"student (the top layer has the CTC loss already); name a layer 1..{student.num_layers - 1}")
     teacher_layers = {}
     for lang, teacher in teachers.items():
         if not teacher.white_box:
@@ -78,7 +83,7 @@ def plan_layers(kd: KdConfig, student: ModelConfig, teachers: dict[str, Teacher]
             raise ConfigError(f"teacher {teacher.name}: kd teacher_layers {bad} are not layers of this "
                               f"{teacher.num_layers}-layer teacher; name layers 1..{teacher.num_layers}")
         teacher_layers[lang] = layers
-    return LayerPlan(student_layers, teacher_layers, weights)
+    return LayerPlan(student_layers, teacher_layers, weights, inter_ctc)
 
 
 class DistillTask(nn.Module):
@@ -134,17 +139,20 @@ class DistillTask(nn.Module):
         terms = {"kd": sum(w * loss for w, loss in zip(self.layers.weights, per_layer))}
         terms.update({f"kd.l{s}": loss for s, loss in zip(self.layers.student, per_layer)})
         if kd.ctc_weight > 0:  # on the transcribed utterances only
-            terms["ctc"] = rows_ctc_loss(out, batch.targets)
+            terms["ctc"] = rows_ctc_loss(out.log_probs, out.lengths, batch.targets)
+        if self.layers.inter_ctc:
+            inter = self.asr_model.head_log_probs(out.hidden[self.layers.inter_ctc - 1])
+            terms["inter_ctc"] = rows_ctc_loss(inter, out.lengths, batch.targets)
         if kd.sequence_weight > 0:
-            terms["sequence"] = rows_ctc_loss(out, batch.pseudo_targets or [])
+            terms["sequence"] = rows_ctc_loss(out.log_probs, out.lengths, batch.pseudo_targets or [])
         if kd.kl_weight > 0:
             terms["kl"] = kl
         if kd.attention_weight > 0:
             terms["attention"] = attention
         if lang_ids is not None and self.lid_weight > 0:
             terms["lid"] = F.cross_entropy(out.lid_logits, lang_ids)
-        weights = {"kd": 1.0, "ctc": kd.ctc_weight, "kl": kd.kl_weight, "attention": kd.attention_weight,
-                   "sequence": kd.sequence_weight, "lid": self.lid_weight}
+        weights = {"kd": 1.0, "ctc": kd.ctc_weight, "inter_ctc": kd.inter_ctc_weight, "kl": kd.kl_weight,
+                   "attention": kd.attention_weight, "sequence": kd.sequence_weight, "lid": self.lid_weight}
         total = sum(weights[name] * value for name, value in terms.items() if name in weights)
         return total, terms
 
@@ -174,13 +182,13 @@ class DistillTask(nn.Module):
         return metrics
 
 
-def rows_ctc_loss(out: CtcOutput, targets: list[Optional[list[int]]]) -> torch.Tensor:
+def rows_ctc_loss(log_probs: torch.Tensor, lengths: torch.Tensor, targets: list[Optional[list[int]]]) -> torch.Tensor:
     """CTC over the utterances that have targets (a transcript, or a teacher's transcript); 0 when none has."""
     rows = [i for i, t in enumerate(targets) if t is not None]
     if not rows:
-        return out.log_probs.new_zeros(())
-    index = torch.tensor(rows, device=out.log_probs.device)
-    return ctc_loss(out.log_probs[index], out.lengths[index], [targets[i] for i in rows])
+        return log_probs.new_zeros(())
+    index = torch.tensor(rows, device=log_probs.device)
+    return ctc_loss(log_probs[index], lengths[index], [targets[i] for i in rows])
 
 
 def teacher_inputs(teachers: dict[str, Teacher]) -> dict[str, dict[str, str]]:

@@ -196,6 +196,32 @@ def test_distill_loss_weights_languages_by_frames(tmp_path):
     assert total.item() == pytest.approx(2.0 * expected_layer + 0.5 * ctc, rel=1e-5)
 
 
+def test_intermediate_ctc_reads_a_lower_layer_through_the_ctc_head_on_transcribed_rows(tmp_path):
+    teachers = two_teachers(tmp_path)
+    student = model(dataclasses.replace(TINY, num_layers=4), seed=5)
+    kd = KdConfig(ctc_weight=1.0, inter_ctc_weight=0.3, targets="on-the-fly")
+    plan = plan_layers(kd, student.config, teachers)
+    assert plan.inter_ctc == 2  # the middle layer by default
+    task = DistillTask(student, teachers, plan, kd, tokenizer=None)
+    batch = make_batch([80, 50, 64], ["en", "de", "en"])
+    batch = dataclasses.replace(batch, targets=[batch.targets[0], None, batch.targets[2]])  # row 1 untranscribed
+    with torch.no_grad():
+        out = student(batch.features, batch.feature_lens)
+        total, terms = task.losses(out, task.teacher_targets(batch), batch)
+        rows = torch.tensor([0, 2])
+        layer2 = student.ctc_head(out.hidden[1]).log_softmax(-1)
+        inter = ctc_loss(layer2[rows], out.lengths[rows], [batch.targets[0], batch.targets[2]]).item()
+        top = ctc_loss(out.log_probs[rows], out.lengths[rows], [batch.targets[0], batch.targets[2]]).item()
+    assert terms["inter_ctc"].item() == pytest.approx(inter, rel=1e-5) and inter != pytest.approx(top, rel=1e-3)
+    assert total.item() == pytest.approx(terms["kd"].item() + top + 0.3 * inter, rel=1e-5)
+    assert plan_layers(dataclasses.replace(kd, inter_ctc_layer=3), student.config, teachers).inter_ctc == 3
+    assert plan_layers(KdConfig(inter_ctc_layer=3), student.config, teachers).inter_ctc == 0  # weight 0: off
+    with pytest.raises(ConfigError, match=r"kd inter_ctc_layer 4 is not below the top of the 4-layer student.*1..3"):
+        plan_layers(dataclasses.replace(kd, inter_ctc_layer=4), student.config, teachers)
+    with pytest.raises(ConfigError, match="inter_ctc_layer must be >= 0"):
+        KdConfig(inter_ctc_layer=-1)
+
+
 def test_bf16_teachers_give_fp32_targets_close_to_fp32_ones(tmp_path, monkeypatch):
     """kd teacher_precision: bf16 runs the teachers under bf16 autocast (here forced native), and
     their targets reach the losses in fp32, within bf16's rounding of the fp32 teachers' targets."""

@@ -18,7 +18,7 @@ from mlkd_cli.data.kaldi_dir import validate_kaldi_dir
 from mlkd_cli.data.prepare import PreparedData
 from mlkd_cli.distill.pseudo_labels import with_pseudo_labels
 from mlkd_cli.experiment.config import KdConfig
-from mlkd_cli.models import CtcOutput, ctc_loss
+from mlkd_cli.models import ctc_loss
 from mlkd_cli.teachers.base import Transcript
 from mlkd_cli.train.batches import KD_TEXT
 from mlkd_cli.train.sampling import language_mix
@@ -100,13 +100,12 @@ def test_training_on_an_untranscribed_set_names_the_set_and_the_fix(prepared, tm
 def test_ctc_counts_only_the_transcribed_rows():
     torch.manual_seed(0)
     log_probs = torch.randn(3, 12, 6).log_softmax(-1)
-    out = CtcOutput(log_probs=log_probs, lengths=torch.tensor([12, 10, 8]), output=log_probs, hidden=[],
-                    attention=[], lid_logits=None)
+    lengths = torch.tensor([12, 10, 8])
     targets = [[1, 2], None, [3, 3, 4]]
     index = torch.tensor([0, 2])
-    expected = ctc_loss(log_probs[index], out.lengths[index], [[1, 2], [3, 3, 4]])
-    assert rows_ctc_loss(out, targets).item() == pytest.approx(expected.item())
-    assert rows_ctc_loss(out, [None, None, None]).item() == 0.0
+    expected = ctc_loss(log_probs[index], lengths[index], [[1, 2], [3, 3, 4]])
+    assert rows_ctc_loss(log_probs, lengths, targets).item() == pytest.approx(expected.item())
+    assert rows_ctc_loss(log_probs, lengths, [None, None, None]).item() == 0.0
 
 
 def cuts_with_pool(tmp_path: Path, prepared) -> CutSet:
