@@ -109,3 +109,12 @@ def test_a_bad_layer_map_is_one_error_line(tmp_path):
 
     result = run_cli("distill", "--data", tmp_path, "--layer-map", "1:x", "de=exp/t", tmp_path / "s")
     assert result.exit_code == 1 and result.output.count("Error:") == 1 and "--layer-map '1:x'" in result.output
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "bench" / "kd").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_bench_lever_reads_as_its_config(path):
+    """bench/kd_seeds.sh --variants NAME reads bench/kd/NAME.yaml (KD) and NAME.train.yaml (training)."""
+    from mlkd_cli.experiment.config import KdConfig, TrainConfig
+
+    load_yaml(TrainConfig if path.name.endswith(".train.yaml") else KdConfig, path)
