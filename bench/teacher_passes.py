@@ -93,8 +93,8 @@ def main() -> None:
                 changed[name][1] += int(mask.sum())
         times["student step"] += timed(lambda: step(inputs, targets), args.repeats)[0]
 
-    print(f"teacher {args.teacher} ({lang or 'multilingual'}), {args.batches} batches, {audio:.1f} s of {args.set} audio, "
-          f"{torch.get_num_threads()} thread(s), best of {args.repeats}")
+    print(f"teacher {args.teacher} ({lang or 'multilingual'}), {args.batches} batches, {audio:.1f} s of {args.set} "
+          f"audio, {torch.get_num_threads()} thread(s), best of {args.repeats}")
     for name, seconds in times.items():
         print(f"  {name:13s} {seconds:7.3f} s  ({audio / seconds:6.1f} s of audio per s)")
     for name in ("bf16", "int8"):

@@ -137,7 +137,8 @@ def test_the_noise_set_goes_only_to_stages_whose_config_mixes_in_noise(tmp_path,
                      "baseline": False, "baseline_pl": False}  # conf/train/baseline_demo.yaml: clean audio
     lid_weights = {line.split()[-1].rsplit("/", 1)[-1]: line.split("--lid-weight ")[1].split()[0]
                    for line in calls if "--lid-weight" in line}
-    assert lid_weights == {"student_kd": "3", "student": "10", "baseline": "3", "baseline_pl": "3"}  # each chosen on dev
+    # each λ chosen on dev
+    assert lid_weights == {"student_kd": "3", "student": "10", "baseline": "3", "baseline_pl": "3"}
 
 
 def test_a_slurm_dry_run_writes_the_dependency_graph_and_submits_nothing(tmp_path, prepared_en_de):
@@ -185,7 +186,8 @@ def test_help_lists_exactly_the_options(tmp_path):
     assert result.returncode == 0 and lines[:2] == ["local/run.sh --help", "Options (with their defaults):"]
     assert [line.split()[0] for line in lines[2:]] == [
         "--stage", "--stop-stage", "--langs", "--size", "--seed", "--nj", "--corpus", "--data", "--tokenizer",
-        "--vocab-size", "--preset", "--exp", "--lid-weight", "--finetune-lid-weight", "--max-false-reject", "--noise", "--unlabeled", "--pl-baseline", "--streaming",
+        "--vocab-size", "--preset", "--exp", "--lid-weight", "--finetune-lid-weight", "--max-false-reject", "--noise",
+        "--unlabeled", "--pl-baseline", "--streaming",
         "--max-jobs-run", "--dry-run"]
     preset = "  --preset demo      # conf/model/{,student_}$preset.yaml, conf/train/{teacher,distill,finetune,baseline}"
     assert f"{preset}_$preset.yaml" in lines  # underscores in comments stay

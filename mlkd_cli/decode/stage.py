@@ -91,8 +91,7 @@ def run_decode(model_dir: Path, inputs: Inputs, config: DecodeConfig, name: Opti
     calibrated = with_calibrated_rejection(config, loaded, model["digest"], out_root) if apply_calibration else config
     # a rule read from lid_calibration.json: calibrating again redoes the decode, as a score follows its decode
     follows = REJECTION_SETTINGS if calibrated is not config else ()
-    config = calibrated
-    export, config = open_export(loaded, config, model["digest"])
+    export, config = open_export(loaded, calibrated, model["digest"])
     out_dir = out_root / decode_dir_name(name or inputs.name, config)
     record = new_record("decode", {"model": model, "inputs": items_input(items),
                                    **({"onnx": file_input(export.path)} if export else {})},

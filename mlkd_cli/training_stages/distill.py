@@ -1,8 +1,9 @@
 """`mlkd distill`: one small multilingual student learns from every language's teacher.
 
-L = Σ_l λ_l ‖h_l^t − P_l(h_l^s)‖²  (+ ctc · L_CTC + inter_ctc · L_CTC(a lower layer) + kl · T²·KL(p_t^T ‖ p_s^T)
-+ attention · L_att + sequence · L_CTC(teacher transcript)), each utterance against its own language's teacher,
-with learned projections P_l (student width → that teacher's width) per teacher language.
+L = Σ_l λ_l ‖h_l^t − P_l(h_l^s)‖²  (+ ctc · L_CTC + inter_ctc · L_CTC(a lower layer)
++ kl · T²·KL(p_t^T ‖ p_s^T) + attention · L_att + sequence · L_CTC(teacher transcript)), each
+utterance against its own language's teacher, with learned projections P_l (student width → that
+teacher's width) per teacher language.
 Teachers of any kind mix (:mod:`mlkd_cli.teachers`): white boxes give layers and posteriors
 (aligned to the student's frames, mapped to its vocabulary), black boxes their transcripts.
 ``final.pt`` holds the student alone; the projections live in the training checkpoints only.

@@ -131,7 +131,8 @@ def test_decode_applies_the_calibration_and_score_reports_it(calibrated, tiny_ad
     assert f"unknown_threshold: {threshold}" in config
 
 
-def test_a_decode_follows_a_new_calibration_but_refuses_a_changed_setting(calibrated, tiny_adaptive, prepared, tmp_path):
+def test_a_decode_follows_a_new_calibration_but_refuses_a_changed_setting(calibrated, tiny_adaptive, prepared,
+                                                                          tmp_path):
     """Calibrating again (another --max-false-reject) redoes the decodes it applies to, as a score
     follows its decode; a setting given on the command line is still refused when it changes."""
     out = tmp_path / "out"
