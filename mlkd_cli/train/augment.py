@@ -141,10 +141,12 @@ class Heard:
 
 
 class Augmenter:
-    """Draws each training cut's augmentation from a ``random.Random``."""
+    """Draws each training cut's augmentation from a ``random.Random`` of its own."""
 
-    def __init__(self, config: AugmentConfig, noise: dict[str, list[Cut]], prepared: Prepared, max_steps: int = 0):
+    def __init__(self, config: AugmentConfig, noise: dict[str, list[Cut]], prepared: Prepared, max_steps: int = 0,
+                 seed: int = 0):
         self.config = config
+        self.seed = seed
         self.noise = noise  # source name → noise cuts with features (babble: training utterances)
         self.prepared = prepared  # the utterances' copies and power
         start, end = config.during
@@ -153,7 +155,7 @@ class Augmenter:
 
     @classmethod
     def build(cls, config: AugmentConfig, cuts: CutSet, data_root: Path, num_jobs: int = 2,
-              max_steps: int = 0) -> Optional["Augmenter"]:
+              max_steps: int = 0, seed: int = 0) -> Optional["Augmenter"]:
         """The augmenter ``config`` asks for (None: no augmentation) for ``cuts`` in a run of
         ``max_steps`` updates: reads the noise sets' features and the cuts' copies, computing those
         not yet stored under ``data_root``."""
@@ -164,15 +166,20 @@ class Augmenter:
         if config.noise.prob and config.noise.babble:
             noise[BABBLE] = list(cuts)
         prepared = prepare_augmentation(data_root, config, cuts, num_jobs)
-        augmenter = cls(config, noise, prepared, max_steps)
+        augmenter = cls(config, noise, prepared, max_steps, seed)
         logger.info("augmentation%s: %s", augmenter.describe_steps(), describe(config, noise, prepared.copies))
         return augmenter
 
-    def __call__(self, cuts: CutSet, rng: random.Random, step: int = 0) -> list[Heard]:
-        """What training hears of the cuts of update ``step`` (counted from 0)."""
+    def __call__(self, cuts: CutSet, step: int = 0) -> list[Heard]:
+        """What training hears of the cuts of update ``step`` (counted from 0).
+
+        Each cut draws from a generator of its own, seeded by (seed, update, cut): a resumed run
+        augments as an uninterrupted one would, and augmentation takes nothing from torch's
+        generator, so a run with it draws the same batches, SpecAugment masks and dropout as the
+        same run without it (an ablation differs by what augmentation does only)."""
         if step < self.first_step or (self.end_step is not None and step >= self.end_step):
             return [Heard(cut) for cut in cuts]
-        return [self.augment(cut, rng) for cut in cuts]
+        return [self.augment(cut, random.Random(f"{self.seed}/{step}/{cut.id}")) for cut in cuts]
 
     def describe_steps(self) -> str:
         if self.config.during == (0.0, 1.0):

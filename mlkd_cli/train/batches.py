@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import random
 import warnings
 from typing import Any, Callable, Optional
 
@@ -79,9 +78,7 @@ class AsrDataset(Dataset):
         cuts = cuts.sort_by_duration(ascending=False)
         heard = [Heard(cut) for cut in cuts]
         if self.augment is not None:
-            # Drawn from torch's generator, which checkpoints save and DataLoader workers seed:
-            # a resumed run augments as an uninterrupted one would.
-            heard = self.augment(cuts, random.Random(int(torch.randint(2**62, ()))), step)
+            heard = self.augment(cuts, step)
         features, lens = self.features(heard)
         clean = None
         if self.spec_augment is not None:

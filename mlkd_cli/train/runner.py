@@ -113,7 +113,7 @@ class TrainingStage(abc.ABC):
         """The augmenter of the config; its copies go to (or come from) the prepared data dir."""
         jobs = min(MAX_RENDER_JOBS, len(os.sched_getaffinity(0)))
         train = self.config.train
-        return Augmenter.build(train.augment, self.augmented_cuts(), self.data.root, jobs, train.max_steps)
+        return Augmenter.build(train.augment, self.augmented_cuts(), self.data.root, jobs, train.max_steps, train.seed)
 
     @abc.abstractmethod
     def resolve(self, config: StageConfig) -> StageConfig:

@@ -209,6 +209,35 @@ def test_cuts_that_draw_nothing_keep_their_cached_features(prepared: Path):
                           atol=1e-5)
 
 
+def test_augmentation_takes_nothing_from_torchs_generator(prepared: Path):
+    """A run with augmentation draws the same SpecAugment masks and dropout as the run without it, and each cut's
+    augmentation is a function of (seed, update, cut): the same again, another with another seed."""
+    from lhotse.utils import fix_random_seed
+
+    from mlkd_cli.data.prepare import PreparedData
+    from mlkd_cli.experiment.config import SpecAugmentConfig
+
+    data = PreparedData(prepared)
+    cuts = data.cuts("train").to_eager().subset(first=6)
+    spec = SpecAugmentConfig(enabled=True)
+    config = AugmentConfig(volume_prob=0.5)
+
+    def after_batches(augment: Augmenter | None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Three batches, and torch's generator after them."""
+        fix_random_seed(0)  # SpecAugment draws from Python's, NumPy's and torch's generators
+        dataset = AsrDataset(data.tokenizer(), spec, augment=augment)
+        return [dataset[(step, cuts)].features for step in range(3)], torch.get_rng_state()
+
+    plain, generator = after_batches(None)
+    volume = Augmenter(config, {}, Prepared(), seed=7)
+    louder, generator_augmenting = after_batches(volume)
+    assert torch.equal(generator, generator_augmenting)
+    assert not all(torch.equal(a, b) for a, b in zip(plain, louder))
+    gains = [[h.gain for h in volume(cuts, step)] for step in range(3)]
+    assert gains == [[h.gain for h in volume(cuts, step)] for step in range(3)]
+    assert gains != [[h.gain for h in Augmenter(config, {}, Prepared(), seed=8)(cuts, step)] for step in range(3)]
+
+
 def test_noise_set_at_8_khz_is_resampled(tmp_path: Path, caplog):
     directory = write_set(tmp_path / "n8k", {"hum": np.sin(np.arange(8000 * 3) / 8000 * 2 * np.pi * 100)}, rate=8000)
     with caplog.at_level(logging.INFO, logger="mlkd"):
@@ -269,6 +298,8 @@ def test_train_config_with_a_missing_noise_set_fails_before_training(prepared: P
 
 def test_teachers_hear_what_the_student_hears(prepared: Path):
     """``keep_clean`` (the on-the-fly teachers' input) is the augmented audio before SpecAugment."""
+    from lhotse.utils import fix_random_seed
+
     from mlkd_cli.data.prepare import PreparedData
     from mlkd_cli.experiment.config import SpecAugmentConfig
 
@@ -323,7 +354,7 @@ def test_augmentation_runs_during_its_share_of_the_updates(speech):
     the updates are the batches' numbers, as NumberedBatches counts them on from a resumed step."""
     config = AugmentConfig(volume_prob=1.0, volume_range=(0.5, 0.5), during=(0.5, 0.8))
     aug = Augmenter(config, {}, Prepared(), max_steps=10)
-    gains = [aug(CutSet.from_cuts([speech]), random.Random(0), step)[0].gain for step in range(10)]
+    gains = [aug(CutSet.from_cuts([speech]), step)[0].gain for step in range(10)]
     assert gains == [1.0] * 5 + [0.5] * 3 + [1.0] * 2
     numbered = NumberedBatches(["a", "b", "c"])
     numbered.next_step = 7
