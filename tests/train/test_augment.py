@@ -298,8 +298,6 @@ def test_train_config_with_a_missing_noise_set_fails_before_training(prepared: P
 
 def test_teachers_hear_what_the_student_hears(prepared: Path):
     """``keep_clean`` (the on-the-fly teachers' input) is the augmented audio before SpecAugment."""
-    from lhotse.utils import fix_random_seed
-
     from mlkd_cli.data.prepare import PreparedData
     from mlkd_cli.experiment.config import SpecAugmentConfig
 
